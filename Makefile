@@ -1,0 +1,35 @@
+# Two commands: `make train` (the main job on its embedded default) and `make test` (the suite).
+# Both set everything up first (scripts/bootstrap.sh is idempotent).
+VENV := .venv
+PY := $(VENV)/bin/python
+export MUJOCO_GL ?= osmesa
+export PYOPENGL_PLATFORM ?= osmesa
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup train test test-all lint typecheck bench clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+train: setup
+	$(VENV)/bin/pirlctl train $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-all: setup
+	$(PY) -m pytest -q -m "" $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,70 @@
+"""Chunk-level generalised advantage estimation (pirl-method.md, "PPO, chunk level").
+
+One outer-MDP step executes one chunk of n_exec actions: its reward is the sum of the env rewards it collected,
+and it ends the episode when any env step inside it terminated or truncated (the actor stops executing the chunk
+there). Discounting is per chunk.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def chunk_gae(
+    rewards: Tensor,
+    values: Tensor,
+    terminated: Tensor,
+    truncated: Tensor,
+    bootstrap_values: Tensor,
+    *,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[Tensor, Tensor]:
+    """GAE over one time-ordered stream of chunks (one actor's rollout segment).
+
+    rewards [N]: chunk rewards r̃_t.  values [N]: V(s_t) recorded at sampling time.
+    terminated [N] bool: the episode ended inside chunk t by termination (no bootstrap: V(s_{t+1}) = 0).
+    truncated [N] bool: the episode was cut inside chunk t by a time limit (bootstrap from V(final obs)).
+    bootstrap_values [N]: V(s_{t+1}) of the observation after chunk t; read where chunk t is truncated or is
+    the last of the stream (the rollout boundary), ignored elsewhere (there V(s_{t+1}) = values[t+1]).
+
+        δ_t = r̃_t + γ·V_next_t·(1 − term_t) − V(s_t)
+        Â_t = δ_t + γλ·(1 − end_t)·Â_{t+1},   end_t = term_t or trunc_t
+
+    Computed in float64. Returns float32 (advantages [N], returns [N] = advantages + values).
+    """
+    n = rewards.shape[0]
+    rewards, values = rewards.double(), values.double()
+    bootstrap_values = bootstrap_values.double()
+    term = terminated.bool()
+    end = term | truncated.bool()
+    adv = torch.zeros(n, dtype=torch.float64, device=rewards.device)
+    next_adv = torch.zeros((), dtype=torch.float64, device=rewards.device)
+    for t in reversed(range(n)):
+        last = t == n - 1
+        if bool(truncated[t]) or last:
+            v_next = bootstrap_values[t]
+        else:
+            v_next = values[t + 1]
+        not_term = 0.0 if bool(term[t]) else 1.0
+        delta = rewards[t] + gamma * v_next * not_term - values[t]
+        carry = 0.0 if (bool(end[t]) or last) else 1.0
+        next_adv = delta + gamma * gae_lambda * carry * next_adv
+        adv[t] = next_adv
+    return adv.float(), (adv + values).float()
+
+
+def normalize(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """Zero-mean, unit-std copy of x (unchanged when it has fewer than 2 elements)."""
+    if x.numel() < 2:
+        return x - x.mean()
+    return (x - x.mean()) / (x.std() + eps)
+
+
+def explained_variance(values: Tensor, returns: Tensor) -> float:
+    """1 − Var(R − V)/Var(R): 1 is a perfect critic, ≤ 0 no better than a constant. NaN when Var(R) = 0."""
+    var_r = torch.var(returns.double())
+    if float(var_r) == 0.0:
+        return float("nan")
+    return float(1.0 - torch.var((returns - values).double()) / var_r)

@@ -1,0 +1,247 @@
+"""PI-RL algorithm configuration, registered in LeRobot's ``RLAlgorithmConfig`` registry as ``pi_rl``.
+
+Every PI-RL hyperparameter is defined here, once. Defaults follow the RLinf LIBERO π0 Flow-SDE recipe
+(``shared/reference/pirl-method.md``, "Reference hyperparameters"), with batch sizes scaled from 64 envs × 8
+rollout epochs on 8 GPUs down to one machine. The tiny CPU configs in ``configs/`` override the learning rates,
+because a freshly behaviour-cloned tiny X-VLA tolerates (and needs) far larger steps than a pretrained VLA.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.rl.algorithms.configs import RLAlgorithmConfig
+
+NOISE_METHODS = ("flow_sde", "flow_noise", "flow_ode")
+SAMPLING_MODES = ("hybrid", "full_chain")
+LOGPROB_REDUCTIONS = ("chunk_level", "token_level")
+CHAIN_AGGREGATIONS = ("sum", "mean")
+VALUE_HEAD_PLACEMENTS = ("vlm_prefix", "action_expert")
+TRAINABLE_SCOPES = ("action_expert", "all")
+STALE_SAMPLE_RULES = ("drop", "importance_weight")
+
+
+class PiRLConfigError(ValueError):
+    """A PI-RL config value is invalid. The message names the field and the fix."""
+
+
+@RLAlgorithmConfig.register_subclass("pi_rl")
+@dataclass
+class PiRLConfig(RLAlgorithmConfig):
+    """PPO over a stochastic denoising chain (πRL, arXiv 2510.25889) for flow-matching policies.
+
+    Time convention (pirl-method.md): x_t = t·ε + (1−t)·a; K steps from t=1 (noise) to t=0 (action).
+    """
+
+    # --- Stochastic denoising chain -------------------------------------------------------------------
+    # How each denoising step is made stochastic: "flow_sde" (ODE→SDE conversion, noise level `noise_level`),
+    # "flow_noise" (learned per-token σ from a small noise head), "flow_ode" (deterministic; evaluation only).
+    noise_method: str = "flow_sde"
+    # Flow-SDE noise level a in s_t = a·sqrt(t/(1−t)). RLinf uses 0.5 (0.3 on easier tasks).
+    noise_level: float = 0.5
+    # Optional linear annealing of `noise_level` to this value (None = constant).
+    noise_level_final: float | None = None
+    # Number of PPO iterations over which `noise_level` anneals to `noise_level_final`.
+    noise_anneal_iters: int = 0
+    # Flow-Noise lower bound on the learned step std σ (RLinf: 0.08).
+    noise_sigma_min: float = 0.08
+    # Flow-Noise upper bound on the learned step std σ (RLinf: 0.16).
+    noise_sigma_max: float = 0.16
+    # K, number of denoising steps for rollouts, re-scoring and ODE evaluation (RLinf LIBERO: 4).
+    num_denoise_steps: int = 4
+    # "hybrid": one stochastic step k* ~ U{0..K−1} per chunk, the others ODE (two-layer MDP; re-score cost ≈ 1/K);
+    # "full_chain": every step stochastic (one-layer MDP). None picks the method default: hybrid for flow_sde,
+    # full_chain for flow_noise.
+    sampling: str | None = None
+    # Chain-term aggregation for full_chain: "sum" (joint density of the chain; the default) or "mean"
+    # (RLinf's choice: divides the log-ratio by the number of stochastic steps, widening the effective clip range).
+    chain_aggregation: str = "sum"
+    # "chunk_level": one ratio per chunk, log-probs summed over executed rows and real action dims;
+    # "token_level": one ratio per (row, dim), the chunk's advantage broadcast to each.
+    logprob_reduction: str = "chunk_level"
+    # Executed chunk length n_exec: actions run per policy call (≤ chunk_size). None = the policy's n_action_steps.
+    n_exec: int | None = None
+
+    # --- PPO -----------------------------------------------------------------------------------------
+    # Discount per chunk (one outer-MDP step executes n_exec actions).
+    gamma: float = 0.99
+    # GAE λ per chunk.
+    gae_lambda: float = 0.95
+    # PPO clip range ε on the probability ratio.
+    clip_ratio: float = 0.2
+    # Value clipping range around the rollout's value (None disables value clipping).
+    value_clip: float | None = 0.2
+    # Huber δ of the critic loss.
+    huber_delta: float = 1.0
+    # Weight of the critic loss in the total loss (critic and actor have separate optimizers and parameters).
+    value_loss_coef: float = 1.0
+    # Normalise advantages per PPO iteration (zero mean, unit std over the whole batch).
+    normalize_advantages: bool = True
+    # PPO epochs over each on-policy batch (RLinf LIBERO: 4).
+    ppo_epochs: int = 4
+    # Minibatch size in chunks (RLinf: micro 128 of global 2048; scaled down for one machine).
+    minibatch_size: int = 64
+    # Stop the remaining epochs of an iteration once approx_kl exceeds this (None = never).
+    target_kl: float | None = None
+    # Entropy bonus coefficient. None = method default: 0.005 for flow_noise, 0 for flow_sde (σ is not learned).
+    entropy_coef: float | None = None
+
+    # --- Optimisation ----------------------------------------------------------------------------------
+    # Actor learning rate (policy action expert and noise head). RLinf: 5e-6 for a pretrained π0.
+    actor_lr: float = 5e-6
+    # Critic (value head) learning rate. RLinf: 1e-4.
+    value_lr: float = 1e-4
+    # AdamW betas (RLinf: 0.9, 0.95).
+    adam_betas: tuple[float, float] = (0.9, 0.95)
+    # AdamW weight decay (RLinf: 0.01).
+    weight_decay: float = 0.01
+    # Gradient-norm clip, applied separately to actor and critic parameters (RLinf: 1.0).
+    grad_clip_norm: float = 1.0
+    # PPO iterations at the start during which only the value head trains (critic warm-up).
+    critic_warmup_iters: int = 0
+
+    # --- Heads and trainable parts -----------------------------------------------------------------------
+    # Where the value head reads its features: "vlm_prefix" (mean-pooled VLM encoder output plus the proprio
+    # state; noise-independent, the default for X-VLA, as for π0.5) or "action_expert" (mean-pooled action-token
+    # hidden states of the first denoise step, as for π0). The features are detached either way.
+    value_head: str = "vlm_prefix"
+    # Hidden width of the value-head MLP.
+    value_hidden_dim: int = 256
+    # Hidden width of the Flow-Noise σ head.
+    noise_head_hidden_dim: int = 128
+    # Which policy parameters PPO trains: "action_expert" (VLM frozen; X-VLA's soft-prompted transformer, soft
+    # prompts and projections train) or "all".
+    trainable: str = "action_expert"
+
+    # --- On-policy data -----------------------------------------------------------------------------------
+    # What the learner does with a transition produced by an older policy version than the current one:
+    # "drop" it, or "importance_weight" it (kept when at most `max_policy_lag` versions old; its stored log-prob
+    # keeps PPO's ratio correct, the ratio being clipped as usual).
+    stale_sample_rule: str = "drop"
+    # Largest accepted version lag for "importance_weight" (samples older than this are dropped).
+    max_policy_lag: int = 1
+
+    # Filled in by TrainRLServerPipelineConfig.validate() / from_policy_config().
+    policy_config: PreTrainedConfig | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- validation -------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`PiRLConfigError` naming the first invalid field and how to fix it."""
+
+        def choice(name: str, allowed: tuple[str, ...], allow_none: bool = False) -> None:
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            if value not in allowed:
+                raise PiRLConfigError(
+                    f"pi_rl.{name}={value!r} is invalid; use one of {', '.join(repr(a) for a in allowed)}"
+                )
+
+        def positive(name: str, strict: bool = True) -> None:
+            value = getattr(self, name)
+            bad = not isinstance(value, (int, float)) or not math.isfinite(value)
+            bad = bad or (value <= 0 if strict else value < 0)
+            if bad:
+                rel = "> 0" if strict else ">= 0"
+                raise PiRLConfigError(f"pi_rl.{name}={value!r} is invalid; it must be a finite number {rel}")
+
+        def unit_interval(name: str) -> None:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+                raise PiRLConfigError(f"pi_rl.{name}={value!r} is invalid; it must lie in [0, 1]")
+
+        choice("noise_method", NOISE_METHODS)
+        choice("sampling", SAMPLING_MODES, allow_none=True)
+        choice("chain_aggregation", CHAIN_AGGREGATIONS)
+        choice("logprob_reduction", LOGPROB_REDUCTIONS)
+        choice("value_head", VALUE_HEAD_PLACEMENTS)
+        choice("trainable", TRAINABLE_SCOPES)
+        choice("stale_sample_rule", STALE_SAMPLE_RULES)
+        positive("noise_level", strict=False)
+        if self.noise_level_final is not None:
+            positive("noise_level_final", strict=False)
+        positive("noise_anneal_iters", strict=False)
+        positive("noise_sigma_min")
+        positive("noise_sigma_max")
+        if self.noise_sigma_min > self.noise_sigma_max:
+            raise PiRLConfigError(
+                f"pi_rl.noise_sigma_min={self.noise_sigma_min} exceeds noise_sigma_max={self.noise_sigma_max}; "
+                "swap them or widen the bounds"
+            )
+        if not isinstance(self.num_denoise_steps, int) or self.num_denoise_steps < 1:
+            raise PiRLConfigError(
+                f"pi_rl.num_denoise_steps={self.num_denoise_steps!r} is invalid; it must be an integer >= 1"
+            )
+        if self.n_exec is not None and (not isinstance(self.n_exec, int) or self.n_exec < 1):
+            raise PiRLConfigError(f"pi_rl.n_exec={self.n_exec!r} is invalid; use an integer >= 1 or null")
+        unit_interval("gamma")
+        unit_interval("gae_lambda")
+        positive("clip_ratio")
+        if self.value_clip is not None:
+            positive("value_clip")
+        positive("huber_delta")
+        positive("value_loss_coef", strict=False)
+        for name in ("ppo_epochs", "minibatch_size", "max_policy_lag"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (0 if name == "max_policy_lag" else 1):
+                raise PiRLConfigError(f"pi_rl.{name}={value!r} is invalid; it must be a positive integer")
+        if self.target_kl is not None:
+            positive("target_kl")
+        if self.entropy_coef is not None:
+            positive("entropy_coef", strict=False)
+            if self.entropy_coef > 0 and self.noise_method != "flow_noise":
+                raise PiRLConfigError(
+                    f"pi_rl.entropy_coef={self.entropy_coef} has no effect with noise_method="
+                    f"{self.noise_method!r} (σ is not learned); set it to 0 or use flow_noise"
+                )
+        positive("actor_lr", strict=False)
+        positive("value_lr", strict=False)
+        positive("weight_decay", strict=False)
+        positive("grad_clip_norm")
+        positive("critic_warmup_iters", strict=False)
+        if len(tuple(self.adam_betas)) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
+            raise PiRLConfigError(f"pi_rl.adam_betas={self.adam_betas!r} is invalid; use two numbers in [0, 1)")
+        positive("value_hidden_dim")
+        positive("noise_head_hidden_dim")
+
+    # -- derived values (computed, never stored twice) -----------------------------------------------------
+    @property
+    def resolved_sampling(self) -> str:
+        """The sampling mode in force: the explicit one, else the noise method's default."""
+        if self.sampling is not None:
+            return self.sampling
+        return "full_chain" if self.noise_method == "flow_noise" else "hybrid"
+
+    @property
+    def resolved_entropy_coef(self) -> float:
+        """The entropy coefficient in force: explicit, else 0.005 for flow_noise (RLinf) and 0 otherwise."""
+        if self.entropy_coef is not None:
+            return self.entropy_coef
+        return 0.005 if self.noise_method == "flow_noise" else 0.0
+
+    def noise_level_at(self, iteration: int) -> float:
+        """Flow-SDE noise level a after `iteration` PPO iterations (linear annealing when configured)."""
+        if self.noise_level_final is None or self.noise_anneal_iters <= 0:
+            return self.noise_level
+        frac = min(1.0, max(0.0, iteration / self.noise_anneal_iters))
+        return self.noise_level + frac * (self.noise_level_final - self.noise_level)
+
+    def resolved_n_exec(self, chunk_size: int, n_action_steps: int | None = None) -> int:
+        """Executed chunk length n_exec, checked against the policy's chunk size."""
+        n = self.n_exec if self.n_exec is not None else (n_action_steps or chunk_size)
+        if n > chunk_size:
+            raise PiRLConfigError(
+                f"pi_rl.n_exec={n} exceeds the policy's chunk_size={chunk_size}; lower n_exec or raise chunk_size"
+            )
+        return n
+
+    @classmethod
+    def from_policy_config(cls, policy_cfg: Any) -> PiRLConfig:
+        """Default PI-RL config for a policy (LeRobot's factory contract)."""
+        return cls(policy_config=policy_cfg)

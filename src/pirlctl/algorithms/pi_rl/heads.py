@@ -1,0 +1,44 @@
+"""Algorithm-owned heads: the critic and the Flow-Noise σ net."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class ValueHead(nn.Module):
+    """V(s): a two-layer MLP on detached features [B, F] -> [B]."""
+
+    def __init__(self, in_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(hidden, 1),
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.net(features.detach().float()).squeeze(-1)
+
+
+class NoiseHead(nn.Module):
+    """Flow-Noise σ_θ'(h): per (row, dim) std from action-token hidden states h [B,T,H] -> [B,T,D].
+
+    σ = exp(log σ_min + (log σ_max − log σ_min)·(tanh(u) + 1)/2): a tanh-squashed log-std, so σ ∈ [σ_min, σ_max]
+    (RLinf bounds it to [0.08, 0.16]). Initialised at the middle of the range. The hidden states are detached:
+    the σ net learns from the PPO loss through σ only, it does not reshape the action expert.
+    """
+
+    def __init__(self, hidden_size: int, action_dim: int, hidden: int, sigma_min: float, sigma_max: float) -> None:
+        super().__init__()
+        self.log_min, self.log_max = math.log(sigma_min), math.log(sigma_max)
+        self.net = nn.Sequential(nn.Linear(hidden_size, hidden), nn.SiLU(), nn.Linear(hidden, action_dim))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        u = torch.tanh(self.net(hidden.detach().float()))
+        return torch.exp(self.log_min + (self.log_max - self.log_min) * (u + 1.0) / 2.0)

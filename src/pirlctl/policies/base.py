@@ -1,0 +1,61 @@
+"""The small interface a flow-matching policy offers PI-RL.
+
+An adapter wraps a LeRobot policy. It splits a rollout call into the part computed once per observation (the
+VLM prefix) and one denoising step, which returns x̂₀, x̂₁ and the action-token hidden states. Everything else
+(the chain, log-probs, the heads) lives in ``pirlctl.algorithms.pi_rl``. A π0 adapter implements the same five
+members: its ``denoise`` returns x̂₀ = x_t − t·v and x̂₁ = x_t + (1−t)·v from the velocity v, ignoring the hint.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from pirlctl.algorithms.pi_rl.sampler import DenoiseFn
+
+
+@runtime_checkable
+class FlowPolicyAdapter(Protocol):
+    """What PI-RL needs from a flow-matching policy.
+
+    Attributes: ``policy`` (the wrapped module), ``chunk_size`` T, ``action_dim`` D (model-facing, padding
+    included), ``real_action_dim`` (dims the env receives; only these are scored), ``hidden_size`` H of the
+    action-token hidden states, ``prefix_feature_dim`` F of :meth:`prefix_features`, ``n_action_steps``.
+    """
+
+    policy: nn.Module
+    chunk_size: int
+    action_dim: int
+    real_action_dim: int
+    hidden_size: int
+    prefix_feature_dim: int
+    n_action_steps: int
+
+    def encode(self, batch: dict[str, Tensor]) -> Any:
+        """The observation prefix (VLM features, proprio, ...) for a batch, computed once per observation."""
+        ...
+
+    def denoise_fn(self, prefix: Any) -> DenoiseFn:
+        """A denoising step bound to ``prefix``: (x_t [B,T,D], t [B], hint [B,T,D]) -> DenoiseOutput."""
+        ...
+
+    def prefix_features(self, prefix: Any) -> Tensor:
+        """Pooled prefix features [B, F] for the value head (placement ``vlm_prefix``)."""
+        ...
+
+    def postprocess(self, x: Tensor) -> Tensor:
+        """Model-space chunk [B,T,D] -> env actions [B,T,real_action_dim]."""
+        ...
+
+    def frozen_parameter_prefixes(self) -> tuple[str, ...]:
+        """Parameter-name prefixes that stay frozen under ``trainable = "action_expert"`` (the VLM)."""
+        ...
+
+
+def initial_noise(adapter: FlowPolicyAdapter, batch_size: int, *, device: torch.device | str,
+                  dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None) -> Tensor:
+    """x_0 ~ N(0, I) of shape [B, T, D], drawn exactly as the policy's own sampler draws it."""
+    return torch.randn(batch_size, adapter.chunk_size, adapter.action_dim, device=device, dtype=dtype,
+                       generator=generator)
