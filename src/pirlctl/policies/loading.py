@@ -1,0 +1,43 @@
+"""Build LeRobot policies from config files or local checkpoints, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import draccus
+from lerobot.configs.policies import PreTrainedConfig
+from torch import nn
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+CONFIGS_DIR = REPO_ROOT / "configs"
+TINY_XVLA_CONFIG = CONFIGS_DIR / "policy" / "tiny_xvla.json"
+
+
+def load_policy_config(path: str | Path) -> PreTrainedConfig:
+    """A LeRobot policy config (draccus JSON with a ``type`` key, e.g. configs/policy/tiny_xvla.json)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"policy config {p} not found; pass a JSON file such as {TINY_XVLA_CONFIG}")
+    with draccus.config_type("json"):
+        return draccus.parse(PreTrainedConfig, str(p), args=[])
+
+
+def build_policy(config: PreTrainedConfig, pretrained_path: str | Path | None = None) -> nn.Module:
+    """A policy from its config: randomly initialised, or loaded from a local LeRobot checkpoint directory.
+
+    Never downloads: a ``pretrained_path`` that is not a local directory is refused.
+    """
+    from lerobot.policies.factory import get_policy_class
+
+    cls = get_policy_class(config.type)
+    if pretrained_path is None:
+        policy = cls(config)
+    else:
+        path = Path(pretrained_path)
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"pretrained policy {path} is not a local directory; download it first (hf download ...) "
+                "and pass the folder"
+            )
+        policy = cls.from_pretrained(str(path), config=config, local_files_only=True)
+    return policy.to(config.device or "cpu")

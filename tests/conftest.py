@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny seeded models on CPU, built offline."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import pirlctl  # noqa: E402,F401  (registers pi_rl)
+from pirlctl.policies.loading import TINY_XVLA_CONFIG, build_policy, load_policy_config  # noqa: E402
+from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task  # noqa: E402
+
+
+@pytest.fixture
+def tiny_xvla_config():
+    return load_policy_config(TINY_XVLA_CONFIG)
+
+
+@pytest.fixture
+def tiny_xvla(tiny_xvla_config):
+    torch.manual_seed(0)
+    return build_policy(tiny_xvla_config)
+
+
+def make_xvla_batch(config, batch_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    batch = {}
+    for key, feat in config.input_features.items():
+        if key.startswith("observation.images"):
+            batch[key] = torch.rand(batch_size, *feat.shape, generator=g)
+        else:
+            batch[key] = torch.randn(batch_size, *feat.shape, generator=g)
+    batch[LANGUAGE_TOKENS_KEY] = tokenize_task("pick up the cube", config, batch_size)[0]
+    return batch
+
+
+@pytest.fixture
+def xvla_batch(tiny_xvla_config):
+    return make_xvla_batch(tiny_xvla_config, 6)
