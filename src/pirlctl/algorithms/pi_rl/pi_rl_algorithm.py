@@ -404,6 +404,24 @@ class PiRLAlgorithm(RLAlgorithm):
             weights["noise_head"] = {k: v.detach().cpu() for k, v in self.noise_head.state_dict().items()}
         return weights
 
+    def frozen_fingerprint(self) -> str:
+        """sha256 over the policy parameters that are *not* pushed (names, shapes, bytes).
+
+        An actor and a learner must agree on it: get_weights() sends only the trainable part, so both sides have
+        to start from the same base checkpoint (or the same seeded random init).
+        """
+        import hashlib
+
+        h = hashlib.sha256()
+        trainable = self.trainable_policy_parameters()
+        for name, p in sorted(self.policy.named_parameters()):
+            if name in trainable:
+                continue
+            h.update(name.encode())
+            h.update(str(tuple(p.shape)).encode())
+            h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
     def expected_weights(self) -> dict[str, dict[str, tuple[tuple[int, ...], torch.dtype]]]:
         """What :meth:`load_weights` consumes: group -> key -> (shape, dtype)."""
         out = {

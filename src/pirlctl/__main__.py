@@ -1,0 +1,3 @@
+from pirlctl.cli.app import main
+
+main()

@@ -1,0 +1,36 @@
+"""``pirlctl actor``: run the env with the PI-RL sampler against a learner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, overrides, run_or_exit
+from pirlctl.reporting.output import render
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(context_settings=EXTRA_ARGS)
+    def actor(
+        ctx: typer.Context,
+        config_path: Path = typer.Option(..., "--config_path", "--config-path", help="Run config JSON."),
+        actor_id: int = typer.Option(0, "--actor-id", help="This actor's index (seeds and logs)."),
+        host: str | None = typer.Option(None, help="Learner address (default from config)."),
+        port: int | None = typer.Option(None, help="Learner port (default from config)."),
+        json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
+        debug: bool = typer.Option(False, help="Show tracebacks."),
+    ) -> None:
+        """Run one actor. Extra ``--section.field=value`` arguments override the config."""
+        headless_defaults()
+
+        def go():
+            from pirlctl.config.run_config import load_run_config
+            from pirlctl.config.settings import OperatorSettings, apply_operator_settings
+            from pirlctl.runtime.actor import run_actor
+
+            settings = OperatorSettings()
+            cfg = apply_operator_settings(load_run_config(config_path, overrides(ctx)), settings, host=host, port=port)
+            return run_actor(cfg, actor_id, token=settings.resolved_token())
+
+        render(run_or_exit(go, debug=debug), as_json=json_out, title=f"actor {actor_id}")

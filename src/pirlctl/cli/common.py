@@ -1,0 +1,45 @@
+"""Shared CLI plumbing: config loading with overrides, and one-line errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from pirlctl.errors import one_line
+from pirlctl.reporting.output import error
+
+T = TypeVar("T")
+
+EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def headless_defaults() -> None:
+    os.environ.setdefault("MUJOCO_GL", "osmesa")
+    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def run_or_exit(fn: Callable[[], T], *, debug: bool = False) -> T:
+    """Run ``fn``; a known failure prints one line and exits 2 (``--debug`` re-raises with the traceback)."""
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        error("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as err:  # noqa: BLE001 - the CLI boundary turns errors into one line
+        if debug:
+            raise
+        error(one_line(err))
+        raise typer.Exit(2) from None
+
+
+def overrides(ctx: typer.Context) -> list[str]:
+    """Dotted draccus overrides after the known options, e.g. ``--runtime.num_actors=2``."""
+    args: list[Any] = list(ctx.args)
+    return [str(a) for a in args]

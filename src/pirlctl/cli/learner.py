@@ -1,0 +1,38 @@
+"""``pirlctl learner``: serve LeRobot's LearnerService and train with PI-RL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, overrides, run_or_exit
+from pirlctl.reporting.output import render
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(context_settings=EXTRA_ARGS)
+    def learner(
+        ctx: typer.Context,
+        config_path: Path = typer.Option(..., "--config_path", "--config-path", help="Run config JSON."),
+        host: str | None = typer.Option(None, help="Bind address (default from config: 127.0.0.1)."),
+        port: int | None = typer.Option(None, help="gRPC port (default from config)."),
+        allow_remote: bool = typer.Option(False, help="Allow binding a non-loopback address (needs PIRL_TOKEN)."),
+        json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
+        debug: bool = typer.Option(False, help="Show tracebacks."),
+    ) -> None:
+        """Run the learner. Extra ``--section.field=value`` arguments override the config."""
+        headless_defaults()
+
+        def go():
+            from pirlctl.config.run_config import load_run_config
+            from pirlctl.config.settings import OperatorSettings, apply_operator_settings, check_bind_address
+            from pirlctl.runtime.learner import run_learner
+
+            settings = OperatorSettings()
+            cfg = apply_operator_settings(load_run_config(config_path, overrides(ctx)), settings, host=host, port=port)
+            token = settings.resolved_token()
+            check_bind_address(cfg.runtime.learner_host, allow_remote=allow_remote, token=token)
+            return run_learner(cfg, token=token)
+
+        render(run_or_exit(go, debug=debug), as_json=json_out, title="learner")

@@ -1,0 +1,182 @@
+"""The PI-RL run config: draccus JSON in LeRobot's style (``--config_path`` plus dotted overrides).
+
+``algorithm.type = "pi_rl"`` selects the recipe; ``policy.type`` stays what it is (``xvla``). Runtime settings
+(learner address, actors, rollout length, budget, push policy, output dir, device) live here, in ``runtime``, and
+never on the policy config — LeRobot 0.6.1's SAC actor/learner read them from the policy, which X-VLA's config
+does not have. PI-RL hyperparameters live only in ``algorithm`` (:class:`PiRLConfig`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import draccus
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.rl.algorithms.configs import RLAlgorithmConfig
+
+from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
+
+
+class RunConfigError(ValueError):
+    """The run config is invalid; the message names the field and the fix."""
+
+
+@dataclass
+class EnvSettings:
+    """The MuJoCo task the actor runs (gym_hil pick-cube by default)."""
+
+    # gymnasium id; gym_hil/PandaPickCube-v0 works headless (the Base/Keyboard/Gamepad variants do not).
+    task: str = "gym_hil/PandaPickCube-v0"
+    # Natural-language instruction given to the VLA.
+    instruction: str = "pick up the cube"
+    # Randomise the cube's xy (the registered task never moves it: one demo replayed open-loop succeeds 100%).
+    random_block_position: bool = True
+    # Rendered image side in pixels (square). Must match the policy's image features.
+    image_size: int = 64
+    # Cameras the policy sees, out of gym_hil's "front" and "wrist".
+    cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
+    # Software shadows cost ~4x render time on CPU; demos, training and eval must agree on this.
+    shadows: bool = False
+    # Off-screen multisampling (MuJoCo offsamples). 0 nearly doubles CPU render speed.
+    multisamples: int = 0
+    # Episode time limit in env steps (10 Hz control).
+    max_episode_steps: int = 100
+    # "sparse" (1 on lift, the success signal) or "dense".
+    reward_type: str = "sparse"
+    # Seed of the first episode; episode i uses seed + i (the cube comes from numpy's global RNG, seeded per reset).
+    seed: int = 0
+
+
+@dataclass
+class RuntimeSettings:
+    """Where and how long the actor/learner pair runs."""
+
+    # Learner address. 127.0.0.1 by default: any other bind address needs --allow-remote and a token or TLS.
+    learner_host: str = "127.0.0.1"
+    # Learner gRPC port.
+    learner_port: int = 50061
+    # Number of actors that contribute to each PPO batch.
+    num_actors: int = 1
+    # Chunks (policy calls) each actor collects per rollout segment with one policy version.
+    rollout_chunks: int = 32
+    # Stop after this many env steps in total (all actors).
+    total_env_steps: int = 2_000
+    # Weight push policy: "every_iteration" (after each PPO iteration, tagged with the new version).
+    push: str = "every_iteration"
+    # Seconds a learner waits for a complete batch before training on what it has (>= one minibatch); 0 = forever.
+    batch_timeout_s: float = 0.0
+    # Seconds an actor waits for the next policy version before collecting with the weights it has.
+    weights_wait_s: float = 120.0
+    # Write a checkpoint every N PPO iterations (and always at the end).
+    checkpoint_every: int = 5
+    # Torch device for the learner ("cpu", "cuda").
+    device: str = "cpu"
+    # Torch device for the actors.
+    actor_device: str = "cpu"
+    # Torch intra-op threads per process (0 = torch default). 1 keeps 2-core machines responsive.
+    torch_threads: int = 1
+
+
+@dataclass
+class PiRLRunConfig:
+    """A whole PI-RL run: policy, algorithm, env, runtime."""
+
+    # The flow policy (LeRobot policy config, e.g. type xvla).
+    policy: PreTrainedConfig | None = None
+    # Local directory of a pretrained LeRobot checkpoint of `policy` (the SFT policy); None = random init.
+    policy_path: str | None = None
+    # The RL algorithm; "pi_rl" for this recipe.
+    algorithm: RLAlgorithmConfig | None = None
+    env: EnvSettings = field(default_factory=EnvSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    # Run folder: metrics.jsonl, checkpoints/, logs.
+    output_dir: str = "runs/default"
+    # Name of the run (defaults to the output folder's name).
+    job_name: str | None = None
+    # Global seed (torch, numpy, python).
+    seed: int = 1000
+    # Resume from output_dir/checkpoints/last.
+    resume: bool = False
+
+    def validate(self) -> None:
+        if self.policy is None:
+            raise RunConfigError("policy is not set; give a policy config (e.g. configs/policy/tiny_xvla.json)")
+        if self.algorithm is None:
+            self.algorithm = PiRLConfig()
+        if getattr(self.algorithm, "policy_config", None) is None:
+            self.algorithm.policy_config = self.policy  # type: ignore[attr-defined]
+        rt = self.runtime
+        for name in ("num_actors", "rollout_chunks", "total_env_steps", "checkpoint_every"):
+            value = getattr(rt, name)
+            if not isinstance(value, int) or value < 1:
+                raise RunConfigError(f"runtime.{name}={value!r} is invalid; it must be an integer >= 1")
+        if not (1 <= rt.learner_port <= 65535):
+            raise RunConfigError(f"runtime.learner_port={rt.learner_port} is invalid; use 1-65535")
+        if rt.push != "every_iteration":
+            raise RunConfigError(f"runtime.push={rt.push!r} is invalid; use 'every_iteration'")
+        bad = [c for c in self.env.cameras if c not in ("front", "wrist")]
+        if bad or not self.env.cameras:
+            raise RunConfigError(f"env.cameras={self.env.cameras!r} is invalid; use 'front' and/or 'wrist'")
+        if self.env.reward_type not in ("sparse", "dense"):
+            raise RunConfigError(f"env.reward_type={self.env.reward_type!r} is invalid; use 'sparse' or 'dense'")
+        if self.job_name is None:
+            self.job_name = Path(self.output_dir).name
+
+    @property
+    def pirl(self) -> PiRLConfig:
+        """The algorithm config, checked to be PI-RL."""
+        if not isinstance(self.algorithm, PiRLConfig):
+            kind = getattr(self.algorithm, "type", None)
+            raise RunConfigError(
+                f"algorithm.type={kind!r}: pirlctl's learner/actor run pi_rl; run SAC with LeRobot's own "
+                "lerobot-train-rl, or convert it with `pirlctl migrate-config`"
+            )
+        return self.algorithm
+
+
+def encode_run_config(cfg: PiRLRunConfig) -> dict[str, Any]:
+    """JSON-able dict (draccus encoding); ``policy_config`` inside the algorithm is left out (it is ``policy``)."""
+    algo = cfg.algorithm
+    saved = getattr(algo, "policy_config", None)
+    if algo is not None and saved is not None:
+        algo.policy_config = None  # type: ignore[attr-defined]
+    try:
+        data = draccus.encode(cfg)
+    finally:
+        if algo is not None and saved is not None:
+            algo.policy_config = saved  # type: ignore[attr-defined]
+    if isinstance(data.get("algorithm"), dict):
+        data["algorithm"].pop("policy_config", None)
+    return data
+
+
+def config_hash(cfg: PiRLRunConfig) -> str:
+    """sha256 of what must match between a checkpoint and the config resuming it: policy and algorithm."""
+    data = encode_run_config(cfg)
+    key = {"policy": data.get("policy"), "algorithm": data.get("algorithm")}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def save_run_config(cfg: PiRLRunConfig, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(encode_run_config(cfg), indent=2, default=str))
+
+
+def load_run_config(path: str | Path | None, overrides: list[str] | None = None) -> PiRLRunConfig:
+    """Parse a run config file plus dotted overrides (``--runtime.num_actors=2``), then validate it."""
+    args = list(overrides or [])
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise RunConfigError(f"run config {p} not found; pass --config_path to a JSON file (see configs/)")
+        try:
+            json.loads(p.read_text())
+        except json.JSONDecodeError as err:
+            raise RunConfigError(f"run config {p} is not valid JSON (line {err.lineno}): {err.msg}") from err
+    with draccus.config_type("json"):
+        cfg = draccus.parse(PiRLRunConfig, str(path) if path is not None else None, args=args)
+    cfg.validate()
+    return cfg

@@ -1,0 +1,148 @@
+"""gym_hil pick-cube, headless, as the policy sees it.
+
+Traps handled here (shared/reference/lerobot-runtime.md): ``MUJOCO_GL`` must be set before MuJoCo loads (we
+default it to osmesa); the 1 s reset delay is switched off; the cube position comes from numpy's global RNG, so
+each episode seeds it; shadows and multisampling are set on a fresh renderer; only one image env per process
+(closing a second one silently breaks rendering in the first), so callers keep one env for the process lifetime.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from pirlctl.config.run_config import EnvSettings
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+STATE_KEY = "observation.state"
+GRIPPER_STATE_INDEX = 14  # commanded gripper, raw 0..255 in gym_hil
+GRIPPER_SCALE = 255.0
+ACTION_DIM = 4  # dx, dy, dz in [-1, 1] (× 2.5 cm), gripper in [0, 2] (0 open, 1 hold, 2 close)
+
+
+def image_key(camera: str) -> str:
+    return f"observation.images.{camera}"
+
+
+def make_env(settings: EnvSettings) -> Any:
+    """The gymnasium env with images on, configured for CPU rendering."""
+    import gym_hil  # noqa: F401  (registers the gym_hil ids)
+    import gymnasium as gym
+    from gym_hil.mujoco_gym_env import GymRenderingSpec
+
+    env = gym.make(
+        settings.task,
+        image_obs=True,
+        random_block_position=settings.random_block_position,
+        reward_type=settings.reward_type,
+        reset_delay_seconds=0.0,
+        render_spec=GymRenderingSpec(height=settings.image_size, width=settings.image_size),
+        max_episode_steps=settings.max_episode_steps,
+    )
+    configure_renderer(env.unwrapped, settings)
+    return env
+
+
+def configure_renderer(base_env: Any, settings: EnvSettings) -> None:
+    """Rebuild the env's renderer with the configured multisampling and shadows."""
+    import mujoco
+
+    model = base_env._model
+    model.vis.quality.offsamples = int(settings.multisamples)
+    if base_env._viewer is not None:
+        base_env._viewer.close()
+    base_env._viewer = mujoco.Renderer(model, height=settings.image_size, width=settings.image_size)
+    base_env._viewer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = int(bool(settings.shadows))
+
+
+def reset_episode(env: Any, seed: int) -> dict[str, Any]:
+    """Reset with a reproducible cube position: gym_hil draws it from numpy's global RNG."""
+    np.random.seed(seed % (2**32))
+    obs, _ = env.reset(seed=seed)
+    return obs
+
+
+def observation_to_policy(obs: dict[str, Any], settings: EnvSettings) -> dict[str, torch.Tensor]:
+    """gym_hil observation -> LeRobot policy keys, unbatched: images [3,H,W] in [0,1], state [18]."""
+    out: dict[str, torch.Tensor] = {}
+    for cam in settings.cameras:
+        img = np.asarray(obs["pixels"][cam])
+        out[image_key(cam)] = torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0)
+    state = torch.as_tensor(np.asarray(obs["agent_pos"], dtype=np.float32)).clone()
+    state[GRIPPER_STATE_INDEX] = state[GRIPPER_STATE_INDEX] / GRIPPER_SCALE
+    out[STATE_KEY] = state
+    return out
+
+
+def is_success(reward: float, terminated: bool, info: dict[str, Any]) -> bool:
+    return bool(info.get("succeed", False)) or (terminated and reward >= 1.0)
+
+
+@dataclass
+class CubePose:
+    cube: np.ndarray  # xyz
+    tcp: np.ndarray  # xyz of the pinch point
+
+
+def privileged_pose(env: Any) -> CubePose:
+    """Cube and gripper positions, for the scripted demonstrator only (the policy never sees the cube pose)."""
+    data = env.unwrapped._data
+    return CubePose(np.array(data.sensor("block_pos").data), np.array(data.sensor("2f85/pinch_pos").data))
+
+
+class ScriptedPicker:
+    """EE-delta demonstrator: hover 5 cm above the cube, descend, close within ~8 mm, lift; re-open on a miss.
+
+    ``noise_std`` adds Gaussian noise to the xyz command, ``aim_error`` offsets the believed cube xy per episode:
+    both make the demonstrations deliberately imperfect.
+    """
+
+    STEP = 0.025  # metres per unit action
+
+    def __init__(self, noise_std: float = 0.0, aim_error: float = 0.0, seed: int = 0) -> None:
+        self.noise_std, self.aim_error = noise_std, aim_error
+        self.rng = np.random.default_rng(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        self.phase = "approach"
+        self.timer = 0
+        self.offset = np.zeros(3)
+        if self.aim_error > 0:
+            self.offset[:2] = self.rng.normal(0.0, self.aim_error, size=2)
+
+    def act(self, env: Any) -> np.ndarray:
+        pose = privileged_pose(env)
+        cube = pose.cube + self.offset
+        gripper = 1.0
+        if self.phase == "approach":
+            target = cube + np.array([0.0, 0.0, 0.05])
+            gripper = 0.0
+            if np.linalg.norm((target - pose.tcp)[:2]) < 0.01 and abs(target[2] - pose.tcp[2]) < 0.02:
+                self.phase = "descend"
+        elif self.phase == "descend":
+            target = cube.copy()
+            gripper = 0.0
+            if np.linalg.norm(target - pose.tcp) < 0.008 or self.timer > 12:
+                self.phase, self.timer = "close", 0
+        elif self.phase == "close":
+            target = pose.tcp
+            gripper = 2.0
+            if self.timer >= 3:
+                self.phase, self.timer = "lift", 0
+        else:  # lift
+            target = pose.tcp + np.array([0.0, 0.0, 0.05])
+            gripper = 2.0
+            if self.timer > 8 and pose.cube[2] < 0.04:  # missed: re-open and retry
+                self.phase, self.timer = "approach", 0
+        self.timer += 1
+        xyz = np.clip((target - pose.tcp) / self.STEP, -1.0, 1.0)
+        if self.noise_std > 0:
+            xyz = np.clip(xyz + self.rng.normal(0.0, self.noise_std, size=3), -1.0, 1.0)
+        return np.concatenate([xyz, [gripper]]).astype(np.float32)

@@ -1,0 +1,298 @@
+"""The PI-RL actor: runs the env with the PI-RL sampler, sends version-tagged segments, loads new weights between
+segments.
+
+Loop: wait for weights → collect ``rollout_chunks`` chunks with that version (each chunk: one ``act`` call, up
+to n_exec env steps, stopped early when the episode ends) → send the segment (with V(s') for the bootstrap) →
+wait for a newer version (``weights_wait_s``; on timeout keep collecting with the weights it has, and the
+learner's version rule decides) → load it, checking the version → ... until the learner pushes ``stop``.
+The episode is not reset at a segment boundary; GAE bootstraps there. The learner being away is survived: the
+parameter stream reconnects with exponential backoff and a failed send is retried, holding at most one segment.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import numpy as np
+import torch
+
+from pirlctl import metrics as M
+from pirlctl.algorithms.pi_rl.pi_rl_algorithm import ChunkTransition, PiRLAlgorithm
+from pirlctl.config.run_config import PiRLRunConfig
+from pirlctl.envs.pick_cube import (
+    is_success,
+    make_env,
+    observation_to_policy,
+    reset_episode,
+)
+from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
+from pirlctl.runtime.learner import build_algorithm, setup_process
+from pirlctl.runtime.transport import LearnerClient
+from pirlctl.runtime.wire import ParametersMessage, WireError, decode_parameters, encode_interaction, encode_segment
+
+logger = logging.getLogger("pirlctl.actor")
+
+EPISODE_SEED_STRIDE = 100_000  # actor i's episodes use seeds env.seed + i·stride + j
+
+
+class WeightsSlot:
+    """The newest decoded parameters, filled by the stream thread, read by the loop."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._msg: ParametersMessage | None = None
+
+    def put(self, msg: ParametersMessage) -> None:
+        with self._cond:
+            if self._msg is None or msg.version >= self._msg.version:
+                self._msg = msg
+                self._cond.notify_all()
+
+    @property
+    def latest(self) -> ParametersMessage | None:
+        with self._cond:
+            return self._msg
+
+    def wait_newer(self, version: int, timeout: float, stop: threading.Event) -> ParametersMessage | None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not stop.is_set():
+                if self._msg is not None and (self._msg.version > version or self._msg.stop):
+                    return self._msg
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(min(left, 0.5))
+        return None
+
+
+@dataclass
+class ActorReport:
+    actor_id: int
+    episodes: int
+    successes: int
+    env_steps: int
+    segments_sent: int
+    versions_loaded: list[int] = field(default_factory=list)
+    reconnects: int = 0
+    policy_fps: float = 0.0
+    env_fps: float = 0.0
+
+
+class Actor:
+    def __init__(self, cfg: PiRLRunConfig, actor_id: int, *, token: str | None = None) -> None:
+        self.cfg = cfg
+        self.actor_id = actor_id
+        self.stop = threading.Event()
+        self.algo: PiRLAlgorithm = build_algorithm(cfg, cfg.runtime.actor_device)
+        self.base_fingerprint = self.algo.frozen_fingerprint()
+        torch.manual_seed(cfg.seed + 7919 * (actor_id + 1))
+        self.generator = torch.Generator().manual_seed(cfg.seed + 104_729 * (actor_id + 1))
+        self.env = make_env(cfg.env)
+        low, high = self.env.action_space.low, self.env.action_space.high
+        self.action_low, self.action_high = np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32)
+        self.tokens, source = tokenize_task(cfg.env.instruction, cfg.policy, 1)
+        logger.info("actor %d: task tokens from %s", actor_id, source)
+        self.client = LearnerClient(cfg.runtime.learner_host, cfg.runtime.learner_port, token)
+        self.slot = WeightsSlot()
+        self.report = ActorReport(actor_id, 0, 0, 0, 0)
+        self.version = -1
+        self.episode_index = 0
+        self.infer_time = 0.0
+        self.env_time = 0.0
+        self.actions_done = 0
+
+    # -- parameters stream (background thread) ------------------------------------------------------------
+    def _stream_parameters(self) -> None:
+        backoff = 0.2
+        while not self.stop.is_set():
+            try:
+                for blob in self.client.stream_parameters():
+                    try:
+                        msg = decode_parameters(blob)
+                    except WireError as err:
+                        logger.warning("ignored a bad parameters message: %s", err)
+                        continue
+                    self.slot.put(msg)
+                    backoff = 0.2
+                    if msg.stop:
+                        return
+            except grpc.RpcError as err:
+                if self.stop.is_set():
+                    return
+                code = err.code() if hasattr(err, "code") else None
+                if code == grpc.StatusCode.UNAUTHENTICATED:
+                    logger.error("learner refused our token; set PIRL_TOKEN to the learner's token")
+                    self.stop.set()
+                    return
+                logger.warning("parameter stream lost (%s); reconnecting in %.1fs", code, backoff)
+                self.report.reconnects += 1
+            self.stop.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _learner_done(self) -> bool:
+        latest = self.slot.latest
+        return latest is not None and latest.stop
+
+    def _load(self, msg: ParametersMessage) -> None:
+        if msg.base_fingerprint and msg.base_fingerprint != self.base_fingerprint:
+            raise WireError(
+                "the learner's frozen policy weights differ from this actor's; start both from the same "
+                "policy_path and seed (pirlctl verify-sync shows the mismatch)"
+            )
+        if msg.version < self.version:
+            raise WireError(f"parameters went back from v{self.version} to v{msg.version}")
+        self.algo.load_weights(msg.weights)
+        self.version = msg.version
+        self.report.versions_loaded.append(msg.version)
+        logger.info("actor %d loaded policy v%d", self.actor_id, msg.version)
+
+    def _send(self, send: Any, blob: bytes, what: str) -> bool:
+        backoff = 0.2
+        while not self.stop.is_set():
+            if self._learner_done():
+                return False  # the learner has finished: nothing will take this data
+            try:
+                send(blob)
+                return True
+            except grpc.RpcError as err:
+                code = err.code() if hasattr(err, "code") else None
+                if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED):
+                    logger.error("learner refused %s: %s", what, err.details() if hasattr(err, "details") else err)
+                    return False
+                logger.warning("sending %s failed (%s); retrying in %.1fs", what, code, backoff)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+        return False
+
+    # -- env interaction ----------------------------------------------------------------------------------
+    def _policy_obs(self, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        o = observation_to_policy(obs, self.cfg.env)
+        o[LANGUAGE_TOKENS_KEY] = self.tokens[0]
+        return o
+
+    def _episode_seed(self) -> int:
+        return self.cfg.env.seed + self.actor_id * EPISODE_SEED_STRIDE + self.episode_index
+
+    def _collect_segment(self, obs: dict[str, Any], ep: dict[str, float]) -> tuple[list, list, list, dict]:
+        transitions: list[ChunkTransition] = []
+        actions: list[torch.Tensor] = []
+        env_steps: list[int] = []
+        device = self.algo.device
+        for i in range(self.cfg.runtime.rollout_chunks):
+            pobs = self._policy_obs(obs)
+            batch = {k: v.unsqueeze(0).to(device) for k, v in pobs.items()}
+            t0 = time.perf_counter()
+            step = self.algo.act(batch, generator=self.generator)
+            self.infer_time += time.perf_counter() - t0
+            chunk = step.actions[0].cpu().numpy()
+            reward, terminated, truncated, n = 0.0, False, False, 0
+            info: dict[str, Any] = {}
+            t1 = time.perf_counter()
+            for a in chunk:
+                obs, r, terminated, truncated, info = self.env.step(np.clip(a, self.action_low, self.action_high))
+                reward += float(r)
+                n += 1
+                if terminated or truncated:
+                    break
+            self.env_time += time.perf_counter() - t1
+            self.actions_done += n
+            ep["return"] += reward
+            ep["length"] += n
+            last = i == self.cfg.runtime.rollout_chunks - 1
+            done = terminated or truncated
+            boot = 0.0
+            if truncated or (last and not done):
+                nb = {k: v.unsqueeze(0).to(device) for k, v in self._policy_obs(obs).items()}
+                boot = float(self.algo.value(nb)[0])
+            transitions.append(
+                ChunkTransition(
+                    observation=pobs, chain=step.chain[0].cpu(), stochastic=step.stochastic[0].cpu(),
+                    log_prob=step.log_prob[0].cpu(), value=float(step.value[0]), reward=reward,
+                    terminated=bool(terminated), truncated=bool(truncated), bootstrap_value=boot,
+                    policy_version=self.version, extra={"actor_id": self.actor_id},
+                )
+            )
+            actions.append(torch.as_tensor(chunk[:n]))
+            env_steps.append(n)
+            self.report.env_steps += n
+            if done:
+                self._end_episode(ep, is_success(reward, terminated, info))
+                self.episode_index += 1
+                obs = reset_episode(self.env, self._episode_seed())
+            if self.stop.is_set() or self._learner_done():
+                break
+        return transitions, actions, env_steps, obs
+
+    def _end_episode(self, ep: dict[str, float], success: bool) -> None:
+        self.report.episodes += 1
+        self.report.successes += int(success)
+        self.report.policy_fps = self.actions_done / max(self.infer_time, 1e-9)
+        self.report.env_fps = self.actions_done / max(self.env_time, 1e-9)
+        stats = {
+            M.ACTOR_ID: self.actor_id,
+            M.ACTOR_EPISODE_RETURN: ep["return"],
+            M.ACTOR_SUCCESS: bool(success),
+            M.ACTOR_EPISODE_LENGTH: int(ep["length"]),
+            M.ACTOR_POLICY_VERSION: self.version,
+            M.ACTOR_POLICY_FPS: self.report.policy_fps,
+            M.ACTOR_ENV_FPS: self.report.env_fps,
+            M.ACTOR_LOOP_FPS: self.actions_done / max(time.monotonic() - self.started, 1e-9),
+            M.ACTOR_ENV_STEPS: self.report.env_steps,
+        }
+        self._send(self.client.send_interaction, encode_interaction(stats), "interaction")
+        ep["return"], ep["length"] = 0.0, 0
+
+    def _wait_for_learner(self) -> None:
+        backoff = 0.2
+        while not self.stop.is_set():
+            try:
+                self.client.ready(timeout=5.0)
+                return
+            except grpc.RpcError as err:
+                if hasattr(err, "code") and err.code() == grpc.StatusCode.UNAUTHENTICATED:
+                    raise PermissionError("learner refused our token; set PIRL_TOKEN to the learner's token") from err
+                logger.info("waiting for the learner at %s (%.1fs)", self.client.address, backoff)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def run(self) -> ActorReport:
+        self.started = time.monotonic()
+        self._wait_for_learner()
+        streamer = threading.Thread(target=self._stream_parameters, name="params", daemon=True)
+        streamer.start()
+        rt = self.cfg.runtime
+        msg = self.slot.wait_newer(-1, timeout=max(rt.weights_wait_s, 60.0), stop=self.stop)
+        if msg is None:
+            raise TimeoutError(f"no weights from the learner at {self.client.address}; is it running?")
+        if not msg.stop:
+            self._load(msg)
+        obs = reset_episode(self.env, self._episode_seed())
+        ep = {"return": 0.0, "length": 0}
+        while not self.stop.is_set() and not msg.stop:
+            transitions, actions, env_steps, obs = self._collect_segment(obs, ep)
+            if transitions and self._send(self.client.send_transitions,
+                                          encode_segment(transitions, actions=actions, env_steps=env_steps),
+                                          "transitions"):
+                self.report.segments_sent += 1
+            newer = self.slot.wait_newer(self.version, timeout=rt.weights_wait_s, stop=self.stop)
+            if newer is None:
+                logger.warning("no new policy version within %.0fs; collecting with v%d", rt.weights_wait_s,
+                               self.version)
+                continue
+            msg = newer
+            if not msg.stop:
+                self._load(msg)
+        self.stop.set()
+        self.client.close()
+        return self.report
+
+
+def run_actor(cfg: PiRLRunConfig, actor_id: int = 0, *, token: str | None = None) -> ActorReport:
+    setup_process(cfg, f"actor{actor_id}")
+    return Actor(cfg, actor_id, token=token).run()

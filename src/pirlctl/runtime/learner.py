@@ -1,0 +1,274 @@
+"""The PI-RL learner: serves LeRobot's LearnerService, turns segments into PPO batches, pushes versioned weights.
+
+Loop: publish weights v → wait for a full batch of version-v segments → GAE → one PPO iteration → v+1 → publish
+→ checkpoint every ``checkpoint_every`` iterations → stop at ``total_env_steps`` (final checkpoint, then a
+``stop`` push that ends the actors).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from lerobot.rl.algorithms.factory import make_algorithm
+
+from pirlctl import metrics as M
+from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PiRLAlgorithm, build_rollout_batch
+from pirlctl.config.run_config import PiRLRunConfig, config_hash, encode_run_config, save_run_config
+from pirlctl.policies.loading import build_policy
+from pirlctl.runtime import checkpoint as ckpt
+from pirlctl.runtime.rollout import USED, RolloutAssembler
+from pirlctl.runtime.transport import PiRLLearnerService, start_server
+from pirlctl.runtime.wire import WireError, decode_interaction, decode_segment, encode_parameters
+
+logger = logging.getLogger("pirlctl.learner")
+
+
+@dataclass
+class LearnerReport:
+    output_dir: str
+    iterations: int
+    env_steps: int
+    chunks_used: int
+    chunks_dropped_stale: int
+    segments_rejected: int
+    actors: list[int]
+    last_checkpoint: str | None
+    wall_seconds: float
+    stopped_by: str  # "budget" | "signal"
+
+
+def expected_observation_shapes(policy_cfg: Any, token_len: int) -> dict[str, tuple[int, ...]]:
+    shapes = {k: tuple(f.shape) for k, f in policy_cfg.input_features.items()}
+    shapes["observation.language.tokens"] = (token_len,)
+    return shapes
+
+
+def setup_process(cfg: PiRLRunConfig, role: str, log_level: str = "INFO") -> Path:
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.runtime.torch_threads > 0:
+        torch.set_num_threads(cfg.runtime.torch_threads)
+    root = logging.getLogger()
+    root.setLevel(log_level)
+    fmt = logging.Formatter(f"%(asctime)s {role} %(levelname)s %(message)s", "%H:%M:%S")
+    if not any(getattr(h, "_pirl", False) for h in root.handlers):
+        for h in list(root.handlers):  # lerobot's import installs a plain handler: one format, no duplicates
+            root.removeHandler(h)
+        fh = logging.FileHandler(out / f"{role}.log")
+        sh = logging.StreamHandler()
+        for h in (fh, sh):
+            h.setFormatter(fmt)
+            h._pirl = True  # type: ignore[attr-defined]
+            root.addHandler(h)
+    return out
+
+
+def build_algorithm(cfg: PiRLRunConfig, device: str) -> PiRLAlgorithm:
+    """Policy (fresh or from ``policy_path``) and PI-RL algorithm through LeRobot's own ``make_algorithm``.
+
+    Seeded with ``cfg.seed`` so that learner and actors build identical weights when there is no checkpoint:
+    only the trainable part is pushed, the frozen part must already agree (checked by fingerprint).
+    """
+    cfg.policy.device = device  # type: ignore[union-attr]
+    torch.manual_seed(cfg.seed)
+    policy = build_policy(cfg.policy, cfg.policy_path)  # type: ignore[arg-type]
+    algo = make_algorithm(cfg.pirl, policy)
+    assert isinstance(algo, PiRLAlgorithm)
+    return algo
+
+
+class Learner:
+    def __init__(self, cfg: PiRLRunConfig, *, token: str | None = None) -> None:
+        self.cfg = cfg
+        self.token = token
+        self.out = Path(cfg.output_dir)
+        self.shutdown = threading.Event()  # ends the gRPC streams
+        self.stop_requested = threading.Event()  # ends training (signal, Ctrl-C, tests)
+        self.algo = build_algorithm(cfg, cfg.runtime.device)
+        self.base_fingerprint = self.algo.frozen_fingerprint()
+        self.algo.make_optimizers_and_scheduler()
+        self.config_hash = config_hash(cfg)
+        self.run_json = encode_run_config(cfg)
+        pirl = cfg.pirl
+        self.assembler = RolloutAssembler(
+            cfg.runtime.num_actors * cfg.runtime.rollout_chunks, pirl.stale_sample_rule, pirl.max_policy_lag
+        )
+        self.metrics = M.MetricsWriter(self.out / "metrics.jsonl")
+        T, D = self.algo.adapter.chunk_size, self.algo.adapter.action_dim
+        K = pirl.num_denoise_steps
+        self.chain_shape = (K + 1, T, D)
+        self.log_prob_shape: tuple[int, ...] = () if pirl.logprob_reduction == "chunk_level" else (T, D)
+        self.obs_shapes = expected_observation_shapes(cfg.policy, int(cfg.policy.tokenizer_max_length))  # type: ignore[union-attr]
+        self.last_checkpoint: str | None = None
+        self.env_steps_offset = 0
+        if cfg.resume:
+            self._resume()
+        self.service = PiRLLearnerService(self.shutdown, self._on_transitions, self._on_interaction, token)
+
+    # -- resume -------------------------------------------------------------------------------------------
+    def _resume(self) -> None:
+        info = ckpt.verify_checkpoint(self.out, expected_config_hash=self.config_hash)
+        ckpt.restore_checkpoint(info, policy=self.algo.policy, algorithm=self.algo)
+        self.env_steps_offset = int(info.counters.get("env_steps", 0))
+        self.last_checkpoint = str(info.path)
+        logger.info("resumed from %s: iteration %d, %d env steps", info.path, info.iteration, self.env_steps_offset)
+
+    @property
+    def env_steps(self) -> int:
+        return self.env_steps_offset + self.assembler.counters.env_steps
+
+    # -- wire callbacks (gRPC threads) -----------------------------------------------------------------------
+    def _on_transitions(self, blob: bytes, peer: str) -> None:
+        try:
+            seg = decode_segment(
+                blob, expected_obs=self.obs_shapes, chain_shape=self.chain_shape, log_prob_shape=self.log_prob_shape
+            )
+        except WireError as err:
+            self.assembler.reject()
+            logger.warning("rejected a segment from %s: %s", peer, err)
+            return
+        outcome = self.assembler.offer(seg)
+        level = logging.DEBUG if outcome == USED else logging.WARNING
+        logger.log(level, "segment from actor %d (v%d, %d chunks, %d env steps): %s",
+                   seg.actor_id, seg.policy_version, len(seg.transitions), seg.env_steps, outcome)
+
+    def _on_interaction(self, blob: bytes, peer: str) -> None:
+        try:
+            stats = decode_interaction(blob)
+        except WireError as err:
+            logger.warning("rejected an interaction message from %s: %s", peer, err)
+            return
+        self.metrics.write("episode", stats)
+
+    # -- main loop ----------------------------------------------------------------------------------------
+    def publish(self, *, stop: bool = False) -> None:
+        version = self.algo.iteration
+        self.assembler.set_version(version)
+        self.service.publish(
+            version,
+            encode_parameters(version, self.algo.get_weights(), stop=stop, base_fingerprint=self.base_fingerprint),
+        )
+
+    def save(self) -> None:
+        counters = {
+            "env_steps": self.env_steps,
+            "policy_version": self.algo.iteration,
+            "chunks_used": self.assembler.counters.chunks_used,
+        }
+        path = ckpt.save_checkpoint(
+            self.out, self.algo.iteration, policy=self.algo.policy, algorithm=self.algo,
+            run_config_json=self.run_json, config_hash=self.config_hash, counters=counters,
+        )
+        self.last_checkpoint = str(path)
+        logger.info("checkpoint %s", path)
+
+    def _next_batch(self) -> list[Any] | None:
+        rt = self.cfg.runtime
+        deadline = time.monotonic() + rt.batch_timeout_s if rt.batch_timeout_s > 0 else None
+        while not self.stop_requested.is_set():
+            segs = self.assembler.wait_batch(timeout=0.5)
+            if segs:
+                return segs
+            if deadline is not None and time.monotonic() > deadline:
+                segs = self.assembler.take_partial(self.cfg.pirl.minibatch_size)
+                if segs:
+                    logger.warning("batch timeout: training on %d chunks", sum(len(s.transitions) for s in segs))
+                    return segs
+        return None
+
+    def train_iteration(self, segments: list[Any]) -> dict[str, Any]:
+        pirl = self.cfg.pirl
+        t0 = time.monotonic()
+        batch = build_rollout_batch([s.transitions for s in segments], gamma=pirl.gamma, gae_lambda=pirl.gae_lambda)
+        stats = self.algo.update(iter([batch]))
+        c = self.assembler.counters
+        rec = {
+            M.TRAIN_ITERATION: self.algo.iteration,
+            M.TRAIN_POLICY_VERSION: self.algo.iteration,
+            M.TRAIN_ENV_STEPS: self.env_steps,
+            M.TRAIN_SAMPLES: len(batch),
+            M.TRAIN_POLICY_LOSS: stats.losses["policy_loss"],
+            M.TRAIN_VALUE_LOSS: stats.losses["value_loss"],
+            M.TRAIN_ENTROPY: stats.extra["entropy"],
+            M.TRAIN_APPROX_KL: stats.extra["approx_kl"],
+            M.TRAIN_CLIPFRAC: stats.extra["clipfrac"],
+            M.TRAIN_EXPLAINED_VARIANCE: stats.extra["explained_variance"],
+            M.TRAIN_RATIO_MIN: stats.extra["ratio_min"],
+            M.TRAIN_RATIO_MAX: stats.extra["ratio_max"],
+            M.TRAIN_ACTOR_GRAD_NORM: stats.grad_norms["actor"],
+            M.TRAIN_CRITIC_GRAD_NORM: stats.grad_norms["critic"],
+            M.TRAIN_NOISE_LEVEL: stats.extra["noise_level"],
+            M.TRAIN_MEAN_RETURN: stats.extra["mean_return"],
+            M.TRAIN_UPDATE_SECONDS: time.monotonic() - t0,
+            M.DATA_USED: c.chunks_used,
+            M.DATA_DROPPED_STALE: c.chunks_dropped_stale,
+            M.DATA_REJECTED: c.segments_rejected,
+            M.DATA_ACTORS: len(c.actors),
+            M.DATA_BATCH_ACTORS: sorted({s.actor_id for s in segments}),
+            M.DATA_BATCH_VERSIONS: sorted({s.policy_version for s in segments}),
+        }
+        self.metrics.write("train", rec)
+        logger.info(
+            "iter %d | env %d/%d | n %d | pi %.4f v %.4f | kl %.4f clip %.3f ev %.2f | ratio [%.3f, %.3f] | %.1fs",
+            self.algo.iteration, self.env_steps, self.cfg.runtime.total_env_steps, len(batch),
+            stats.losses["policy_loss"], stats.losses["value_loss"], stats.extra["approx_kl"],
+            stats.extra["clipfrac"], stats.extra["explained_variance"], stats.extra["ratio_min"],
+            stats.extra["ratio_max"], rec[M.TRAIN_UPDATE_SECONDS],
+        )
+        return rec
+
+    def run(self) -> LearnerReport:
+        cfg = self.cfg
+        started = time.monotonic()
+        save_run_config(cfg, self.out / "run_config.json")
+        server = start_server(self.service, cfg.runtime.learner_host, cfg.runtime.learner_port, cfg.runtime.num_actors)
+        stopped_by = "budget"
+        try:
+            self.publish()
+            while not self.stop_requested.is_set() and self.env_steps < cfg.runtime.total_env_steps:
+                segments = self._next_batch()
+                if segments is None:
+                    break
+                self.train_iteration(segments)
+                self.publish()
+                if self.algo.iteration % cfg.runtime.checkpoint_every == 0:
+                    self.save()
+            if self.stop_requested.is_set():
+                stopped_by = "signal"
+        finally:
+            self.save()
+            self.publish(stop=True)
+            self._drain_actors(server)
+        c = self.assembler.counters
+        return LearnerReport(
+            output_dir=str(self.out), iterations=self.algo.iteration, env_steps=self.env_steps,
+            chunks_used=c.chunks_used, chunks_dropped_stale=c.chunks_dropped_stale,
+            segments_rejected=c.segments_rejected, actors=sorted(c.actors), last_checkpoint=self.last_checkpoint,
+            wall_seconds=time.monotonic() - started, stopped_by=stopped_by,
+        )
+
+    def _drain_actors(self, server: Any, grace: float = 3.0) -> None:
+        """Give parameter streams a moment to deliver the stop push, then stop serving."""
+        time.sleep(min(grace, 1.0))
+        self.shutdown.set()
+        server.stop(grace).wait(grace + 1)
+
+
+def run_learner(cfg: PiRLRunConfig, *, token: str | None = None, handle_signals: bool = True) -> LearnerReport:
+    setup_process(cfg, "learner")
+    learner = Learner(cfg, token=token)
+    if handle_signals and threading.current_thread() is threading.main_thread():
+        def _stop(signum: int, _frame: Any) -> None:
+            logger.info("signal %d: finishing with a checkpoint", signum)
+            learner.stop_requested.set()
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+    return learner.run()

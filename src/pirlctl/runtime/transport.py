@@ -1,0 +1,182 @@
+"""LeRobot's ``LearnerService`` proto, served and called for PI-RL.
+
+Same proto and chunking as LeRobot 0.6.1 (``lerobot.transport``). What differs from LeRobot's servicer, and why:
+
+- Weights are *broadcast*: every ``StreamParameters`` stream sends the newest version as soon as it connects (a
+  late or replacement actor starts from the current weights) and then every newer version. LeRobot drains one
+  shared queue per stream, so with two actors each push reaches only one of them, and a second actor can hang at
+  ``Ready`` (upstream issue 3979).
+- The thread pool is sized from the number of actors (LeRobot: 3 workers total, one per RPC kind).
+- Streams end when the client goes away (``context.is_active()``), releasing their worker.
+- Every RPC can require a shared token (``authorization: Bearer <token>`` metadata), checked with a constant-time
+  compare; a wrong or missing token is refused with UNAUTHENTICATED (LeRobot: "TODO: authorize the request").
+- Incoming byte streams are size-bounded while they are assembled.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+from lerobot.transport import services_pb2, services_pb2_grpc
+from lerobot.transport.utils import grpc_channel_options, send_bytes_in_chunks
+
+from pirlctl.runtime.wire import MAX_INTERACTION_BYTES, MAX_TRANSITIONS_BYTES, WireError
+
+logger = logging.getLogger(__name__)
+
+TransferState = services_pb2.TransferState  # type: ignore[attr-defined]
+# LeRobot caps messages at 4 MiB and sends 2 MiB chunks; the same options on both sides.
+CHANNEL_OPTIONS = grpc_channel_options()
+AUTH_HEADER = "authorization"
+
+
+def iter_messages(request_iterator: Iterator[Any], limit: int) -> Iterator[bytes]:
+    """Reassemble BEGIN/MIDDLE/END chunks into whole messages, refusing any larger than ``limit`` bytes."""
+    buf = bytearray()
+    for item in request_iterator:
+        state = item.transfer_state
+        if state == TransferState.TRANSFER_BEGIN:
+            buf = bytearray(item.data)
+        elif state in (TransferState.TRANSFER_MIDDLE, TransferState.TRANSFER_END):
+            buf += item.data
+        else:
+            raise WireError(f"unknown transfer state {state}")
+        if len(buf) > limit:
+            raise WireError(f"message exceeds {limit} bytes")
+        if state == TransferState.TRANSFER_END:
+            yield bytes(buf)
+            buf = bytearray()
+
+
+class PiRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
+    """Learner side of the wire. Callbacks receive raw bytes; decoding and validation happen in them."""
+
+    def __init__(
+        self,
+        shutdown: threading.Event,
+        on_transitions: Callable[[bytes, str], None],
+        on_interaction: Callable[[bytes, str], None],
+        token: str | None = None,
+    ) -> None:
+        self.shutdown = shutdown
+        self.on_transitions = on_transitions
+        self.on_interaction = on_interaction
+        self._token = token
+        self._cond = threading.Condition()
+        self._latest: tuple[int, bytes] | None = None
+        self._seq = 0  # bumps on every publish: a stop push may repeat the last version
+        self.streams_served = 0
+
+    # -- weights broadcast ------------------------------------------------------------------------------
+    def publish(self, version: int, blob: bytes) -> None:
+        """Make ``blob`` (encoded parameters of ``version``) the newest; every stream will send it."""
+        with self._cond:
+            self._seq += 1
+            self._latest = (version, blob)
+            self._cond.notify_all()
+
+    @property
+    def latest_version(self) -> int | None:
+        with self._cond:
+            return None if self._latest is None else self._latest[0]
+
+    def _authorize(self, context: grpc.ServicerContext) -> None:
+        if self._token is None:
+            return
+        given = dict(context.invocation_metadata()).get(AUTH_HEADER, "")
+        expected = f"Bearer {self._token}"
+        if not hmac.compare_digest(str(given).encode(), expected.encode()):
+            logger.warning("refused an RPC from %s: missing or wrong token", context.peer())
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong pirlctl token")
+
+    def StreamParameters(self, request, context):  # noqa: N802
+        self._authorize(context)
+        peer = context.peer()
+        logger.info("actor %s subscribed to parameters", peer)
+        self.streams_served += 1
+        sent = 0
+        while not self.shutdown.is_set() and context.is_active():
+            with self._cond:
+                self._cond.wait_for(lambda: self.shutdown.is_set() or self._seq > sent, timeout=0.5)
+                seq, latest = self._seq, self._latest
+            if latest is None or seq <= sent:
+                continue
+            version, blob = latest
+            yield from send_bytes_in_chunks(blob, services_pb2.Parameters, silent=True)
+            sent = seq
+            logger.debug("sent parameters v%d to %s", version, peer)
+
+    def SendTransitions(self, request_iterator, context):  # noqa: N802
+        self._authorize(context)
+        try:
+            for blob in iter_messages(request_iterator, MAX_TRANSITIONS_BYTES):
+                self.on_transitions(blob, context.peer())
+        except WireError as err:
+            logger.warning("rejected transitions from %s: %s", context.peer(), err)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        return services_pb2.Empty()
+
+    def SendInteractions(self, request_iterator, context):  # noqa: N802
+        self._authorize(context)
+        try:
+            for blob in iter_messages(request_iterator, MAX_INTERACTION_BYTES):
+                self.on_interaction(blob, context.peer())
+        except WireError as err:
+            logger.warning("rejected interaction from %s: %s", context.peer(), err)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        return services_pb2.Empty()
+
+    def Ready(self, request, context):  # noqa: N802
+        self._authorize(context)
+        return services_pb2.Empty()
+
+
+def start_server(service: PiRLLearnerService, host: str, port: int, num_actors: int) -> grpc.Server:
+    """Serve ``service`` on host:port with a pool sized for ``num_actors`` (3 RPC kinds each, plus spares)."""
+    workers = 4 * max(1, num_actors) + 4
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=CHANNEL_OPTIONS)
+    services_pb2_grpc.add_LearnerServiceServicer_to_server(service, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind the learner to {host}:{port}; is the port in use? pick another --port")
+    server.start()
+    logger.info("learner serving on %s:%d (%d workers)", host, port, workers)
+    return server
+
+
+class LearnerClient:
+    """Actor side: a channel to the learner with the token (if any) on every call."""
+
+    def __init__(self, host: str, port: int, token: str | None = None) -> None:
+        self.address = f"{host}:{port}"
+        self.channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self.stub = services_pb2_grpc.LearnerServiceStub(self.channel)
+        self.metadata = [(AUTH_HEADER, f"Bearer {token}")] if token else None
+
+    def ready(self, timeout: float = 5.0) -> None:
+        self.stub.Ready(services_pb2.Empty(), timeout=timeout, metadata=self.metadata)
+
+    def stream_parameters(self) -> Iterator[bytes]:
+        responses = self.stub.StreamParameters(services_pb2.Empty(), metadata=self.metadata)
+        yield from iter_messages(responses, limit=2**62)
+
+    def send_transitions(self, blob: bytes, timeout: float = 60.0) -> None:
+        self.stub.SendTransitions(
+            send_bytes_in_chunks(blob, services_pb2.Transition, silent=True), timeout=timeout, metadata=self.metadata
+        )
+
+    def send_interaction(self, blob: bytes, timeout: float = 10.0) -> None:
+        self.stub.SendInteractions(
+            send_bytes_in_chunks(blob, services_pb2.InteractionMessage, silent=True),
+            timeout=timeout,
+            metadata=self.metadata,
+        )
+
+    def close(self) -> None:
+        self.channel.close()
