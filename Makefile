@@ -17,13 +17,15 @@ train: setup
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/ruff check src tests scripts bench
+	$(VENV)/bin/mypy
 
 test-all: setup
 	$(PY) -m pytest -q -m "" $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests scripts bench
+	$(VENV)/bin/ruff format --check src tests scripts bench
 
 typecheck: setup
 	$(VENV)/bin/mypy

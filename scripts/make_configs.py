@@ -15,15 +15,28 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_algorithm(**kw) -> PiRLConfig:
-    base = dict(actor_lr=3e-4, value_lr=1e-3, minibatch_size=32, ppo_epochs=4, n_exec=4, num_denoise_steps=4,
-                critic_warmup_iters=1)
+    base = dict(
+        actor_lr=3e-4,
+        value_lr=1e-3,
+        minibatch_size=32,
+        ppo_epochs=4,
+        n_exec=4,
+        num_denoise_steps=4,
+        critic_warmup_iters=1,
+    )
     base.update(kw)
     return PiRLConfig(**base)
 
 
 def run(name: str, algorithm: PiRLConfig, runtime: RuntimeSettings, **kw) -> None:
-    cfg = PiRLRunConfig(policy=load_policy_config(TINY_XVLA_CONFIG), algorithm=algorithm, env=EnvSettings(),
-                        runtime=runtime, output_dir=f"runs/{name}", **kw)
+    cfg = PiRLRunConfig(
+        policy=load_policy_config(TINY_XVLA_CONFIG),
+        algorithm=algorithm,
+        env=EnvSettings(),
+        runtime=runtime,
+        output_dir=f"runs/{name}",
+        **kw,
+    )
     path = ROOT / "configs" / f"{name}.json"
     path.write_text(json.dumps(encode_run_config(cfg), indent=2) + "\n")
     print("wrote", path, file=sys.stderr)
@@ -31,7 +44,13 @@ def run(name: str, algorithm: PiRLConfig, runtime: RuntimeSettings, **kw) -> Non
 
 if __name__ == "__main__":
     run("pick_cube_tiny", tiny_algorithm(), RuntimeSettings(num_actors=1, rollout_chunks=32, total_env_steps=3000))
-    run("pick_cube_tiny_flow_noise", tiny_algorithm(noise_method="flow_noise"),
-        RuntimeSettings(num_actors=1, rollout_chunks=32, total_env_steps=3000))
-    run("pick_cube_tiny_2actors", tiny_algorithm(),
-        RuntimeSettings(num_actors=2, rollout_chunks=16, total_env_steps=3000))
+    run(
+        "pick_cube_tiny_flow_noise",
+        tiny_algorithm(noise_method="flow_noise"),
+        RuntimeSettings(num_actors=1, rollout_chunks=32, total_env_steps=3000),
+    )
+    run(
+        "pick_cube_tiny_2actors",
+        tiny_algorithm(),
+        RuntimeSettings(num_actors=2, rollout_chunks=16, total_env_steps=3000),
+    )

@@ -75,7 +75,7 @@ def install() -> None:
     original = current
 
     @functools.wraps(original)
-    def get_algorithm_class(name: str):  # type: ignore[no-untyped-def]
+    def get_algorithm_class(name: str):
         if name in _PIRL_ALGORITHMS:
             return _resolve(_PIRL_ALGORITHMS[name])
         return original(name)

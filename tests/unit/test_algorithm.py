@@ -27,18 +27,32 @@ def _bandit_mean_reward(algo, target, n=256, deterministic=False):
 def test_ppo_learns_a_one_step_bandit(method):
     torch.manual_seed(0)
     policy = ToyFlowPolicy(obs_dim=0, chunk_size=1, action_dim=2, hidden=32)
-    cfg = PiRLConfig(noise_method=method, actor_lr=3e-3, value_lr=3e-3, minibatch_size=64, noise_level=0.7,
-                     noise_sigma_min=0.1, noise_sigma_max=0.3, trainable="all")
+    cfg = PiRLConfig(
+        noise_method=method,
+        actor_lr=3e-3,
+        value_lr=3e-3,
+        minibatch_size=64,
+        noise_level=0.7,
+        noise_sigma_min=0.1,
+        noise_sigma_max=0.3,
+        trainable="all",
+    )
     algo = PiRLAlgorithm(policy, cfg)
     target = torch.tensor([0.8, -0.5])
     _, _, r0 = _bandit_mean_reward(algo, target, deterministic=True)
     for _ in range(25):
         obs, step, r = _bandit_mean_reward(algo, target)
         n = r.shape[0]
-        adv, ret = chunk_gae(r, step.value, torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool),
-                             torch.zeros(n), gamma=0.99, gae_lambda=0.95)
-        stats = algo.update(iter([RolloutBatch(obs, step.chain, step.stochastic, step.log_prob, step.value,
-                                               adv, ret)]))
+        adv, ret = chunk_gae(
+            r,
+            step.value,
+            torch.ones(n, dtype=torch.bool),
+            torch.zeros(n, dtype=torch.bool),
+            torch.zeros(n),
+            gamma=0.99,
+            gae_lambda=0.95,
+        )
+        stats = algo.update(iter([RolloutBatch(obs, step.chain, step.stochastic, step.log_prob, step.value, adv, ret)]))
     _, _, r1 = _bandit_mean_reward(algo, target, deterministic=True)
     assert r0.mean() < -0.5  # starts far from the target
     assert r1.mean() > -0.1  # ends close to it
@@ -53,8 +67,9 @@ def test_critic_warmup_leaves_the_policy_untouched():
     vh_before = {k: v.clone() for k, v in algo.value_head.state_dict().items()}
     obs = {"observation.state": torch.randn(16, 3)}
     step = algo.act(obs)
-    batch = RolloutBatch(obs, step.chain, step.stochastic, step.log_prob, step.value, torch.randn(16),
-                         torch.randn(16) + 3.0)
+    batch = RolloutBatch(
+        obs, step.chain, step.stochastic, step.log_prob, step.value, torch.randn(16), torch.randn(16) + 3.0
+    )
     stats = algo.update(iter([batch]))
     assert stats.extra["critic_warmup"] == 1.0
     assert all(torch.equal(before[k], v) for k, v in policy.state_dict().items())
@@ -128,9 +143,15 @@ def test_load_state_dict_preserves_value_head_parameter_identity():
 def test_build_rollout_batch_runs_gae_per_stream():
     def tr(r, v, term=False, trunc=False, boot=0.0):
         return ChunkTransition(
-            observation={"observation.state": torch.zeros(3)}, chain=torch.zeros(5, 2, 2),
-            stochastic=torch.tensor([True, False, False, False]), log_prob=torch.tensor(0.0), value=v, reward=r,
-            terminated=term, truncated=trunc, bootstrap_value=boot,
+            observation={"observation.state": torch.zeros(3)},
+            chain=torch.zeros(5, 2, 2),
+            stochastic=torch.tensor([True, False, False, False]),
+            log_prob=torch.tensor(0.0),
+            value=v,
+            reward=r,
+            terminated=term,
+            truncated=trunc,
+            bootstrap_value=boot,
         )
 
     a = [tr(1.0, 0.0, term=True)]

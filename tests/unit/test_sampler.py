@@ -37,8 +37,9 @@ def test_flow_sde_step_matches_hand_derivation():
     a, t, d = 0.5, 0.5, 0.25
     # s_t = a·sqrt(t/(1−t)) = 0.5; σ = s·sqrt(δ) = 0.25
     # μ = x̂₀(1−t+δ) + x̂₁(t−δ − s²δ/(2t)) = 1·0.75 + 3·(0.25 − 0.25·0.25/1.0) = 0.75 + 3·0.1875 = 1.3125
-    mean, std = step_moments(torch.ones(1, 1, 1), torch.full((1, 1, 1), 3.0), torch.tensor([t]), d, "flow_sde",
-                             noise_level=a)
+    mean, std = step_moments(
+        torch.ones(1, 1, 1), torch.full((1, 1, 1), 3.0), torch.tensor([t]), d, "flow_sde", noise_level=a
+    )
     assert mean.item() == pytest.approx(1.3125)
     assert std.item() == pytest.approx(0.25)
 
@@ -51,8 +52,9 @@ def test_flow_sde_scale_at_t1_uses_next_time_in_denominator():
 
 def test_flow_noise_uses_ode_mean_and_given_sigma():
     sigma = torch.full((1, 1, 1), 0.1)
-    mean, std = step_moments(torch.ones(1, 1, 1), torch.full((1, 1, 1), 3.0), torch.tensor([0.5]), 0.25,
-                             "flow_noise", sigma=sigma)
+    mean, std = step_moments(
+        torch.ones(1, 1, 1), torch.full((1, 1, 1), 3.0), torch.tensor([0.5]), 0.25, "flow_noise", sigma=sigma
+    )
     assert mean.item() == pytest.approx(1.5)
     assert std.item() == pytest.approx(0.1)
 
@@ -108,8 +110,9 @@ def test_rescore_from_stored_chain_equals_rollout_log_prob_exactly(method, sampl
 
     x0 = torch.randn(B, T, D)
     s = sample_chain(_linear_denoise, x0, K, method, sampling=sampling, noise_level=0.5, sigma_fn=sigma_fn)
-    r = rescore_chain(_linear_denoise, s.chain, s.stochastic, method, noise_level=0.5, sigma_fn=sigma_fn,
-                      hybrid=sampling == "hybrid")
+    r = rescore_chain(
+        _linear_denoise, s.chain, s.stochastic, method, noise_level=0.5, sigma_fn=sigma_fn, hybrid=sampling == "hybrid"
+    )
     mask = action_mask(T, D, n_exec=3, real_dim=2)
     a = reduce_chain_log_prob(s.step_log_prob, s.stochastic, mask)
     b = reduce_chain_log_prob(r.step_log_prob, s.stochastic, mask)

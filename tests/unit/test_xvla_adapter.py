@@ -33,15 +33,21 @@ def test_flow_ode_chunk_equals_xvla_policy_sampler(tiny_xvla, xvla_batch):
 )
 def test_lr_zero_update_gives_unit_ratio_and_no_clipping(tiny_xvla, xvla_batch, method, sampling, reduction):
     cfg = PiRLConfig(
-        noise_method=method, sampling=sampling, logprob_reduction=reduction, actor_lr=0.0, value_lr=0.0,
-        minibatch_size=4, ppo_epochs=2,
+        noise_method=method,
+        sampling=sampling,
+        logprob_reduction=reduction,
+        actor_lr=0.0,
+        value_lr=0.0,
+        minibatch_size=4,
+        ppo_epochs=2,
     )
     algo = PiRLAlgorithm(tiny_xvla, cfg)
     torch.manual_seed(0)
     step = algo.act(xvla_batch)
     n = step.value.shape[0]
-    batch = RolloutBatch(xvla_batch, step.chain, step.stochastic, step.log_prob, step.value, torch.randn(n),
-                         torch.randn(n))
+    batch = RolloutBatch(
+        xvla_batch, step.chain, step.stochastic, step.log_prob, step.value, torch.randn(n), torch.randn(n)
+    )
     stats = algo.update(iter([batch]))
     assert stats.extra["max_abs_log_ratio"] < 1e-6
     assert stats.extra["clipfrac"] == 0.0
@@ -70,8 +76,9 @@ def test_flow_noise_sigma_stays_within_bounds(tiny_xvla, xvla_batch):
     with torch.no_grad():
         algo.noise_head.net[-1].bias.fill_(50.0)  # saturate: σ must hit the upper bound, not exceed it
     step = algo.act(xvla_batch)
-    batch = RolloutBatch(xvla_batch, step.chain, step.stochastic, step.log_prob, step.value,
-                         torch.zeros(6), torch.zeros(6))
+    batch = RolloutBatch(
+        xvla_batch, step.chain, step.stochastic, step.log_prob, step.value, torch.zeros(6), torch.zeros(6)
+    )
     _, _, entropy = algo.evaluate(batch)
     expected = 0.5 + 0.5 * torch.log(torch.tensor(2 * torch.pi)) + torch.log(torch.tensor(0.16))
     torch.testing.assert_close(entropy, expected.expand(6), atol=1e-5, rtol=0)

@@ -23,7 +23,7 @@ def headless_defaults() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def run_or_exit(fn: Callable[[], T], *, debug: bool = False) -> T:
+def run_or_exit[T](fn: Callable[[], T], *, debug: bool = False) -> T:
     """Run ``fn``; a known failure prints one line and exits 2 (``--debug`` re-raises with the traceback)."""
     try:
         return fn()

@@ -108,7 +108,7 @@ class PiRLRunConfig:
         if self.algorithm is None:
             self.algorithm = PiRLConfig()
         if getattr(self.algorithm, "policy_config", None) is None:
-            self.algorithm.policy_config = self.policy  # type: ignore[attr-defined]
+            self.algorithm.policy_config = self.policy
         rt = self.runtime
         for name in ("num_actors", "rollout_chunks", "total_env_steps", "checkpoint_every"):
             value = getattr(rt, name)
@@ -143,12 +143,12 @@ def encode_run_config(cfg: PiRLRunConfig) -> dict[str, Any]:
     algo = cfg.algorithm
     saved = getattr(algo, "policy_config", None)
     if algo is not None and saved is not None:
-        algo.policy_config = None  # type: ignore[attr-defined]
+        algo.policy_config = None
     try:
         data = draccus.encode(cfg)
     finally:
         if algo is not None and saved is not None:
-            algo.policy_config = saved  # type: ignore[attr-defined]
+            algo.policy_config = saved
     if isinstance(data.get("algorithm"), dict):
         data["algorithm"].pop("policy_config", None)
     return data

@@ -32,7 +32,9 @@ class OperatorSettings(BaseSettings):
             try:
                 text = self.token_file.read_text().strip()
             except OSError as err:
-                raise RunConfigError(f"token file {self.token_file} unreadable ({err.strerror}); fix PIRL_TOKEN_FILE") from err
+                raise RunConfigError(
+                    f"token file {self.token_file} unreadable ({err.strerror}); fix PIRL_TOKEN_FILE"
+                ) from err
             return text.splitlines()[0] if text else None
         return None
 
@@ -66,5 +68,6 @@ def check_bind_address(host: str, *, allow_remote: bool, token: str | None) -> N
         )
     if not token:
         raise RunConfigError(
-            f"binding the learner to {host} needs a shared token: set PIRL_TOKEN or PIRL_TOKEN_FILE on learner and actors"
+            f"binding the learner to {host} needs a shared token: "
+            "set PIRL_TOKEN or PIRL_TOKEN_FILE on learner and actors"
         )

@@ -21,6 +21,4 @@ def make_flow_adapter(policy: nn.Module) -> FlowPolicyAdapter:
 
         adapter: Any = ToyAdapter(policy)  # type: ignore[arg-type]
         return adapter
-    raise ValueError(
-        f"policy type {name!r} has no PI-RL flow adapter; supported: xvla (π0, π0.5, SmolVLA are planned)"
-    )
+    raise ValueError(f"policy type {name!r} has no PI-RL flow adapter; supported: xvla (π0, π0.5, SmolVLA are planned)")

@@ -54,8 +54,15 @@ class FlowPolicyAdapter(Protocol):
         ...
 
 
-def initial_noise(adapter: FlowPolicyAdapter, batch_size: int, *, device: torch.device | str,
-                  dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None) -> Tensor:
+def initial_noise(
+    adapter: FlowPolicyAdapter,
+    batch_size: int,
+    *,
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """x_0 ~ N(0, I) of shape [B, T, D], drawn exactly as the policy's own sampler draws it."""
-    return torch.randn(batch_size, adapter.chunk_size, adapter.action_dim, device=device, dtype=dtype,
-                       generator=generator)
+    return torch.randn(
+        batch_size, adapter.chunk_size, adapter.action_dim, device=device, dtype=dtype, generator=generator
+    )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -83,5 +82,3 @@ class ToyAdapter:
 
     def frozen_parameter_prefixes(self) -> tuple[str, ...]:
         return ("encoder.",)
-
-

@@ -39,10 +39,10 @@ class XVLAAdapter:
     """PI-RL view of an ``XVLAPolicy``."""
 
     def __init__(self, policy: nn.Module) -> None:
-        self.policy = policy
-        model = policy.model  # type: ignore[attr-defined]
+        self.policy: Any = policy
+        model: Any = self.policy.model
         self.model = model
-        cfg = policy.config  # type: ignore[attr-defined]
+        cfg: Any = self.policy.config
         self.chunk_size = int(cfg.chunk_size)
         self.n_action_steps = int(cfg.n_action_steps)
         self.action_dim = int(model.dim_action)
@@ -57,14 +57,12 @@ class XVLAAdapter:
         self._captured = args[0]
 
     def _dtype(self) -> torch.dtype:
-        return torch.bfloat16 if self.policy.config.dtype == "bfloat16" else torch.float32  # type: ignore[attr-defined]
+        return torch.bfloat16 if self.policy.config.dtype == "bfloat16" else torch.float32
 
     def encode(self, batch: dict[str, Tensor]) -> XVLAPrefix:
-        inputs = self.policy._build_model_inputs(batch)  # type: ignore[attr-defined]
+        inputs = self.policy._build_model_inputs(batch)
         dtype = self._dtype()
-        enc = self.model.forward_vlm(
-            inputs["input_ids"], inputs["image_input"].to(dtype=dtype), inputs["image_mask"]
-        )
+        enc = self.model.forward_vlm(inputs["input_ids"], inputs["image_input"].to(dtype=dtype), inputs["image_mask"])
         return XVLAPrefix(enc=enc, proprio=inputs["proprio"].to(dtype=dtype), domain_id=inputs["domain_id"])
 
     def denoise_fn(self, prefix: XVLAPrefix) -> DenoiseFn:

@@ -33,7 +33,13 @@ from pirlctl.envs.pick_cube import (
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 from pirlctl.runtime.learner import build_algorithm, setup_process
 from pirlctl.runtime.transport import LearnerClient
-from pirlctl.runtime.wire import ParametersMessage, WireError, decode_parameters, encode_interaction, encode_segment
+from pirlctl.runtime.wire import (
+    ParametersMessage,
+    WireError,
+    decode_parameters,
+    encode_interaction,
+    encode_segment,
+)
 
 logger = logging.getLogger("pirlctl.actor")
 
@@ -212,10 +218,17 @@ class Actor:
                 boot = float(self.algo.value(nb)[0])
             transitions.append(
                 ChunkTransition(
-                    observation=pobs, chain=step.chain[0].cpu(), stochastic=step.stochastic[0].cpu(),
-                    log_prob=step.log_prob[0].cpu(), value=float(step.value[0]), reward=reward,
-                    terminated=bool(terminated), truncated=bool(truncated), bootstrap_value=boot,
-                    policy_version=self.version, extra={"actor_id": self.actor_id},
+                    observation=pobs,
+                    chain=step.chain[0].cpu(),
+                    stochastic=step.stochastic[0].cpu(),
+                    log_prob=step.log_prob[0].cpu(),
+                    value=float(step.value[0]),
+                    reward=reward,
+                    terminated=bool(terminated),
+                    truncated=bool(truncated),
+                    bootstrap_value=boot,
+                    policy_version=self.version,
+                    extra={"actor_id": self.actor_id},
                 )
             )
             actions.append(torch.as_tensor(chunk[:n]))
@@ -234,7 +247,7 @@ class Actor:
         self.report.successes += int(success)
         self.report.policy_fps = self.actions_done / max(self.infer_time, 1e-9)
         self.report.env_fps = self.actions_done / max(self.env_time, 1e-9)
-        stats = {
+        stats: dict[str, float | int | bool | str] = {
             M.ACTOR_ID: self.actor_id,
             M.ACTOR_EPISODE_RETURN: ep["return"],
             M.ACTOR_SUCCESS: bool(success),
@@ -276,14 +289,17 @@ class Actor:
         ep = {"return": 0.0, "length": 0}
         while not self.stop.is_set() and not msg.stop:
             transitions, actions, env_steps, obs = self._collect_segment(obs, ep)
-            if transitions and self._send(self.client.send_transitions,
-                                          encode_segment(transitions, actions=actions, env_steps=env_steps),
-                                          "transitions"):
+            if transitions and self._send(
+                self.client.send_transitions,
+                encode_segment(transitions, actions=actions, env_steps=env_steps),
+                "transitions",
+            ):
                 self.report.segments_sent += 1
             newer = self.slot.wait_newer(self.version, timeout=rt.weights_wait_s, stop=self.stop)
             if newer is None:
-                logger.warning("no new policy version within %.0fs; collecting with v%d", rt.weights_wait_s,
-                               self.version)
+                logger.warning(
+                    "no new policy version within %.0fs; collecting with v%d", rt.weights_wait_s, self.version
+                )
                 continue
             msg = newer
             if not msg.stop:

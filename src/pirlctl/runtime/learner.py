@@ -65,7 +65,7 @@ def setup_process(cfg: PiRLRunConfig, role: str, log_level: str = "INFO") -> Pat
         sh = logging.StreamHandler()
         for h in (fh, sh):
             h.setFormatter(fmt)
-            h._pirl = True  # type: ignore[attr-defined]
+            setattr(h, "_pirl", True)  # noqa: B010 - marks our handlers so setup is idempotent
             root.addHandler(h)
     return out
 
@@ -78,7 +78,7 @@ def build_algorithm(cfg: PiRLRunConfig, device: str) -> PiRLAlgorithm:
     """
     cfg.policy.device = device  # type: ignore[union-attr]
     torch.manual_seed(cfg.seed)
-    policy = build_policy(cfg.policy, cfg.policy_path)  # type: ignore[arg-type]
+    policy = build_policy(cfg.policy, cfg.policy_path)
     algo = make_algorithm(cfg.pirl, policy)
     assert isinstance(algo, PiRLAlgorithm)
     return algo
@@ -136,8 +136,15 @@ class Learner:
             return
         outcome = self.assembler.offer(seg)
         level = logging.DEBUG if outcome == USED else logging.WARNING
-        logger.log(level, "segment from actor %d (v%d, %d chunks, %d env steps): %s",
-                   seg.actor_id, seg.policy_version, len(seg.transitions), seg.env_steps, outcome)
+        logger.log(
+            level,
+            "segment from actor %d (v%d, %d chunks, %d env steps): %s",
+            seg.actor_id,
+            seg.policy_version,
+            len(seg.transitions),
+            seg.env_steps,
+            outcome,
+        )
 
     def _on_interaction(self, blob: bytes, peer: str) -> None:
         try:
@@ -163,8 +170,13 @@ class Learner:
             "chunks_used": self.assembler.counters.chunks_used,
         }
         path = ckpt.save_checkpoint(
-            self.out, self.algo.iteration, policy=self.algo.policy, algorithm=self.algo,
-            run_config_json=self.run_json, config_hash=self.config_hash, counters=counters,
+            self.out,
+            self.algo.iteration,
+            policy=self.algo.policy,
+            algorithm=self.algo,
+            run_config_json=self.run_json,
+            config_hash=self.config_hash,
+            counters=counters,
         )
         self.last_checkpoint = str(path)
         logger.info("checkpoint %s", path)
@@ -217,10 +229,18 @@ class Learner:
         self.metrics.write("train", rec)
         logger.info(
             "iter %d | env %d/%d | n %d | pi %.4f v %.4f | kl %.4f clip %.3f ev %.2f | ratio [%.3f, %.3f] | %.1fs",
-            self.algo.iteration, self.env_steps, self.cfg.runtime.total_env_steps, len(batch),
-            stats.losses["policy_loss"], stats.losses["value_loss"], stats.extra["approx_kl"],
-            stats.extra["clipfrac"], stats.extra["explained_variance"], stats.extra["ratio_min"],
-            stats.extra["ratio_max"], rec[M.TRAIN_UPDATE_SECONDS],
+            self.algo.iteration,
+            self.env_steps,
+            self.cfg.runtime.total_env_steps,
+            len(batch),
+            stats.losses["policy_loss"],
+            stats.losses["value_loss"],
+            stats.extra["approx_kl"],
+            stats.extra["clipfrac"],
+            stats.extra["explained_variance"],
+            stats.extra["ratio_min"],
+            stats.extra["ratio_max"],
+            rec[M.TRAIN_UPDATE_SECONDS],
         )
         return rec
 
@@ -248,10 +268,16 @@ class Learner:
             self._drain_actors(server)
         c = self.assembler.counters
         return LearnerReport(
-            output_dir=str(self.out), iterations=self.algo.iteration, env_steps=self.env_steps,
-            chunks_used=c.chunks_used, chunks_dropped_stale=c.chunks_dropped_stale,
-            segments_rejected=c.segments_rejected, actors=sorted(c.actors), last_checkpoint=self.last_checkpoint,
-            wall_seconds=time.monotonic() - started, stopped_by=stopped_by,
+            output_dir=str(self.out),
+            iterations=self.algo.iteration,
+            env_steps=self.env_steps,
+            chunks_used=c.chunks_used,
+            chunks_dropped_stale=c.chunks_dropped_stale,
+            segments_rejected=c.segments_rejected,
+            actors=sorted(c.actors),
+            last_checkpoint=self.last_checkpoint,
+            wall_seconds=time.monotonic() - started,
+            stopped_by=stopped_by,
         )
 
     def _drain_actors(self, server: Any, grace: float = 3.0) -> None:
@@ -265,6 +291,7 @@ def run_learner(cfg: PiRLRunConfig, *, token: str | None = None, handle_signals:
     setup_process(cfg, "learner")
     learner = Learner(cfg, token=token)
     if handle_signals and threading.current_thread() is threading.main_thread():
+
         def _stop(signum: int, _frame: Any) -> None:
             logger.info("signal %d: finishing with a checkpoint", signum)
             learner.stop_requested.set()

@@ -15,6 +15,7 @@ Same proto and chunking as LeRobot 0.6.1 (``lerobot.transport``). What differs f
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import threading
@@ -30,7 +31,7 @@ from pirlctl.runtime.wire import MAX_INTERACTION_BYTES, MAX_TRANSITIONS_BYTES, W
 
 logger = logging.getLogger(__name__)
 
-TransferState = services_pb2.TransferState  # type: ignore[attr-defined]
+TransferState = services_pb2.TransferState
 # LeRobot caps messages at 4 MiB and sends 2 MiB chunks; the same options on both sides.
 CHANNEL_OPTIONS = grpc_channel_options()
 AUTH_HEADER = "authorization"
@@ -101,9 +102,13 @@ class PiRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
         logger.info("actor %s subscribed to parameters", peer)
         self.streams_served += 1
         sent = 0
+
+        def has_news(last: int) -> bool:
+            return self.shutdown.is_set() or self._seq > last
+
         while not self.shutdown.is_set() and context.is_active():
             with self._cond:
-                self._cond.wait_for(lambda: self.shutdown.is_set() or self._seq > sent, timeout=0.5)
+                self._cond.wait_for(functools.partial(has_news, sent), timeout=0.5)
                 seq, latest = self._seq, self._latest
             if latest is None or seq <= sent:
                 continue

@@ -64,7 +64,9 @@ class ParametersMessage:
     base_fingerprint: str = ""  # sha256 of the frozen (not pushed) policy parameters
 
 
-def encode_parameters(version: int, weights: dict[str, Any], *, stop: bool = False, base_fingerprint: str = "") -> bytes:
+def encode_parameters(
+    version: int, weights: dict[str, Any], *, stop: bool = False, base_fingerprint: str = ""
+) -> bytes:
     return _torch_dumps(
         {"version": int(version), "stop": bool(stop), "weights": weights, "base_fingerprint": str(base_fingerprint)}
     )

@@ -43,10 +43,7 @@ def chunk_gae(
     next_adv = torch.zeros((), dtype=torch.float64, device=rewards.device)
     for t in reversed(range(n)):
         last = t == n - 1
-        if bool(truncated[t]) or last:
-            v_next = bootstrap_values[t]
-        else:
-            v_next = values[t + 1]
+        v_next = bootstrap_values[t] if bool(truncated[t]) or last else values[t + 1]
         not_term = 0.0 if bool(term[t]) else 1.0
         delta = rewards[t] + gamma * v_next * not_term - values[t]
         carry = 0.0 if (bool(end[t]) or last) else 1.0

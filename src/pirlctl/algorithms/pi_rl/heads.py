@@ -14,11 +14,17 @@ class ValueHead(nn.Module):
     def __init__(self, in_dim: int, hidden: int) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.LayerNorm(in_dim),
+            nn.Linear(in_dim, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
             nn.Linear(hidden, 1),
         )
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        last = self.net[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, features: Tensor) -> Tensor:
         return self.net(features.detach().float()).squeeze(-1)
@@ -36,8 +42,10 @@ class NoiseHead(nn.Module):
         super().__init__()
         self.log_min, self.log_max = math.log(sigma_min), math.log(sigma_max)
         self.net = nn.Sequential(nn.Linear(hidden_size, hidden), nn.SiLU(), nn.Linear(hidden, action_dim))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        last = self.net[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, hidden: Tensor) -> Tensor:
         u = torch.tanh(self.net(hidden.detach().float()))

@@ -42,11 +42,7 @@ def clipped_surrogate(
     clipped = torch.clamp(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio) * adv
     per = -torch.min(unclipped, clipped)
     with torch.no_grad():
-        w = (
-            mask.expand_as(log_ratio)
-            if mask is not None and log_ratio.dim() > 1
-            else torch.ones_like(log_ratio)
-        )
+        w = mask.expand_as(log_ratio) if mask is not None and log_ratio.dim() > 1 else torch.ones_like(log_ratio)
         n = w.sum().clamp_min(1.0)
         lr = log_ratio.detach()
         approx_kl = float((((ratio.detach() - 1.0) - lr) * w).sum() / n)

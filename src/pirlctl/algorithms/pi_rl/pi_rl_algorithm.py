@@ -87,7 +87,9 @@ class ChunkTransition:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def build_rollout_batch(streams: Sequence[Sequence[ChunkTransition]], *, gamma: float, gae_lambda: float) -> RolloutBatch:
+def build_rollout_batch(
+    streams: Sequence[Sequence[ChunkTransition]], *, gamma: float, gae_lambda: float
+) -> RolloutBatch:
     """Chunk-level GAE per time-ordered stream (one per actor segment), concatenated into one batch."""
     obs: dict[str, list[Tensor]] = {}
     chains, stoch, logps, vals, advs, rets = [], [], [], [], [], []
@@ -156,7 +158,7 @@ class PiRLAlgorithm(RLAlgorithm):
             self.adapter.chunk_size, self.adapter.action_dim, self.n_exec, self.adapter.real_action_dim, device=device
         )
         self.optimizers: dict[str, Optimizer] = {}
-        self._optimization_step = 0
+        self._optimization_step: int = 0
 
     # -- parameters ------------------------------------------------------------------------------------------
     def _apply_trainable_scope(self) -> None:
@@ -350,7 +352,7 @@ class PiRLAlgorithm(RLAlgorithm):
             if cfg.target_kl is not None and epoch_kl / max(epoch_n, 1) > cfg.target_kl:
                 break
         mean = {k: v / max(count, 1) for k, v in sums.items()}
-        self.optimization_step = self.optimization_step + 1
+        self.optimization_step = self.iteration + 1
         return TrainingStats(
             losses={"policy_loss": mean["policy_loss"], "value_loss": mean["value_loss"]},
             grad_norms={"actor": mean["actor_grad_norm"], "critic": mean["critic_grad_norm"]},

@@ -1,0 +1,98 @@
+"""Learner and actors as real processes over gRPC on loopback, with the tiny X-VLA and gym_hil pick-cube."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pirlctl.config.run_config import load_run_config
+from pirlctl.metrics import read_metrics
+from pirlctl.runtime import checkpoint as ckpt
+from pirlctl.runtime.learner import Learner
+
+from .procs import TINY_RUN, free_port, report, spawn
+
+pytestmark = pytest.mark.integration
+
+SMALL = ["--runtime.rollout_chunks=8", "--runtime.checkpoint_every=2"]
+
+
+def test_learner_and_actor_processes_train_push_and_checkpoint(tmp_path):
+    out, port = tmp_path / "run", free_port()
+    budget = ["--runtime.total_env_steps=128", *SMALL]  # > one 100-step episode: interactions are reported
+    learner = spawn("learner", out, port, *budget)
+    actor = spawn("actor", out, port, *budget)
+    a, lr = report(actor), report(learner)
+    assert lr["iterations"] >= 3 and lr["stopped_by"] == "budget"
+    # the actor loaded every version the learner produced, in order (v0 first, then each push)
+    assert a["versions_loaded"] == list(range(lr["iterations"] + 1))
+    train = read_metrics(out / "metrics.jsonl", "train")
+    assert [r["train/iteration"] for r in train] == list(range(1, lr["iterations"] + 1))
+    for r in train:
+        assert r["data/batch_versions"] == [r["train/iteration"] - 1]  # on-policy: trained on the previous version
+        assert r["train/ratio_max"] < 2.0
+    episodes = read_metrics(out / "metrics.jsonl", "episode")
+    assert 1 <= len(episodes) <= a["episodes"]
+    assert episodes[0]["actor/episode_length"] == 100 and episodes[0]["actor/policy_fps"] > 0
+    info = ckpt.verify_checkpoint(out)
+    assert info.iteration == lr["iterations"]
+    assert (info.path / "pretrained_model" / "model.safetensors").is_file()
+    assert info.counters["env_steps"] == lr["env_steps"] >= 128
+
+
+def test_two_actors_each_receive_every_version_and_share_each_batch(tmp_path):
+    out, port = tmp_path / "run", free_port()
+    args = ["--runtime.num_actors=2", "--runtime.total_env_steps=128", *SMALL]
+    learner = spawn("learner", out, port, *args)
+    actors = [spawn("actor", out, port, *args, actor_id=i) for i in range(2)]
+    reports = [report(a) for a in actors]
+    lr = report(learner)
+    assert lr["actors"] == [0, 1]
+    for a in reports:
+        assert a["versions_loaded"] == list(range(lr["iterations"] + 1))
+    for r in read_metrics(out / "metrics.jsonl", "train"):
+        assert r["data/batch_actors"] == [0, 1]
+        assert r["train/samples"] == 2 * 8
+
+
+def test_resume_restores_everything_and_continues_from_the_next_iteration(tmp_path):
+    out, port = tmp_path / "run", free_port()
+    first = ["--runtime.total_env_steps=64", *SMALL]
+    learner = spawn("learner", out, port, *first)
+    actor = spawn("actor", out, port, *first)
+    report(actor)
+    lr = report(learner)
+    n = lr["iterations"]
+    saved = ckpt.verify_checkpoint(out)
+    assert saved.iteration == n
+
+    # a resumed learner holds exactly the saved tensors and counters
+    cfg = load_run_config(TINY_RUN, [f"--output_dir={out}", "--resume=true", f"--runtime.learner_port={port}"])
+    resumed = Learner(cfg)
+    policy_saved = load_file(str(saved.path / "pretrained_model" / "model.safetensors"))
+    own = resumed.algo.policy.state_dict()
+    for k, v in policy_saved.items():
+        assert torch.equal(own[k], v), k
+    algo_saved = load_file(str(saved.path / "algorithm" / "model.safetensors"))
+    for k, v in resumed.algo.state_dict().items():
+        assert torch.equal(v, algo_saved[k]), k
+    for name, opt in resumed.algo.optimizers.items():
+        opt_saved = load_file(str(saved.path / "training_state" / "optimizers" / name / "optimizer_state.safetensors"))
+        state = opt.state_dict()["state"]
+        assert opt_saved and len(state) == len({k.split("/")[1] for k in opt_saved})
+        for key, value in opt_saved.items():
+            _, idx, field = key.split("/")
+            assert torch.equal(state[int(idx)][field], value), (name, key)
+    assert resumed.algo.iteration == n and resumed.env_steps == saved.counters["env_steps"]
+
+    # and training goes on from n + 1
+    more = ["--runtime.total_env_steps=128", "--resume=true", *SMALL]
+    learner = spawn("learner", out, port, *more)
+    actor = spawn("actor", out, port, *more)
+    a = report(actor)
+    lr2 = report(learner)
+    iters = [r["train/iteration"] for r in read_metrics(out / "metrics.jsonl", "train")]
+    assert iters[:n] == list(range(1, n + 1)) and iters[n] == n + 1
+    assert lr2["iterations"] > n
+    assert a["versions_loaded"][0] == n
