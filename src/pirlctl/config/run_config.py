@@ -43,8 +43,9 @@ class EnvSettings:
     shadows: bool = False
     # Off-screen multisampling (MuJoCo offsamples). 0 nearly doubles CPU render speed.
     multisamples: int = 0
-    # Episode time limit in env steps (10 Hz control).
-    max_episode_steps: int = 100
+    # Episode time limit in env steps (10 Hz control). gym_hil registers 100; the scripted picker needs ~20, and a
+    # failed episode costs its full length in rendering, so the CPU default is 60.
+    max_episode_steps: int = 60
     # "sparse" (1 on lift, the success signal) or "dense".
     reward_type: str = "sparse"
     # Seed of the first episode; episode i uses seed + i (the cube comes from numpy's global RNG, seeded per reset).
@@ -82,6 +83,38 @@ class RuntimeSettings:
 
 
 @dataclass
+class PipelineSettings:
+    """The few-shot SFT -> PI-RL job around the runtime (``pirlctl train`` / ``pirlctl pretrain``)."""
+
+    # Scripted demonstrations kept for SFT (successful ones only): deliberately few.
+    demo_episodes: int = 20
+    # Gaussian noise on the demonstrator's xyz command (in action units, 1 = 2.5 cm): imperfect demos.
+    demo_noise_std: float = 0.3
+    # Per-episode aiming error of the demonstrator (metres, std of the believed cube xy).
+    demo_aim_error: float = 0.01
+    # Behaviour-cloning optimiser steps.
+    sft_steps: int = 2000
+    # Behaviour-cloning minibatch size (frames).
+    sft_batch_size: int = 32
+    # Behaviour-cloning learning rate (AdamW, cosine decay).
+    sft_lr: float = 1e-3
+    # ODE evaluation episodes before and after RL (>= 50 for the published figures).
+    eval_episodes: int = 50
+    # Where demos, the SFT policy and its evaluation are cached, keyed by the settings that produce them.
+    cache_dir: str = ".cache/pirlctl"
+    # Alarm: approx_kl of a PPO iteration above this.
+    alarm_approx_kl: float = 0.05
+    # Alarm: clip fraction of a PPO iteration above this.
+    alarm_clipfrac: float = 0.4
+    # Alarm: value loss above this multiple of its first non-zero value.
+    alarm_value_loss_factor: float = 20.0
+    # Alarm: rolling training success (last `alarm_window` episodes) this far below the SFT success rate.
+    alarm_success_drop: float = 0.2
+    # Episodes in the rolling success window.
+    alarm_window: int = 20
+
+
+@dataclass
 class PiRLRunConfig:
     """A whole PI-RL run: policy, algorithm, env, runtime."""
 
@@ -93,6 +126,7 @@ class PiRLRunConfig:
     algorithm: RLAlgorithmConfig | None = None
     env: EnvSettings = field(default_factory=EnvSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     # Run folder: metrics.jsonl, checkpoints/, logs.
     output_dir: str = "runs/default"
     # Name of the run (defaults to the output folder's name).

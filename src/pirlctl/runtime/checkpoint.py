@@ -22,6 +22,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,15 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, tampered with or incompatible. One line, with the fix."""
 
 
+# what restore_checkpoint reads: a manifest that lists none of these cannot describe a loadable checkpoint
+REQUIRED_FILES = (
+    "pretrained_model/model.safetensors",
+    "algorithm/model.safetensors",
+    f"training_state/{TRAINING_STEP}",
+)
+MANIFEST_DIGEST = "manifest_sha256"  # sha256 of the manifest's other fields: a hand edit or bit rot shows
+
+
 def versions() -> dict[str, str]:
     def v(name: str) -> str:
         try:
@@ -53,6 +63,13 @@ def versions() -> dict[str, str]:
     return {"pirlctl": v("pirlctl"), "lerobot": v("lerobot"), "torch": torch.__version__}
 
 
+def _one_line(err: BaseException) -> str:
+    """``Type: first line of the message``, at most 160 characters: CheckpointError messages stay one line."""
+    lines = str(err).strip().splitlines()
+    text = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -61,16 +78,55 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_tree(root: Path) -> None:
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    fd = os.open(root, os.O_RDONLY)
+def _manifest_digest(manifest: dict[str, Any]) -> str:
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and every folder under ``root`` (a folder's entries are durable only once it is synced)."""
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            continue
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        elif path.is_dir():
+            _fsync_dir(path)
+    _fsync_dir(root)
+
+
+def _point_last(root: Path, target: str) -> None:
+    """Atomically make ``root/last`` a relative symlink to ``target`` (a new link renamed over the old one)."""
+    link_tmp = root / f".tmp-link-{os.getpid()}"
+    if link_tmp.is_symlink() or link_tmp.exists():
+        link_tmp.unlink()
+    os.symlink(target, link_tmp)
+    os.replace(link_tmp, root / LAST_LINK)
+    _fsync_dir(root)
+
+
+def _remove_leftovers(root: Path) -> None:
+    """Remove ``.tmp-*`` folders, links and files of interrupted saves, except the folder ``last`` points at.
+
+    A save killed while it re-writes an existing iteration may leave ``last`` on its complete ``.tmp-*`` copy;
+    that one stays until a save points ``last`` elsewhere.
+    """
+    last = root / LAST_LINK
+    keep = last.resolve() if last.is_symlink() else None
+    for stale in root.glob(".tmp-*"):
+        if stale.is_symlink() or not stale.is_dir():
+            stale.unlink(missing_ok=True)
+        elif stale.resolve() != keep:
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 @dataclass
@@ -92,13 +148,17 @@ def save_checkpoint(
     config_hash: str,
     counters: dict[str, Any],
 ) -> Path:
-    """Write checkpoint ``iteration`` atomically and point ``last`` at it. Returns its folder."""
+    """Write checkpoint ``iteration`` atomically and point ``last`` at it. Returns its folder.
+
+    Invariant: at every instant (a SIGKILL can land anywhere) ``last`` is either absent (first save) or a
+    symlink to a complete, fsynced checkpoint.
+    """
     root = Path(output_dir) / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(".tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    _remove_leftovers(root)
     name = f"{iteration:06d}"
-    tmp = root / f".tmp-{name}-{os.getpid()}"
+    # unique even if a crashed save with a reused pid left its folder, which ``last`` may point at
+    tmp = root / f".tmp-{name}-{os.getpid()}-{secrets.token_hex(4)}"
     policy.save_pretrained(tmp / "pretrained_model")  # type: ignore[operator]
     algorithm.save_pretrained(tmp / "algorithm")
     state_dir = tmp / "training_state"
@@ -107,23 +167,31 @@ def save_checkpoint(
     if optimizers:
         save_optimizer_state(optimizers, state_dir / "optimizers")
     save_rng_state(state_dir)
-    (state_dir / TRAINING_STEP).write_text(json.dumps({"iteration": iteration, **counters}, indent=2))
+    (state_dir / TRAINING_STEP).write_text(json.dumps({**counters, "iteration": iteration}, indent=2))
     (tmp / "run_config.json").write_text(json.dumps(run_config_json, indent=2, default=str))
-    files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-    manifest = {"iteration": iteration, "files": files, "config_hash": config_hash, "versions": versions()}
+    files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+    manifest: dict[str, Any] = {
+        "iteration": iteration,
+        "files": files,
+        "config_hash": config_hash,
+        "versions": versions(),
+    }
+    manifest[MANIFEST_DIGEST] = _manifest_digest(manifest)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     _fsync_tree(tmp)
     final = root / name
-    if final.exists():  # re-saving the same iteration (e.g. final save right after a periodic one)
-        trash = root / f".tmp-old-{name}-{os.getpid()}"
+    if final.exists() or final.is_symlink():
+        # Re-saving an iteration (the final save right after a periodic one). ``last`` may point at ``final``:
+        # move it onto the new complete copy first, so that it never dangles while the old copy is moved away.
+        _point_last(root, tmp.name)
+        trash = root / f".tmp-old-{tmp.name.removeprefix('.tmp-')}"
         os.replace(final, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.replace(tmp, final)
-    link_tmp = root / f".tmp-link-{os.getpid()}"
-    if link_tmp.is_symlink() or link_tmp.exists():
-        link_tmp.unlink()
-    os.symlink(name, link_tmp)
-    os.replace(link_tmp, root / LAST_LINK)
+        os.replace(tmp, final)
+        _point_last(root, name)
+    else:
+        os.replace(tmp, final)
+        _point_last(root, name)
+    _remove_leftovers(root)
     return final
 
 
@@ -136,47 +204,103 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise CheckpointError(f"no checkpoint at {p} (no {MANIFEST}); pass a checkpoint folder or a run folder")
 
 
+def _read_manifest(ckpt: Path) -> dict[str, Any]:
+    """The manifest, its shape checked: every listed path inside the checkpoint, every digest a hex string."""
+    try:
+        manifest = json.loads((ckpt / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:
+        raise CheckpointError(
+            f"checkpoint {ckpt}: unreadable {MANIFEST} ({_one_line(err)}); use another checkpoint or re-save this one"
+        ) from err
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(
+        isinstance(rel, str)
+        and isinstance(digest, str)
+        and rel
+        and not Path(rel).is_absolute()
+        and ".." not in Path(rel).parts
+        for rel, digest in files.items()
+    ):
+        raise CheckpointError(
+            f"checkpoint {ckpt}: malformed {MANIFEST} (files must map relative paths to sha256 digests); "
+            "use another checkpoint or re-save this one"
+        )
+    return manifest
+
+
 def verify_checkpoint(
     path: str | Path, *, expected_config_hash: str | None = None, force: bool = False
 ) -> CheckpointInfo:
-    """Check the manifest: every file present with its sha256, and the config hash when one is expected."""
+    """Check the manifest and return what it describes.
+
+    Refused (:class:`CheckpointError`, one line naming the problem and the fix): an unreadable or malformed
+    manifest, a file the checkpoint needs that is missing, and, unless ``force``: a manifest edited after it was
+    written, a file whose sha256 differs, a file the manifest does not list, or a config hash other than
+    ``expected_config_hash``. ``force`` loads a damaged or foreign checkpoint anyway, when its files are there.
+    """
     ckpt = resolve_checkpoint(path)
-    try:
-        manifest = json.loads((ckpt / MANIFEST).read_text())
-        files: dict[str, str] = manifest["files"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"checkpoint {ckpt}: unreadable manifest ({err}); it is corrupt, re-save it") from err
+    manifest = _read_manifest(ckpt)
+    files: dict[str, str] = manifest["files"]
+    for rel in (*REQUIRED_FILES, *files):
+        if not (ckpt / rel).is_file():
+            raise CheckpointError(
+                f"checkpoint {ckpt}: file {rel} is missing; the checkpoint is incomplete, use another one"
+            )
     if not force:
+        if manifest.get(MANIFEST_DIGEST) != _manifest_digest(manifest):
+            raise CheckpointError(
+                f"checkpoint {ckpt}: {MANIFEST} was edited or corrupted after it was written (its own checksum "
+                "differs); use another checkpoint, or --force to load it anyway"
+            )
+        unlisted = sorted(set(REQUIRED_FILES) - set(files))
+        on_disk = {p.relative_to(ckpt).as_posix() for p in ckpt.rglob("*") if p.is_file()} - {MANIFEST}
+        unlisted += sorted(on_disk - set(files))
+        if unlisted:
+            raise CheckpointError(
+                f"checkpoint {ckpt}: {unlisted[0]} is not in {MANIFEST} (added or tampered with); "
+                "use another checkpoint, or --force to load it anyway"
+            )
         for rel, digest in files.items():
-            f = ckpt / rel
-            if not f.is_file():
-                raise CheckpointError(f"checkpoint {ckpt}: file {rel} is missing; the checkpoint is incomplete")
-            if _sha256(f) != digest:
+            if _sha256(ckpt / rel) != digest:
                 raise CheckpointError(
-                    f"checkpoint {ckpt}: {rel} does not match its sha256 (corrupted or tampered); "
+                    f"checkpoint {ckpt}: {rel} does not match its sha256 (corrupted or tampered with); "
                     "use another checkpoint, or --force to load it anyway"
                 )
-        if expected_config_hash is not None and manifest.get("config_hash") != expected_config_hash:
+        saved_hash = manifest.get("config_hash")
+        if expected_config_hash is not None and saved_hash != expected_config_hash:
             raise CheckpointError(
-                f"checkpoint {ckpt} was written with a different policy/algorithm config; "
-                "use the run's own config (run_config.json inside the checkpoint) or --force"
+                f"checkpoint {ckpt} was written with another policy/algorithm config (hash {str(saved_hash)[:12]}, "
+                f"this run's {expected_config_hash[:12]}); resume with the run's own config "
+                "(run_config.json inside the checkpoint), or --force"
             )
     try:
-        counters = json.loads((ckpt / "training_state" / TRAINING_STEP).read_text())
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {ckpt}: unreadable {TRAINING_STEP}") from err
+        counters = json.loads((ckpt / "training_state" / TRAINING_STEP).read_text(encoding="utf-8"))
+        if not isinstance(counters, dict):
+            raise ValueError("not a JSON object")
+        iteration = int(counters.get("iteration", manifest.get("iteration", 0)))
+    except (OSError, ValueError, TypeError, RecursionError) as err:
+        raise CheckpointError(
+            f"checkpoint {ckpt}: unreadable training_state/{TRAINING_STEP} ({_one_line(err)}); use another checkpoint"
+        ) from err
+    raw_versions = manifest.get("versions")
     return CheckpointInfo(
         path=ckpt,
-        iteration=int(counters.get("iteration", manifest.get("iteration", 0))),
+        iteration=iteration,
         counters=counters,
         config_hash=str(manifest.get("config_hash", "")),
-        versions=dict(manifest.get("versions", {})),
+        versions={str(k): str(v) for k, v in raw_versions.items()} if isinstance(raw_versions, dict) else {},
     )
 
 
 def load_policy_weights(policy: nn.Module, ckpt: Path) -> None:
     """The policy's weights from a checkpoint (strict: every key must match)."""
-    missing, unexpected = load_model(policy, str(ckpt / "pretrained_model" / "model.safetensors"), strict=False)
+    try:
+        missing, unexpected = load_model(policy, str(ckpt / "pretrained_model" / "model.safetensors"), strict=False)
+    except Exception as err:  # noqa: BLE001 - safetensors / torch raise many types for a bad file
+        raise CheckpointError(
+            f"checkpoint {ckpt}: policy weights do not load ({_one_line(err)}); the file is damaged or the policy "
+            "config differs from the one that saved it"
+        ) from err
     if unexpected or missing:
         raise CheckpointError(
             f"checkpoint {ckpt}: policy weights do not fit this policy (missing {list(missing)[:2]}, "
@@ -185,14 +309,40 @@ def load_policy_weights(policy: nn.Module, ckpt: Path) -> None:
 
 
 def restore_checkpoint(info: CheckpointInfo, *, policy: nn.Module, algorithm: Any, restore_rng: bool = True) -> None:
-    """Load policy weights, algorithm tensors, optimizer state and RNG from a verified checkpoint, in place."""
+    """Load policy weights, algorithm tensors, optimizer state and RNG from a verified checkpoint, in place.
+
+    The algorithm tensors are read and matched before anything is written, so a checkpoint of another algorithm
+    config leaves the policy untouched. Any failure is a :class:`CheckpointError`.
+    """
     ckpt = info.path
+    try:
+        algo_state = load_file(str(ckpt / "algorithm" / "model.safetensors"))
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+        raise CheckpointError(
+            f"checkpoint {ckpt}: algorithm/model.safetensors does not load ({_one_line(err)}); use another checkpoint"
+        ) from err
+    own = algorithm.state_dict()
+    mismatch = sorted(set(own) ^ set(algo_state)) or [
+        k for k in own if tuple(own[k].shape) != tuple(algo_state[k].shape)
+    ]
+    if mismatch:
+        raise CheckpointError(
+            f"checkpoint {ckpt}: algorithm tensors do not fit this algorithm (first mismatch {mismatch[0]!r}); "
+            "the PI-RL config differs from the one that saved it"
+        )
     load_policy_weights(policy, ckpt)
-    algorithm.load_state_dict(load_file(str(ckpt / "algorithm" / "model.safetensors")))
+    algorithm.load_state_dict(algo_state)
     opt_dir = ckpt / "training_state" / "optimizers"
     optimizers = algorithm.get_optimizers()
-    if optimizers and opt_dir.is_dir():
-        load_optimizer_state(optimizers, opt_dir)
-    if restore_rng:
-        load_rng_state(ckpt / "training_state")
+    step = "optimizer state"
+    try:
+        if optimizers and opt_dir.is_dir():
+            load_optimizer_state(optimizers, opt_dir)
+        step = "RNG state"
+        if restore_rng:
+            load_rng_state(ckpt / "training_state")
+    except Exception as err:  # noqa: BLE001 - safetensors / torch / json raise many types for a bad file
+        raise CheckpointError(
+            f"checkpoint {ckpt}: {step} does not load ({_one_line(err)}); use another checkpoint"
+        ) from err
     algorithm.optimization_step = info.iteration

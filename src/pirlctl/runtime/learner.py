@@ -19,6 +19,7 @@ import torch
 from lerobot.rl.algorithms.factory import make_algorithm
 
 from pirlctl import metrics as M
+from pirlctl.alarms import AlarmState, train_alarms
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PiRLAlgorithm, build_rollout_batch
 from pirlctl.config.run_config import PiRLRunConfig, config_hash, encode_run_config, save_run_config
 from pirlctl.policies.loading import build_policy
@@ -107,6 +108,7 @@ class Learner:
         self.log_prob_shape: tuple[int, ...] = () if pirl.logprob_reduction == "chunk_level" else (T, D)
         self.obs_shapes = expected_observation_shapes(cfg.policy, int(cfg.policy.tokenizer_max_length))  # type: ignore[union-attr]
         self.last_checkpoint: str | None = None
+        self.alarm_state = AlarmState()
         self.env_steps_offset = 0
         if cfg.resume:
             self._resume()
@@ -227,6 +229,8 @@ class Learner:
             M.DATA_BATCH_VERSIONS: sorted({s.policy_version for s in segments}),
         }
         self.metrics.write("train", rec)
+        for alarm in train_alarms(rec, self.alarm_state, self.cfg.pipeline):
+            logger.warning("ALARM %s", alarm)
         logger.info(
             "iter %d | env %d/%d | n %d | pi %.4f v %.4f | kl %.4f clip %.3f ev %.2f | ratio [%.3f, %.3f] | %.1fs",
             self.algo.iteration,

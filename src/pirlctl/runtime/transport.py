@@ -38,16 +38,23 @@ AUTH_HEADER = "authorization"
 
 
 def iter_messages(request_iterator: Iterator[Any], limit: int) -> Iterator[bytes]:
-    """Reassemble BEGIN/MIDDLE/END chunks into whole messages, refusing any larger than ``limit`` bytes."""
+    """Reassemble BEGIN/MIDDLE/END chunks into whole messages, refusing any larger than ``limit`` bytes.
+
+    As LeRobot's ``receive_bytes_in_chunks``: a message that fits one chunk is a lone END, BEGIN starts over, a
+    stream that ends mid-message yields nothing for it. An unknown state or non-bytes data is a :class:`WireError`.
+    """
     buf = bytearray()
     for item in request_iterator:
-        state = item.transfer_state
+        state, data = getattr(item, "transfer_state", None), getattr(item, "data", None)
+        if not isinstance(data, bytes | bytearray):
+            raise WireError(f"chunk data must be bytes, got {type(data).__name__}")
         if state == TransferState.TRANSFER_BEGIN:
-            buf = bytearray(item.data)
+            buf = bytearray(data)
         elif state in (TransferState.TRANSFER_MIDDLE, TransferState.TRANSFER_END):
-            buf += item.data
+            buf += data
         else:
-            raise WireError(f"unknown transfer state {state}")
+            shown = state if isinstance(state, int) and -(2**31) <= state < 2**31 else type(state).__name__
+            raise WireError(f"unknown transfer state {shown}")
         if len(buf) > limit:
             raise WireError(f"message exceeds {limit} bytes")
         if state == TransferState.TRANSFER_END:

@@ -38,6 +38,55 @@ class WireError(ValueError):
     """A payload could not be decoded or failed validation."""
 
 
+# what a decoded tensor may hold: real numbers in the dtypes the policy uses (no complex, quantized, float8)
+FLOAT_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
+INT_DTYPES = frozenset({torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64})
+INT64_MAX = 2**63 - 1
+# a segment is one actor's rollout (``rollout_chunks`` chunks); pickle memo references make a list of millions of
+# copies of one dict cheap to send, so the count is bounded, not only the bytes
+MAX_SEGMENT_TRANSITIONS = 65_536
+
+
+def _describe(x: Any) -> str:
+    """A short, one-line description of a decoded value: ``repr`` of a hostile object can be huge or recurse."""
+    if x is None or isinstance(x, bool | float):
+        return repr(x)
+    if isinstance(x, int):
+        return str(x) if abs(x) <= INT64_MAX else "an out-of-range int"
+    if isinstance(x, str):
+        return repr(x) if len(x) <= 40 else repr(x[:40]) + "..."
+    return type(x).__name__
+
+
+def _is_int(x: Any, *, lo: int = 0) -> bool:
+    """A plain int (not a bool) in ``[lo, INT64_MAX]``."""
+    return isinstance(x, int) and not isinstance(x, bool) and lo <= x <= INT64_MAX
+
+
+def _is_finite_number(x: Any) -> bool:
+    """A finite int or float (not a bool) that converts to a float without overflow."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:  # an int beyond float range
+        return False
+
+
+def _tensor(x: Any, what: str, dtypes: frozenset[torch.dtype]) -> Tensor:
+    """A dense CPU tensor of one of ``dtypes`` with finite values, detached; else :class:`WireError` naming ``what``."""
+    if not isinstance(x, Tensor):
+        raise WireError(f"{what} must be a tensor, got {_describe(x)}")
+    if x.layout != torch.strided or x.is_quantized or x.device.type != "cpu":
+        raise WireError(f"{what} must be a dense CPU tensor (layout {x.layout})")
+    if x.dtype not in dtypes:
+        raise WireError(f"{what} has dtype {x.dtype}; expected one of {sorted(str(d) for d in dtypes)}")
+    x = x.detach()
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise WireError(f"{what} has NaN/Inf")
+    return x
+
+
 def _torch_dumps(obj: Any) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -73,18 +122,32 @@ def encode_parameters(
 
 
 def decode_parameters(blob: bytes) -> ParametersMessage:
+    """Decode pushed weights and check their structure: ``{group: {name: tensor}}``, a version, a stop flag.
+
+    Shapes, dtypes and finiteness are the model's contract: :meth:`PiRLAlgorithm.load_weights` checks each
+    tensor against the model it is loaded into (a second full pass here would double the cost of a push).
+    """
     obj = _torch_loads(blob, "parameters", MAX_PARAMETERS_BYTES)
     if not isinstance(obj, dict) or not {"version", "stop", "weights"} <= set(obj):
         raise WireError("parameters: expected a dict with version, stop, weights")
-    version, weights = obj["version"], obj["weights"]
-    if not isinstance(version, int) or version < 0:
-        raise WireError(f"parameters: invalid version {version!r}")
-    if not isinstance(weights, dict) or not all(isinstance(g, dict) for g in weights.values()):
-        raise WireError("parameters: weights must be a dict of state dicts")
+    version, stop, weights = obj["version"], obj["stop"], obj["weights"]
+    if not _is_int(version):
+        raise WireError(f"parameters: invalid version {_describe(version)} (expected an int in [0, 2**63))")
+    if not isinstance(stop, bool):
+        raise WireError(f"parameters: stop must be a bool, got {_describe(stop)}")
+    if not isinstance(weights, dict) or not all(
+        isinstance(group, str) and isinstance(sd, dict) and all(isinstance(k, str) for k in sd)
+        for group, sd in weights.items()
+    ):
+        raise WireError("parameters: weights must be a dict of state dicts with string keys")
+    for group, sd in weights.items():
+        for key, t in sd.items():
+            if not isinstance(t, Tensor) or t.layout != torch.strided or t.is_quantized:
+                raise WireError(f"parameters: weights[{_describe(group)}][{_describe(key)}] is not a dense tensor")
     fp = obj.get("base_fingerprint", "")
     if not isinstance(fp, str):
         raise WireError("parameters: base_fingerprint must be a string")
-    return ParametersMessage(version, bool(obj["stop"]), weights, fp)
+    return ParametersMessage(version, stop, weights, fp)
 
 
 # -- transitions --------------------------------------------------------------------------------------------
@@ -123,10 +186,6 @@ class Segment:
     env_steps: int
 
 
-def _finite(t: Tensor) -> bool:
-    return (not t.is_floating_point()) or bool(torch.isfinite(t).all())
-
-
 def decode_segment(
     blob: bytes,
     *,
@@ -134,10 +193,19 @@ def decode_segment(
     chain_shape: tuple[int, ...],
     log_prob_shape: tuple[int, ...],
 ) -> Segment:
-    """Decode and validate one rollout segment; any problem raises :class:`WireError` naming it."""
+    """Decode and validate one rollout segment; any problem raises :class:`WireError` naming it.
+
+    Each transition must carry every ``expected_obs`` key with that shape (real numbers, finite), a float chain of
+    ``chain_shape``, a bool ``stochastic`` of ``chain_shape[0] - 1`` steps, a float ``log_prob`` of
+    ``log_prob_shape``, finite reward / value / bootstrap value, bool done / truncated, and non-negative int policy
+    version and actor id, the same for the whole segment.
+    """
     items = _torch_loads(blob, "transitions", MAX_TRANSITIONS_BYTES)
     if not isinstance(items, list) or not items:
         raise WireError("transitions: expected a non-empty list of Transition dicts")
+    if len(items) > MAX_SEGMENT_TRANSITIONS:
+        raise WireError(f"transitions: {len(items)} transitions exceed the {MAX_SEGMENT_TRANSITIONS} limit")
+    sto_shape = (chain_shape[0] - 1,)
     out: list[ChunkTransition] = []
     versions, actors = set(), set()
     env_steps = 0
@@ -153,44 +221,49 @@ def decode_segment(
         missing = [k for k in PIRL_FIELDS if k not in info]
         if missing:
             raise WireError(f"{where}: missing PI-RL field(s) {missing}")
+        observation = {}
         for key, shape in expected_obs.items():
-            t = state.get(key)
-            if not isinstance(t, Tensor):
+            if key not in state:
                 raise WireError(f"{where}: observation {key!r} missing")
+            t = _tensor(state[key], f"{where}: observation {key!r}", FLOAT_DTYPES | INT_DTYPES)
             if tuple(t.shape) != shape:
                 raise WireError(f"{where}: observation {key!r} shape {tuple(t.shape)} != {shape}")
-            if not _finite(t):
-                raise WireError(f"{where}: observation {key!r} has NaN/Inf")
-        chain, sto, lp = info["chain"], info["stochastic"], info["log_prob"]
-        if not isinstance(chain, Tensor) or tuple(chain.shape) != chain_shape or not chain.is_floating_point():
-            raise WireError(f"{where}: chain must be a float tensor of shape {chain_shape}")
-        if not isinstance(sto, Tensor) or tuple(sto.shape) != (chain_shape[0] - 1,):
-            raise WireError(f"{where}: stochastic must have shape {(chain_shape[0] - 1,)}")
-        if not isinstance(lp, Tensor) or tuple(lp.shape) != log_prob_shape:
-            raise WireError(f"{where}: log_prob must have shape {log_prob_shape}")
-        if not (_finite(chain) and _finite(lp)):
-            raise WireError(f"{where}: chain or log_prob has NaN/Inf")
+            observation[key] = t
+        chain = _tensor(info["chain"], f"{where}: chain", FLOAT_DTYPES)
+        if tuple(chain.shape) != chain_shape:
+            raise WireError(f"{where}: chain must be a float tensor of shape {chain_shape}, got {tuple(chain.shape)}")
+        sto = _tensor(info["stochastic"], f"{where}: stochastic", frozenset({torch.bool}))
+        if tuple(sto.shape) != sto_shape:
+            raise WireError(f"{where}: stochastic must have shape {sto_shape}, got {tuple(sto.shape)}")
+        lp = _tensor(info["log_prob"], f"{where}: log_prob", FLOAT_DTYPES)
+        if tuple(lp.shape) != log_prob_shape:
+            raise WireError(f"{where}: log_prob must have shape {log_prob_shape}, got {tuple(lp.shape)}")
         reward, value, boot = item.get("reward"), info["value"], info["bootstrap_value"]
         for name, x in (("reward", reward), ("value", value), ("bootstrap_value", boot)):
-            if not isinstance(x, (int, float)) or not math.isfinite(float(x)):
-                raise WireError(f"{where}: {name} must be a finite number")
+            if not _is_finite_number(x):
+                raise WireError(f"{where}: {name} must be a finite number, got {_describe(x)}")
+        done, truncated = item.get("done", False), item.get("truncated", False)
+        if not (isinstance(done, bool) and isinstance(truncated, bool)):
+            raise WireError(f"{where}: done and truncated must be bools")
         version, actor = info["policy_version"], info["actor_id"]
-        if not isinstance(version, int) or version < 0 or not isinstance(actor, int):
+        if not (_is_int(version) and _is_int(actor)):
             raise WireError(f"{where}: policy_version and actor_id must be non-negative integers")
+        n = info.get("env_steps", 1)
+        if not _is_int(n):
+            raise WireError(f"{where}: env_steps must be a non-negative integer, got {_describe(n)}")
         versions.add(version)
         actors.add(actor)
-        n = info.get("env_steps", 1)
-        env_steps += int(n) if isinstance(n, int) and n >= 0 else 0
+        env_steps += n
         out.append(
             ChunkTransition(
-                observation={k: state[k] for k in expected_obs},
+                observation=observation,
                 chain=chain.float(),
-                stochastic=sto.bool(),
+                stochastic=sto,
                 log_prob=lp.float(),
                 value=float(value),
                 reward=float(reward),  # type: ignore[arg-type]
-                terminated=bool(item.get("done", False)),
-                truncated=bool(item.get("truncated", False)),
+                terminated=done,
+                truncated=truncated,
                 bootstrap_value=float(boot),
                 policy_version=version,
                 extra={"actor_id": actor},
@@ -207,19 +280,25 @@ def encode_interaction(stats: dict[str, float | int | bool | str]) -> bytes:
 
 
 def decode_interaction(blob: bytes) -> dict[str, float | int | bool | str]:
+    """A flat JSON object of finite scalars (ints within int64), at most :data:`MAX_INTERACTION_BYTES`."""
+    if not isinstance(blob, bytes | bytearray):
+        raise WireError(f"interaction: expected bytes, got {type(blob).__name__}")
     if len(blob) > MAX_INTERACTION_BYTES:
         raise WireError(f"interaction: {len(blob)} bytes exceeds {MAX_INTERACTION_BYTES}")
     try:
         obj = json.loads(blob.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise WireError("interaction: not UTF-8 JSON") from err
+    # ValueError covers bad UTF-8, bad JSON and ints over Python's digit limit; RecursionError deep nesting
+    except (ValueError, RecursionError) as err:
+        raise WireError(f"interaction: not UTF-8 JSON ({type(err).__name__})") from err
     if not isinstance(obj, dict):
         raise WireError("interaction: expected a JSON object")
     clean: dict[str, float | int | bool | str] = {}
     for k, v in obj.items():
-        if not isinstance(k, str) or not isinstance(v, (int, float, bool, str)):
-            raise WireError(f"interaction: field {k!r} must be a scalar")
+        if not isinstance(v, int | float | bool | str):
+            raise WireError(f"interaction: field {_describe(k)} must be a scalar")
         if isinstance(v, float) and not math.isfinite(v):
-            raise WireError(f"interaction: field {k!r} is not finite")
+            raise WireError(f"interaction: field {_describe(k)} is not finite")
+        if isinstance(v, int) and not isinstance(v, bool) and not _is_int(v, lo=-INT64_MAX - 1):
+            raise WireError(f"interaction: field {_describe(k)} is out of the int64 range")
         clean[k] = v
     return clean

@@ -1,0 +1,53 @@
+"""``pirlctl eval``: ODE evaluation of a checkpoint (or a LeRobot policy folder) with a 95% CI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, overrides, run_or_exit
+from pirlctl.reporting.output import render
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(name="eval", context_settings=EXTRA_ARGS)
+    def eval_(
+        ctx: typer.Context,
+        checkpoint: Path = typer.Argument(..., help="Checkpoint folder, run folder, or a LeRobot policy folder."),
+        episodes: int = typer.Option(50, help="Evaluation episodes."),
+        config_path: Path | None = typer.Option(
+            None, "--config_path", "--config-path", help="Run config (default: the checkpoint's own)."
+        ),
+        strip: Path | None = typer.Option(None, help="Write a PNG strip of the first episode here."),
+        force: bool = typer.Option(False, help="Load a checkpoint whose manifest does not verify."),
+        json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+        debug: bool = typer.Option(False, help="Show tracebacks."),
+    ) -> None:
+        """Evaluate with the flow ODE (deterministic) over fixed episode seeds."""
+        headless_defaults()
+
+        def go():
+            from pirlctl.config.run_config import RunConfigError, load_run_config
+            from pirlctl.pipeline.evaluate import evaluate_policy_dir
+            from pirlctl.runtime import checkpoint as ckpt
+
+            if episodes < 1:
+                raise RunConfigError(f"--episodes={episodes} is invalid; use 1 or more")
+            policy_dir = checkpoint
+            conf = config_path
+            if (checkpoint / "config.json").is_file() and (checkpoint / "model.safetensors").is_file():
+                if conf is None:
+                    raise RunConfigError(f"{checkpoint} is a bare policy folder; pass --config_path for the env")
+            else:
+                if not checkpoint.exists():
+                    raise ckpt.CheckpointError(f"no checkpoint at {checkpoint}; pass a checkpoint or run folder")
+                info = ckpt.verify_checkpoint(checkpoint, force=force)
+                policy_dir = info.path / "pretrained_model"
+                conf = conf or info.path / "run_config.json"
+            cfg = load_run_config(conf, overrides(ctx))
+            report = evaluate_policy_dir(cfg, policy_dir, episodes=episodes, strip_path=strip)
+            report.checkpoint = str(checkpoint if policy_dir == checkpoint else policy_dir.parent)
+            return report
+
+        render(run_or_exit(go, debug=debug), as_json=json_out, title="eval")

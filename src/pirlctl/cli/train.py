@@ -1,0 +1,63 @@
+"""``pirlctl train``: the main job (demos → SFT → PI-RL over gRPC → evaluation → report), one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, overrides, run_or_exit
+from pirlctl.reporting.output import console, render
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "pick_cube_tiny.json"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(context_settings=EXTRA_ARGS)
+    def train(
+        ctx: typer.Context,
+        config_path: Path = typer.Option(DEFAULT_CONFIG, "--config_path", "--config-path", help="Run config JSON."),
+        name: str | None = typer.Option(None, help="Run name: the run folder is runs/<name> (default: config's)."),
+        fresh: bool = typer.Option(False, help="Redo every stage instead of reusing cached outputs."),
+        dashboard: bool = typer.Option(True, help="Live dashboard (off: plain log lines)."),
+        json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
+        debug: bool = typer.Option(False, help="Show tracebacks."),
+    ) -> None:
+        """Run the whole job on its embedded default (tiny X-VLA, gym_hil pick-cube). Extra ``--a.b=c`` override."""
+        headless_defaults()
+
+        def go():
+            import json
+
+            from pirlctl.config.run_config import load_run_config
+            from pirlctl.pipeline.train_job import TrainJob
+            from pirlctl.reporting.dashboard import Dashboard
+
+            extra = overrides(ctx)
+            if name:
+                extra.append(f"--output_dir=runs/{name}")
+            cfg = load_run_config(config_path, extra)
+            job = TrainJob(cfg, fresh=fresh, on_event=lambda stage, msg: console.print(f"[bold cyan]{stage}[/] {msg}"))
+
+            def watch(procs):
+                sft = job.run_dir / "eval_sft.json"
+                level = json.loads(sft.read_text())["success_rate"] if sft.is_file() else None
+                if dashboard:
+                    return Dashboard(job.run_dir, cfg.runtime.total_env_steps, cfg.pipeline, level).watch(procs)
+                while procs[0].poll() is None:
+                    import time
+
+                    time.sleep(1)
+                return procs[0].returncode == 0
+
+            report = job.run(watch)
+            if not json_out:
+                console.print(Path(report.report_md).read_text())
+                if report.interrupted:
+                    console.print(
+                        f"[yellow]stopped early; resume with: pirlctl train --config_path {config_path}"
+                        f"{' --name ' + name if name else ''}[/]"
+                    )
+            return report
+
+        render(run_or_exit(go, debug=debug), as_json=json_out, title="train")

@@ -1,0 +1,122 @@
+"""ODE evaluation: the one evaluation everyone uses (flow_ode with the training K, fixed episode seeds).
+
+Success rate with a Wilson 95% interval, mean return, optional PNG strip of the first episode. Episode seeds are
+``env.seed + EVAL_SEED_OFFSET + j``: the same cube positions for every policy evaluated with the same settings,
+disjoint from demo and training seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pirlctl.config.run_config import PiRLRunConfig
+from pirlctl.envs.pick_cube import is_success, make_env, observation_to_policy, reset_episode
+from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
+
+EVAL_SEED_OFFSET = 1_000_000
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score 95% interval for a binomial proportion (well-behaved at 0 and 1, unlike the normal one)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass
+class EvalReport:
+    checkpoint: str
+    episodes: int
+    successes: int
+    success_rate: float
+    ci95_low: float
+    ci95_high: float
+    mean_return: float
+    mean_length: float
+    env_steps: int
+    seconds: float
+    strip: str | None = None
+
+
+def evaluate_algorithm(
+    algo: Any,
+    cfg: PiRLRunConfig,
+    *,
+    episodes: int,
+    label: str = "",
+    strip_path: str | Path | None = None,
+    env: Any = None,
+) -> EvalReport:
+    """Run ``episodes`` ODE episodes of ``algo`` (a PiRLAlgorithm) and summarise them."""
+    started = time.monotonic()
+    env = env if env is not None else make_env(cfg.env)
+    tokens = tokenize_task(cfg.env.instruction, cfg.policy, 1)[0]
+    low = np.asarray(env.action_space.low, dtype=np.float32)
+    high = np.asarray(env.action_space.high, dtype=np.float32)
+    successes, returns, lengths, steps = 0, [], [], 0
+    frames: list[np.ndarray] = []
+    for j in range(episodes):
+        obs = reset_episode(env, cfg.env.seed + EVAL_SEED_OFFSET + j)
+        ret, length, done, success = 0.0, 0, False, False
+        while not done:
+            pobs = observation_to_policy(obs, cfg.env)
+            pobs[LANGUAGE_TOKENS_KEY] = tokens[0]
+            batch = {k: v.unsqueeze(0).to(algo.device) for k, v in pobs.items()}
+            chunk = algo.act(batch, deterministic=True).actions[0].cpu().numpy()
+            for a in chunk:
+                if j == 0 and strip_path is not None and length % 3 == 0:
+                    frames.append(np.concatenate([obs["pixels"][c] for c in cfg.env.cameras], axis=1))
+                obs, r, terminated, truncated, info = env.step(np.clip(a, low, high))
+                ret += float(r)
+                length += 1
+                if terminated or truncated:
+                    done = True
+                    success = is_success(float(r), bool(terminated), info)
+                    break
+        successes += int(success)
+        returns.append(ret)
+        lengths.append(length)
+        steps += length
+    lo, hi = wilson_interval(successes, episodes)
+    strip = None
+    if strip_path is not None and frames:
+        from PIL import Image
+
+        Image.fromarray(np.concatenate(frames[:12], axis=0)).save(strip_path)
+        strip = str(strip_path)
+    return EvalReport(
+        checkpoint=label,
+        episodes=episodes,
+        successes=successes,
+        success_rate=successes / max(episodes, 1),
+        ci95_low=lo,
+        ci95_high=hi,
+        mean_return=float(np.mean(returns)) if returns else 0.0,
+        mean_length=float(np.mean(lengths)) if lengths else 0.0,
+        env_steps=steps,
+        seconds=time.monotonic() - started,
+        strip=strip,
+    )
+
+
+def evaluate_policy_dir(
+    cfg: PiRLRunConfig, policy_dir: str | Path, *, episodes: int, strip_path: str | Path | None = None
+) -> EvalReport:
+    """ODE evaluation of a LeRobot policy folder (an SFT output or a checkpoint's pretrained_model)."""
+    from pirlctl.runtime.learner import build_algorithm
+
+    cfg.policy_path = str(policy_dir)
+    torch.manual_seed(cfg.seed)
+    algo = build_algorithm(cfg, cfg.runtime.actor_device)
+    return evaluate_algorithm(algo, cfg, episodes=episodes, label=str(policy_dir), strip_path=strip_path)

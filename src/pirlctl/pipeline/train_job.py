@@ -1,0 +1,280 @@
+"""``pirlctl train``: demos → SFT → ODE eval → PI-RL (learner + actor processes over gRPC) → ODE eval → report.
+
+Each stage's output is cached and reused (``--fresh`` redoes everything): demos, the SFT policy and its
+evaluation live in the cache folder under a key derived from the settings that produce them; RL lives in the
+run folder and resumes from its last checkpoint. Evaluations run in their own process (one image env per
+process, see ``envs.pick_cube``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import draccus
+
+from pirlctl.config.run_config import PiRLRunConfig, encode_run_config, save_run_config
+from pirlctl.metrics import read_metrics
+from pirlctl.runtime import checkpoint as ckpt
+
+STAGE_DEMOS, STAGE_SFT, STAGE_EVAL_SFT, STAGE_RL, STAGE_EVAL_RL = "demos", "sft", "eval_sft", "rl", "eval_rl"
+
+
+@dataclass
+class TrainJobReport:
+    run_dir: str
+    sft_success: float
+    sft_ci95: tuple[float, float]
+    rl_success: float
+    rl_ci95: tuple[float, float]
+    eval_episodes: int
+    env_steps: int
+    iterations: int
+    rl_wall_seconds: float
+    total_wall_seconds: float
+    machine: str
+    report_md: str
+    curve_png: str
+    stages_reused: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def _key(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def machine_description() -> str:
+    import torch
+
+    return (
+        f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, torch {torch.__version__} "
+        f"({'cuda' if torch.cuda.is_available() else 'cpu'})"
+    )
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("MUJOCO_GL", "osmesa")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
+
+
+def _pirlctl(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pirlctl", *args]
+
+
+class TrainJob:
+    """Runs the stages; ``on_event`` gets (stage, message) for the dashboard / console."""
+
+    def __init__(self, cfg: PiRLRunConfig, *, fresh: bool = False, on_event: Callable[[str, str], None] | None = None):
+        self.cfg = cfg
+        self.fresh = fresh
+        self.run_dir = Path(cfg.output_dir)
+        self.cache = Path(cfg.pipeline.cache_dir)
+        self.on_event = on_event or (lambda stage, msg: None)
+        self.reused: list[str] = []
+        env_json = draccus.encode(cfg.env)
+        pol_json = encode_run_config(cfg)["policy"]
+        p = cfg.pipeline
+        self.demo_key = _key(env_json, p.demo_episodes, p.demo_noise_std, p.demo_aim_error)
+        self.sft_key = _key(self.demo_key, pol_json, p.sft_steps, p.sft_batch_size, p.sft_lr, cfg.seed)
+        self.demo_dir = self.cache / f"demos-{self.demo_key}"
+        self.sft_dir = self.cache / f"sft-{self.sft_key}"
+        self.sft_eval = self.cache / f"eval-{self.sft_key}-{_key(cfg.pirl.num_denoise_steps, p.eval_episodes)}.json"
+
+    # -- stages ------------------------------------------------------------------------------------------
+    def pretrain(self) -> None:
+        from pirlctl.pipeline.demos import record_demos
+        from pirlctl.pipeline.sft import behaviour_clone
+
+        p = self.cfg.pipeline
+        self.on_event(STAGE_DEMOS, f"{p.demo_episodes} scripted demos -> {self.demo_dir}")
+        demos = record_demos(
+            self.cfg.env,
+            self.demo_dir,
+            episodes=p.demo_episodes,
+            noise_std=p.demo_noise_std,
+            aim_error=p.demo_aim_error,
+            fresh=self.fresh,
+        )
+        if demos.reused:
+            self.reused.append(STAGE_DEMOS)
+        self.on_event(STAGE_SFT, f"behaviour cloning {p.sft_steps} steps -> {self.sft_dir}")
+        sft = behaviour_clone(
+            self.cfg.policy,
+            self.demo_dir,
+            self.sft_dir,
+            steps=p.sft_steps,
+            batch_size=p.sft_batch_size,
+            lr=p.sft_lr,
+            seed=self.cfg.seed,
+            fresh=self.fresh,
+            on_log=lambda step, loss: self.on_event(STAGE_SFT, f"step {step}/{p.sft_steps} loss {loss:.4f}"),
+        )
+        if sft.reused:
+            self.reused.append(STAGE_SFT)
+
+    def evaluate(self, target: str, out_json: Path, stage: str, strip: Path | None = None) -> dict[str, Any]:
+        """ODE evaluation in a child process (``pirlctl eval``); cached in ``out_json``."""
+        if out_json.is_file() and not self.fresh:
+            self.reused.append(stage)
+            return json.loads(out_json.read_text())
+        n = self.cfg.pipeline.eval_episodes
+        self.on_event(stage, f"ODE evaluation, {n} episodes")
+        args = ["eval", target, "--config_path", str(self.run_dir / "run_config.json"), "--episodes", str(n), "--json"]
+        if strip is not None:
+            args += ["--strip", str(strip)]
+        proc = subprocess.run(_pirlctl(*args), capture_output=True, text=True, env=_child_env())
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"evaluation of {target} failed: {tail[0]}")
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(proc.stdout)
+        return json.loads(proc.stdout)
+
+    def rl(self, watch: Callable[[list[subprocess.Popen]], bool]) -> bool:
+        """Learner and actors as child processes; returns False when interrupted. Resumes from a checkpoint."""
+        cfg = self.cfg
+        done = False
+        try:
+            info = ckpt.verify_checkpoint(self.run_dir)
+            done = int(info.counters.get("env_steps", 0)) >= cfg.runtime.total_env_steps
+        except ckpt.CheckpointError:
+            info = None
+        if done and not self.fresh:
+            self.reused.append(STAGE_RL)
+            return True
+        resume = ["--resume=true"] if info is not None else []
+        conf = ["--config_path", str(self.run_dir / "run_config.json")]
+        self.on_event(
+            STAGE_RL,
+            f"learner + {cfg.runtime.num_actors} actor(s) on {cfg.runtime.learner_host}:{cfg.runtime.learner_port}",
+        )
+        logs = [
+            open(self.run_dir / f"{n}.stdout", "a")
+            for n in ("learner", *[f"actor{i}" for i in range(cfg.runtime.num_actors)])
+        ]  # noqa: E501, SIM115
+        procs = [
+            subprocess.Popen(
+                _pirlctl("learner", *conf, *resume, "--json"),
+                stdout=logs[0],
+                stderr=subprocess.DEVNULL,
+                env=_child_env(),
+            )
+        ]
+        for i in range(cfg.runtime.num_actors):
+            procs.append(
+                subprocess.Popen(
+                    _pirlctl("actor", *conf, "--actor-id", str(i), "--json"),
+                    stdout=logs[i + 1],
+                    stderr=subprocess.DEVNULL,
+                    env=_child_env(),
+                )
+            )
+        try:
+            finished = watch(procs)
+        except KeyboardInterrupt:
+            finished = False
+        if not finished:
+            self.stop_children(procs)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for f in logs:
+            f.close()
+        if procs[0].returncode not in (0, None) and finished:
+            raise RuntimeError(f"learner exited with {procs[0].returncode}; see {self.run_dir / 'learner.log'}")
+        return finished
+
+    @staticmethod
+    def stop_children(procs: list[subprocess.Popen]) -> None:
+        """Ctrl-C: the learner checkpoints and pushes ``stop``; actors then exit by themselves."""
+        if procs and procs[0].poll() is None:
+            procs[0].send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 45
+        for p in procs:
+            while p.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if p.poll() is None:
+                p.terminate()
+
+    # -- the whole job ----------------------------------------------------------------------------------
+    def run(self, watch: Callable[[list[subprocess.Popen]], bool]) -> TrainJobReport:
+        started = time.monotonic()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.fresh:
+            import shutil
+
+            for sub in ("checkpoints", "metrics.jsonl", "eval_rl.json"):
+                target = self.run_dir / sub
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        self.pretrain()
+        self.cfg.policy_path = str(self.sft_dir.resolve())
+        save_run_config(self.cfg, self.run_dir / "run_config.json")
+        sft = self.evaluate(str(self.sft_dir), self.sft_eval, STAGE_EVAL_SFT)
+        (self.run_dir / "eval_sft.json").write_text(json.dumps(sft, indent=2))
+        rl_started = time.monotonic()
+        finished = self.rl(watch)
+        rl_wall = time.monotonic() - rl_started
+        info = ckpt.verify_checkpoint(self.run_dir)
+        final_eval = self.run_dir / "eval_rl.json"
+        if not finished and final_eval.exists():
+            final_eval.unlink()
+        stale = final_eval.is_file() and json.loads(final_eval.read_text()).get("checkpoint") != str(info.path)
+        if stale:
+            final_eval.unlink()
+        rl = self.evaluate(str(info.path), final_eval, STAGE_EVAL_RL, strip=self.run_dir / "episode_strip.png")
+        from pirlctl.reporting.plots import learning_curve
+        from pirlctl.reporting.report import write_report
+
+        curve = learning_curve(
+            self.run_dir / "metrics.jsonl",
+            self.run_dir / "learning_curve.png",
+            sft_success=sft["success_rate"],
+            rl_eval=rl,
+            window=self.cfg.pipeline.alarm_window,
+        )
+        train = read_metrics(self.run_dir / "metrics.jsonl", "train")
+        report = TrainJobReport(
+            run_dir=str(self.run_dir),
+            sft_success=sft["success_rate"],
+            sft_ci95=(sft["ci95_low"], sft["ci95_high"]),
+            rl_success=rl["success_rate"],
+            rl_ci95=(rl["ci95_low"], rl["ci95_high"]),
+            eval_episodes=int(rl["episodes"]),
+            env_steps=int(info.counters.get("env_steps", 0)),
+            iterations=info.iteration,
+            rl_wall_seconds=_rl_wall(train, rl_wall),
+            total_wall_seconds=time.monotonic() - started,
+            machine=machine_description(),
+            report_md=str(self.run_dir / "report.md"),
+            curve_png=str(curve),
+            stages_reused=sorted(set(self.reused)),
+            interrupted=not finished,
+        )
+        write_report(report, self.cfg, Path(report.report_md), sft_eval=sft, rl_eval=rl, train=train)
+        return report
+
+
+def _rl_wall(train: list[dict[str, Any]], fallback: float) -> float:
+    """Wall-clock of RL from the metrics (first to last record), so a reused run reports its real duration."""
+    if len(train) >= 2:
+        return float(train[-1]["time"] - train[0]["time"])
+    return fallback

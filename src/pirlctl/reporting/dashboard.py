@@ -1,0 +1,126 @@
+"""Live Rich dashboard over a run's metrics.jsonl while learner and actors run as child processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pirlctl import metrics as M
+from pirlctl.alarms import AlarmState, episode_alarms, train_alarms
+from pirlctl.reporting.output import console
+
+
+class MetricsTail:
+    """Reads records appended to metrics.jsonl since the last call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = ""
+
+    def poll(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        with open(self.path) as f:
+            f.seek(self.offset)
+            data = f.read()
+            self.offset = f.tell()
+        lines = (self.partial + data).split("\n")
+        self.partial = lines.pop()
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+
+class Dashboard:
+    def __init__(self, run_dir: Path, total_env_steps: int, settings: Any, sft_success: float | None) -> None:
+        self.tail = MetricsTail(run_dir / "metrics.jsonl")
+        self.alarm_log = run_dir / "alarms.log"
+        self.total = total_env_steps
+        self.settings = settings
+        self.sft_success = sft_success
+        self.state = AlarmState()
+        self.last_train: dict[str, Any] = {}
+        self.episodes: list[dict[str, Any]] = []
+        self.alarms: list[str] = []
+        self.progress = Progress(
+            TextColumn("[bold]PI-RL"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} env steps"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
+        self.task = self.progress.add_task("rl", total=total_env_steps)
+
+    def update(self) -> None:
+        for rec in self.tail.poll():
+            new: list[str] = []
+            if rec.get("kind") == "train":
+                self.last_train = rec
+                self.progress.update(self.task, completed=min(rec.get(M.TRAIN_ENV_STEPS, 0), self.total))
+                new = train_alarms(rec, self.state, self.settings)
+            elif rec.get("kind") == "episode":
+                self.episodes.append(rec)
+                new = episode_alarms(rec, self.state, self.settings, self.sft_success)
+            if new:
+                self.alarms.extend(new)
+                with open(self.alarm_log, "a") as f:
+                    f.writelines(f"{time.strftime('%H:%M:%S')} {a}\n" for a in new)
+
+    def render(self, procs: list[subprocess.Popen]) -> Group:
+        w = self.settings.alarm_window
+        recent = self.episodes[-w:]
+        succ = sum(bool(r.get(M.ACTOR_SUCCESS)) for r in recent) / len(recent) if recent else float("nan")
+        ret = sum(float(r.get(M.ACTOR_EPISODE_RETURN) or 0) for r in recent) / len(recent) if recent else float("nan")
+        last_ep = self.episodes[-1] if self.episodes else {}
+        t = self.last_train
+        table = Table(show_header=False, box=None, padding=(0, 2))
+        for _ in range(4):
+            table.add_column()
+
+        def f(v: Any, fmt: str = "{:.3f}") -> str:
+            return "—" if v is None or v != v else fmt.format(v)
+
+        table.add_row("policy version", f(t.get(M.TRAIN_POLICY_VERSION), "v{}"), "episodes", str(len(self.episodes)))
+        table.add_row(f"success (last {w})", f(succ, "{:.0%}"), "SFT level", f(self.sft_success, "{:.0%}"))
+        table.add_row(f"return (last {w})", f(ret), "explained var.", f(t.get(M.TRAIN_EXPLAINED_VARIANCE), "{:.2f}"))
+        table.add_row("approx_kl", f(t.get(M.TRAIN_APPROX_KL), "{:.4f}"), "clipfrac", f(t.get(M.TRAIN_CLIPFRAC)))
+        table.add_row(
+            "policy FPS",
+            f(last_ep.get(M.ACTOR_POLICY_FPS), "{:.0f}"),
+            "env FPS",
+            f(last_ep.get(M.ACTOR_ENV_FPS), "{:.1f}"),
+        )
+        status = " ".join(
+            f"{'learner' if i == 0 else f'actor{i - 1}'}:{'up' if p.poll() is None else p.returncode}"
+            for i, p in enumerate(procs)
+        )
+        parts: list[Any] = [self.progress, table, f"[dim]{status}   Ctrl-C stops with a checkpoint[/]"]
+        if self.alarms:
+            parts.append(Panel("\n".join(self.alarms[-4:]), title="alarms", border_style="red"))
+        return Group(*parts)
+
+    def watch(self, procs: list[subprocess.Popen]) -> bool:
+        """Refresh until the learner exits (True when it finished cleanly); Ctrl-C raises KeyboardInterrupt."""
+        with Live(self.render(procs), console=console, refresh_per_second=2, transient=False) as live:
+            while procs[0].poll() is None:
+                self.update()
+                live.update(self.render(procs))
+                time.sleep(0.5)
+            self.update()
+            live.update(self.render(procs))
+        return procs[0].returncode == 0

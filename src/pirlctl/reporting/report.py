@@ -1,0 +1,61 @@
+"""The final Markdown report of ``pirlctl train``; every number comes from the eval JSONs and metrics.jsonl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pirlctl import metrics as M
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def write_report(
+    report: Any,
+    cfg: Any,
+    path: Path,
+    *,
+    sft_eval: dict[str, Any],
+    rl_eval: dict[str, Any],
+    train: list[dict[str, Any]],
+) -> str:
+    last = train[-1] if train else {}
+    lift = rl_eval["success_rate"] - sft_eval["success_rate"]
+    overlap = not (rl_eval["ci95_low"] > sft_eval["ci95_high"] or sft_eval["ci95_low"] > rl_eval["ci95_high"])
+    lines = [
+        f"# pirlctl train report: {Path(report.run_dir).name}",
+        "",
+        "| | success (ODE) | 95% CI (Wilson) | mean return | episodes |",
+        "|---|---|---|---|---|",
+        f"| SFT (few-shot BC) | {_pct(sft_eval['success_rate'])} | {_pct(sft_eval['ci95_low'])} – "
+        f"{_pct(sft_eval['ci95_high'])} | {sft_eval['mean_return']:.3f} | {sft_eval['episodes']} |",
+        f"| after PI-RL | {_pct(rl_eval['success_rate'])} | {_pct(rl_eval['ci95_low'])} – "
+        f"{_pct(rl_eval['ci95_high'])} | {rl_eval['mean_return']:.3f} | {rl_eval['episodes']} |",
+        "",
+        f"Lift: **{100 * lift:+.1f} points**; the 95% intervals {'overlap' if overlap else 'do not overlap'}.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| method | {cfg.pirl.noise_method} ({cfg.pirl.resolved_sampling}), K={cfg.pirl.num_denoise_steps} |",
+        f"| env steps | {report.env_steps} |",
+        f"| PPO iterations | {report.iterations} |",
+        f"| RL wall clock | {report.rl_wall_seconds / 60:.1f} min |",
+        f"| whole job wall clock (this invocation) | {report.total_wall_seconds / 60:.1f} min |",
+        f"| actors | {cfg.runtime.num_actors} |",
+        f"| last approx_kl / clipfrac / explained var. | {last.get(M.TRAIN_APPROX_KL, float('nan')):.4f} / "
+        f"{last.get(M.TRAIN_CLIPFRAC, float('nan')):.3f} / {last.get(M.TRAIN_EXPLAINED_VARIANCE) or float('nan'):.2f} |",
+        f"| machine | {report.machine} |",
+        f"| stages reused from cache | {', '.join(report.stages_reused) or 'none'} |",
+        "",
+        "![learning curve](learning_curve.png)",
+        "",
+        f"Task: {cfg.env.task}, random cube position: {cfg.env.random_block_position}, images "
+        f"{cfg.env.image_size}px {'+'.join(cfg.env.cameras)}, episode limit {cfg.env.max_episode_steps} steps.",
+    ]
+    if report.interrupted:
+        lines += ["", "**Interrupted**: RL stopped early; resume with the same `pirlctl train` command."]
+    text = "\n".join(lines) + "\n"
+    path.write_text(text)
+    return text
