@@ -14,10 +14,12 @@ import importlib.metadata
 import inspect
 from typing import Any
 
+from pirlctl.errors import PirlError
+
 SUPPORTED_LEROBOT = ((0, 6), (0, 7))  # [0.6, 0.7)
 
 
-class LeRobotCompatError(RuntimeError):
+class LeRobotCompatError(PirlError, RuntimeError):
     """The installed LeRobot is not one pirlctl's glue was written for."""
 
 

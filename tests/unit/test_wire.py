@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -104,3 +105,175 @@ def test_interactions_are_json_scalars_only():
         decode_interaction(b'{"a": [1, 2]}')
     with pytest.raises(WireError, match="not finite"):
         decode_interaction(b'{"a": NaN}')
+
+
+# -- hostile payloads that used to escape as other exception types, or pass unchecked -------------------------------
+def _dumps(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _item(**overrides):
+    """One Transition dict as encode_segment writes it; ``overrides`` replace top-level or complementary_info keys."""
+    item = pickle.loads(pickle.dumps(torch.load(io.BytesIO(_encode([_tr()])), weights_only=True)[0]))
+    for key, value in overrides.items():
+        (item if key in item else item["complementary_info"])[key] = value
+    return item
+
+
+def _decode_items(*items):
+    return decode_segment(_dumps(list(items)), expected_obs=OBS, chain_shape=CHAIN, log_prob_shape=())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"chain": torch.zeros(*CHAIN, dtype=torch.int64)}, "chain has dtype torch.int64"),
+        ({"chain": torch.zeros(*CHAIN).to_sparse()}, "chain must be a dense CPU tensor"),
+        ({"log_prob": torch.tensor(True)}, "log_prob has dtype torch.bool"),
+        ({"log_prob": torch.tensor(-1)}, "log_prob has dtype torch.int64"),
+        ({"log_prob": torch.tensor([-1.0])}, r"log_prob must have shape \(\), got \(1,\)"),
+        ({"log_prob": torch.tensor(float("-inf"))}, "log_prob has NaN/Inf"),
+        ({"stochastic": torch.tensor([0.5, 0.0])}, "stochastic has dtype torch.float32"),
+        ({"stochastic": torch.tensor(True)}, r"stochastic must have shape \(2,\)"),
+        ({"state": [torch.zeros(3)]}, "missing state"),
+        ({"state": {"observation.state": torch.zeros(3, dtype=torch.complex64)}}, "dtype torch.complex64"),
+        ({"state": {"observation.state": torch.zeros(3).to_sparse()}}, "dense CPU tensor"),
+        ({"state": {"observation.state": torch.tensor([0.0, float("nan"), 0.0])}}, "NaN/Inf"),
+        ({"state": {"observation.state": [0.0, 0.0, 0.0]}}, "must be a tensor, got list"),
+        ({"reward": 10**400}, "reward must be a finite number, got an out-of-range int"),
+        ({"value": True}, "value must be a finite number, got True"),
+        ({"bootstrap_value": torch.tensor(0.0)}, "bootstrap_value must be a finite number, got Tensor"),
+        ({"done": torch.ones(2, dtype=torch.bool)}, "done and truncated must be bools"),
+        ({"truncated": 1}, "done and truncated must be bools"),
+        ({"policy_version": True}, "policy_version and actor_id must be non-negative integers"),
+        ({"policy_version": 2**63}, "policy_version and actor_id"),
+        ({"actor_id": -1}, "policy_version and actor_id"),
+        ({"env_steps": -2}, "env_steps must be a non-negative integer"),
+        ({"complementary_info": None}, "missing complementary_info"),
+    ],
+)
+def test_hostile_transition_fields_are_refused_with_a_wire_error(overrides, needle):
+    with pytest.raises(WireError, match=needle) as exc:
+        _decode_items(_item(**overrides))
+    assert "\n" not in str(exc.value)
+
+
+def test_a_valid_segment_decodes_to_detached_float_tensors():
+    seg = _decode_items(_item(chain=torch.zeros(*CHAIN, dtype=torch.float64, requires_grad=True)))
+    tr = seg.transitions[0]
+    assert tr.chain.dtype == torch.float32 and not tr.chain.requires_grad
+    assert tr.stochastic.dtype == torch.bool and tr.log_prob.dtype == torch.float32
+    assert (tr.terminated, tr.truncated, tr.policy_version, tr.extra) == (True, False, 2, {"actor_id": 1})
+
+
+def test_a_segment_of_many_references_to_one_transition_is_refused_by_count():
+    from pirlctl.runtime.wire import MAX_SEGMENT_TRANSITIONS
+
+    blob = _dumps([_item()] * (MAX_SEGMENT_TRANSITIONS + 1))  # pickle memo: a few hundred KB
+    with pytest.raises(WireError, match="exceed the"):
+        decode_segment(blob, expected_obs=OBS, chain_shape=CHAIN, log_prob_shape=())
+
+
+def test_payloads_over_the_byte_limits_are_refused_before_decoding(monkeypatch):
+    from pirlctl.runtime import wire
+
+    blob = _encode([_tr()])
+    monkeypatch.setattr(wire, "MAX_TRANSITIONS_BYTES", len(blob) - 1)
+    with pytest.raises(WireError, match="exceeds the"):
+        decode_segment(blob, expected_obs=OBS, chain_shape=CHAIN, log_prob_shape=())
+    params = encode_parameters(0, {})
+    monkeypatch.setattr(wire, "MAX_PARAMETERS_BYTES", len(params) - 1)
+    with pytest.raises(WireError, match="exceeds the"):
+        decode_parameters(params)
+    assert decode_interaction(b" " * (wire.MAX_INTERACTION_BYTES - 2) + b"{}") == {}
+    with pytest.raises(WireError, match="exceeds"):
+        decode_interaction(b" " * (wire.MAX_INTERACTION_BYTES - 1) + b"{}")
+
+
+@pytest.mark.parametrize(
+    ("obj", "needle"),
+    [
+        ({"version": 1, "stop": torch.ones(2), "weights": {}}, "stop must be a bool, got Tensor"),
+        ({"version": 1, "stop": 1, "weights": {}}, "stop must be a bool"),
+        ({"version": True, "stop": False, "weights": {}}, "invalid version True"),
+        ({"version": 2**63, "stop": False, "weights": {}}, "invalid version an out-of-range int"),
+        ({"version": 10**5000, "stop": False, "weights": {}}, "undecodable payload"),  # weights_only: no LONG4
+        ({"version": "3", "stop": False, "weights": {}}, "invalid version '3'"),
+        ({"version": 1.0, "stop": False, "weights": {}}, "invalid version 1.0"),
+        ({"version": [[1]] * 3, "stop": False, "weights": {}}, "invalid version list"),
+        ({"version": 1, "stop": False, "weights": {"policy": {"w": [1.0]}}}, r"weights\['policy'\]\['w'\] is not"),
+        ({"version": 1, "stop": False, "weights": {"policy": {0: torch.ones(1)}}}, "string keys"),
+        ({"version": 1, "stop": False, "weights": {"p": {"w": torch.ones(2).to_sparse()}}}, "not a dense tensor"),
+        ({"version": 1, "stop": False, "weights": {}, "base_fingerprint": None}, "base_fingerprint"),
+        ([1, 2, 3], "expected a dict"),
+    ],
+)
+def test_hostile_parameters_are_refused_with_a_wire_error(obj, needle):
+    with pytest.raises(WireError, match=needle) as exc:
+        decode_parameters(_dumps(obj))
+    assert "\n" not in str(exc.value) and len(str(exc.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("blob", "needle"),
+    [
+        (b"[" * 60_000, r"not UTF-8 JSON \(RecursionError\)"),  # was a RecursionError
+        (b'{"a": ' + b"1" * 5000 + b"}", r"not UTF-8 JSON \(ValueError\)"),  # over Python's int-digit limit
+        (b'{"a": ' + str(2**63).encode() + b"}", "out of the int64 range"),
+        (b'{"a": -1e999}', "not finite"),
+        (b'{"a": {"b": 1}}', "must be a scalar"),
+        (b'{"' + b"k" * 1000 + b'": null}', r"field 'kkkk.*\.\.\. must be a scalar"),
+        (b"\xef\xbb\xbf{}", "not UTF-8 JSON"),
+        (b"[]", "expected a JSON object"),
+    ],
+)
+def test_hostile_interactions_are_refused_with_a_wire_error(blob, needle):
+    with pytest.raises(WireError, match=needle) as exc:
+        decode_interaction(blob)
+    assert "\n" not in str(exc.value) and len(str(exc.value)) < 200
+
+
+# -- chunk reassembly (transport.iter_messages) ----------------------------------------------------------------
+def _chunks(*pairs):
+    from lerobot.transport import services_pb2
+
+    return [services_pb2.Transition(transfer_state=s, data=d) for s, d in pairs]
+
+
+def test_chunks_reassemble_as_lerobot_sends_them():
+    from lerobot.transport import services_pb2
+    from lerobot.transport.utils import send_bytes_in_chunks
+
+    from pirlctl.runtime.transport import iter_messages
+
+    blob = bytes(range(256)) * 20_000  # 5 MB: BEGIN, MIDDLE, END chunks of 2 MiB
+    chunks = list(send_bytes_in_chunks(blob, services_pb2.Transition)) + list(
+        send_bytes_in_chunks(b"small", services_pb2.Transition)  # one chunk: a lone END
+    )
+    assert [c.transfer_state for c in chunks] == [1, 2, 3, 3]
+    assert list(iter_messages(iter(chunks), limit=len(blob))) == [blob, b"small"]
+    # BEGIN starts over; a stream that ends mid-message yields nothing for it
+    assert list(iter_messages(iter(_chunks((1, b"lost"), (1, b"a"), (2, b"b"), (3, b"c"), (1, b"cut"))), 10)) == [
+        b"abc"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("chunks", "needle"),
+    [
+        (_chunks((0, b"x")), "unknown transfer state 0"),
+        (_chunks((7, b"x")), "unknown transfer state 7"),
+        (_chunks((1, b"12345"), (2, b"67")), "message exceeds 6 bytes"),
+        ([SimpleNamespace(transfer_state=3, data="text")], "chunk data must be bytes, got str"),
+        ([SimpleNamespace(transfer_state=1, data=10**12)], "chunk data must be bytes, got int"),
+        ([SimpleNamespace(transfer_state=None, data=b"")], "unknown transfer state NoneType"),
+        ([object()], "chunk data must be bytes, got NoneType"),
+    ],
+)
+def test_bad_chunk_streams_are_refused_with_a_wire_error(chunks, needle):
+    from pirlctl.runtime.transport import iter_messages
+
+    with pytest.raises(WireError, match=needle):
+        list(iter_messages(iter(chunks), limit=6))

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, overrides, run_or_exit
-from pirlctl.reporting.output import console, render
+from pirlctl.reporting.output import console, err_console, render
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "pick_cube_tiny.json"
 
@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
             if name:
                 extra.append(f"--output_dir=runs/{name}")
             cfg = load_run_config(config_path, extra)
-            job = TrainJob(cfg, fresh=fresh, on_event=lambda stage, msg: console.print(f"[bold cyan]{stage}[/] {msg}"))
+            job = TrainJob(cfg, fresh=fresh, on_event=lambda stage, msg: err_console.print(f"[bold cyan]{stage}[/] {msg}"))
 
             def watch(procs):
                 sft = job.run_dir / "eval_sft.json"

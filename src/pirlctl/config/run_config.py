@@ -19,9 +19,10 @@ from lerobot.configs.policies import PreTrainedConfig
 from lerobot.rl.algorithms.configs import RLAlgorithmConfig
 
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
+from pirlctl.errors import PirlError
 
 
-class RunConfigError(ValueError):
+class RunConfigError(PirlError, ValueError):
     """The run config is invalid; the message names the field and the fix."""
 
 

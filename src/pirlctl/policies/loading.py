@@ -8,6 +8,12 @@ import draccus
 from lerobot.configs.policies import PreTrainedConfig
 from torch import nn
 
+from pirlctl.errors import PirlError
+
+class PolicyLoadError(PirlError, ValueError):
+    """A policy checkpoint cannot be loaded with the given config."""
+
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIGS_DIR = REPO_ROOT / "configs"
 TINY_XVLA_CONFIG = CONFIGS_DIR / "policy" / "tiny_xvla.json"
@@ -39,5 +45,12 @@ def build_policy(config: PreTrainedConfig, pretrained_path: str | Path | None = 
                 f"pretrained policy {path} is not a local directory; download it first (hf download ...) "
                 "and pass the folder"
             )
-        policy = cls.from_pretrained(str(path), config=config, local_files_only=True)
+        try:
+            policy = cls.from_pretrained(str(path), config=config, local_files_only=True)
+        except (RuntimeError, ValueError, KeyError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise PolicyLoadError(
+                f"the weights in {path} do not fit this {config.type} config ({first[:160]}); "
+                "use the config the checkpoint was trained with (its run_config.json)"
+            ) from err
     return policy.to(config.device or "cpu")

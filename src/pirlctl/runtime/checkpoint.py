@@ -22,6 +22,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -34,13 +35,15 @@ from lerobot.utils.random_utils import load_rng_state, save_rng_state
 from safetensors.torch import load_file, load_model
 from torch import nn
 
+from pirlctl.errors import PirlError
+
 CHECKPOINTS_DIR = "checkpoints"
 LAST_LINK = "last"
 MANIFEST = "manifest.json"
 TRAINING_STEP = "training_step.json"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(PirlError, RuntimeError):
     """A checkpoint is missing, corrupt, tampered with or incompatible. One line, with the fix."""
 
 
@@ -114,19 +117,31 @@ def _point_last(root: Path, target: str) -> None:
     _fsync_dir(root)
 
 
-def _remove_leftovers(root: Path) -> None:
-    """Remove ``.tmp-*`` folders, links and files of interrupted saves, except the folder ``last`` points at.
+def _remove_leftovers(root: Path, *, promote: bool = False) -> None:
+    """Clear the ``.tmp-*`` folders, links and files of interrupted saves, except the folder ``last`` points at.
 
-    A save killed while it re-writes an existing iteration may leave ``last`` on its complete ``.tmp-*`` copy;
-    that one stays until a save points ``last`` elsewhere.
+    A save killed while it re-writes an existing iteration may leave ``last`` on its complete ``.tmp-*`` copy (the
+    old copy already moved away); that one stays until ``last`` points elsewhere. With ``promote`` (after ``last``
+    has moved), a complete copy whose iteration folder is missing is renamed into place instead of deleted.
     """
     last = root / LAST_LINK
     keep = last.resolve() if last.is_symlink() else None
-    for stale in root.glob(".tmp-*"):
+    for stale in sorted(root.glob(".tmp-*")):  # a new copy (".tmp-0…") before an old one (".tmp-old-0…")
         if stale.is_symlink() or not stale.is_dir():
             stale.unlink(missing_ok=True)
-        elif stale.resolve() != keep:
-            shutil.rmtree(stale, ignore_errors=True)
+            continue
+        if stale.resolve() == keep:
+            continue
+        match = re.fullmatch(r"\.tmp-(?:old-)?(\d{6,})-.+", stale.name)
+        if promote and match and not (root / match[1]).exists():
+            try:
+                verify_checkpoint(stale)
+            except CheckpointError:
+                pass
+            else:
+                os.replace(stale, root / match[1])
+                continue
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 @dataclass
@@ -181,17 +196,18 @@ def save_checkpoint(
     _fsync_tree(tmp)
     final = root / name
     if final.exists() or final.is_symlink():
-        # Re-saving an iteration (the final save right after a periodic one). ``last`` may point at ``final``:
-        # move it onto the new complete copy first, so that it never dangles while the old copy is moved away.
-        _point_last(root, tmp.name)
+        # Re-saving an iteration (the final save right after a periodic one). A non-empty folder cannot be renamed
+        # over atomically, and ``last`` may point at ``final``: before each rename, ``last`` moves onto a complete
+        # copy that the rename leaves alone (the new copy, then the old one), so it never dangles.
         trash = root / f".tmp-old-{tmp.name.removeprefix('.tmp-')}"
+        _point_last(root, tmp.name)
         os.replace(final, trash)
+        _point_last(root, trash.name)
         os.replace(tmp, final)
-        _point_last(root, name)
     else:
         os.replace(tmp, final)
-        _point_last(root, name)
-    _remove_leftovers(root)
+    _point_last(root, name)
+    _remove_leftovers(root, promote=True)
     return final
 
 

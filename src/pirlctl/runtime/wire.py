@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import ChunkTransition
+from pirlctl.errors import PirlError
 
 MAX_PARAMETERS_BYTES = 8 * 1024**3
 MAX_TRANSITIONS_BYTES = 512 * 1024**2
@@ -34,7 +35,7 @@ MAX_INTERACTION_BYTES = 64 * 1024
 PIRL_FIELDS = ("chain", "stochastic", "log_prob", "value", "bootstrap_value", "policy_version", "actor_id")
 
 
-class WireError(ValueError):
+class WireError(PirlError, ValueError):
     """A payload could not be decoded or failed validation."""
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.rl.algorithms.configs import RLAlgorithmConfig
 
+from pirlctl.errors import PirlError
+
 NOISE_METHODS = ("flow_sde", "flow_noise", "flow_ode")
 SAMPLING_MODES = ("hybrid", "full_chain")
 LOGPROB_REDUCTIONS = ("chunk_level", "token_level")
@@ -24,7 +26,7 @@ TRAINABLE_SCOPES = ("action_expert", "all")
 STALE_SAMPLE_RULES = ("drop", "importance_weight")
 
 
-class PiRLConfigError(ValueError):
+class PiRLConfigError(PirlError, ValueError):
     """A PI-RL config value is invalid. The message names the field and the fix."""
 
 

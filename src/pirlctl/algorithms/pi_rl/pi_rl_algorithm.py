@@ -29,11 +29,12 @@ from pirlctl.algorithms.pi_rl.sampler import (
     rescore_chain,
     sample_chain,
 )
+from pirlctl.errors import PirlError
 from pirlctl.policies import make_flow_adapter
 from pirlctl.policies.base import FlowPolicyAdapter, initial_noise
 
 
-class WeightsContractError(ValueError):
+class WeightsContractError(PirlError, ValueError):
     """Pushed weights do not match what the actor's model expects. The message names the key."""
 
 

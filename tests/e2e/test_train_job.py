@@ -1,0 +1,74 @@
+"""``pirlctl train`` end to end with a tiny budget, then ``pirlctl eval`` on what it saved."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pirlctl.metrics import read_metrics
+
+from ..integration.procs import ROOT, env, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _pirlctl(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pirlctl", *args], capture_output=True, text=True, env=env(),
+                          cwd=ROOT, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    base = tmp_path_factory.mktemp("job")
+    run = base / "run"
+    args = [
+        "train", "--json", "--no-dashboard", f"--output_dir={run}", f"--pipeline.cache_dir={base / 'cache'}",
+        "--pipeline.demo_episodes=2", "--pipeline.sft_steps=20", "--pipeline.eval_episodes=2",
+        "--runtime.total_env_steps=64", "--runtime.rollout_chunks=8", f"--runtime.learner_port={free_port()}",
+    ]
+    proc = _pirlctl(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run, json.loads(proc.stdout), args
+
+
+def test_train_writes_the_run_folder_and_the_report_comes_from_the_metrics(trained):
+    run, report, _ = trained
+    for name in ("run_config.json", "metrics.jsonl", "learning_curve.png", "report.md", "eval_sft.json",
+                 "eval_rl.json", "learner.log", "actor0.log", "checkpoints/last/manifest.json"):
+        assert (run / name).exists(), name
+    train = read_metrics(run / "metrics.jsonl", "train")
+    assert len(train) == report["iterations"] >= 2
+    sft, rl = (json.loads((run / f).read_text()) for f in ("eval_sft.json", "eval_rl.json"))
+    assert report["sft_success"] == sft["success_rate"] and report["rl_success"] == rl["success_rate"]
+    assert report["rl_ci95"] == [rl["ci95_low"], rl["ci95_high"]]
+    assert report["env_steps"] == train[-1]["train/env_steps"] >= 64
+    md = (run / "report.md").read_text()
+    assert f"| {report['iterations']} |" in md and f"{100 * rl['success_rate']:.1f}%" in md
+    assert json.loads((run / "run_config.json").read_text())["policy_path"]  # RL started from the SFT policy
+
+
+def test_second_run_reuses_every_stage(trained):
+    run, _, args = trained
+    proc = _pirlctl(*args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert set(json.loads(proc.stdout)["stages_reused"]) >= {"demos", "sft", "eval_sft", "rl", "eval_rl"}
+
+
+def test_eval_on_the_saved_checkpoint_and_one_line_errors(trained, tmp_path):
+    run, _, _ = trained
+    proc = _pirlctl("eval", str(run / "checkpoints" / "last"), "--episodes", "1", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rep = json.loads(proc.stdout)
+    assert rep["episodes"] == 1 and 0.0 <= rep["ci95_low"] <= rep["success_rate"] <= rep["ci95_high"] <= 1.0
+
+    missing = _pirlctl("eval", str(tmp_path / "nope"), "--episodes", "1")
+    assert missing.returncode == 2
+    assert "no checkpoint at" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+
+    wrong = _pirlctl("eval", str(run), "--episodes", "1", "--config_path", str(run / "run_config.json"),
+                     "--policy.hidden_size=32")
+    assert wrong.returncode == 2
+    assert "do not fit" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
