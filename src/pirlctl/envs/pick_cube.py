@@ -99,8 +99,10 @@ def privileged_pose(env: Any) -> CubePose:
 class ScriptedPicker:
     """EE-delta demonstrator: hover 5 cm above the cube, descend, close within ~8 mm, lift; re-open on a miss.
 
-    ``noise_std`` adds Gaussian noise to the xyz command, ``aim_error`` offsets the believed cube xy per episode:
-    both make the demonstrations deliberately imperfect.
+    :meth:`act` returns ``(executed, label)``. ``noise_std`` perturbs the *executed* xyz command while the label
+    stays the controller's clean command (DART-style noise injection: the demos visit off-nominal states and show
+    how to recover from them). ``aim_error`` offsets the believed cube xy per episode, so the labels themselves are
+    imperfect: behaviour cloning on a few such demos gives a mediocre policy.
     """
 
     STEP = 0.025  # metres per unit action
@@ -117,7 +119,7 @@ class ScriptedPicker:
         if self.aim_error > 0:
             self.offset[:2] = self.rng.normal(0.0, self.aim_error, size=2)
 
-    def act(self, env: Any) -> np.ndarray:
+    def act(self, env: Any) -> tuple[np.ndarray, np.ndarray]:
         pose = privileged_pose(env)
         cube = pose.cube + self.offset
         gripper = 1.0
@@ -143,6 +145,8 @@ class ScriptedPicker:
                 self.phase, self.timer = "approach", 0
         self.timer += 1
         xyz = np.clip((target - pose.tcp) / self.STEP, -1.0, 1.0)
+        label = np.concatenate([xyz, [gripper]]).astype(np.float32)
+        executed = label.copy()
         if self.noise_std > 0:
-            xyz = np.clip(xyz + self.rng.normal(0.0, self.noise_std, size=3), -1.0, 1.0)
-        return np.concatenate([xyz, [gripper]]).astype(np.float32)
+            executed[:3] = np.clip(xyz + self.rng.normal(0.0, self.noise_std, size=3), -1.0, 1.0)
+        return executed, label

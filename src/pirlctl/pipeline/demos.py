@@ -1,8 +1,8 @@
 """Few, imperfect scripted demonstrations, written as a LeRobot dataset (images as PNG, no video codec needed).
 
 The scripted picker reads the cube pose (privileged); the dataset stores only what the policy sees: camera
-images, robot state, the task text, and the EE-delta actions. Imperfection comes from action noise and a
-per-episode aiming error, so behaviour cloning on a handful of demos gives a mediocre policy.
+images, robot state, the task text, and the demonstrator's clean EE-delta command while a noisy one is executed
+(DART-style). Imperfection comes from a per-episode aiming error and from the few demos.
 """
 
 from __future__ import annotations
@@ -83,16 +83,16 @@ def record_demos(
         buffer = []
         success = False
         for _ in range(settings.max_episode_steps):
-            action = picker.act(env)
+            executed, label = picker.act(env)
             pobs = observation_to_policy(obs, settings)
             frame = {
                 k: (v.permute(1, 2, 0).numpy() if k.startswith("observation.images") else v.numpy())
                 for k, v in pobs.items()
             }
-            frame["action"] = action.astype(np.float32)
+            frame["action"] = label
             frame["task"] = settings.instruction
             buffer.append(frame)
-            obs, reward, terminated, truncated, info = env.step(action)
+            obs, reward, terminated, truncated, info = env.step(executed)
             if terminated or truncated:
                 success = is_success(float(reward), bool(terminated), info)
                 break
