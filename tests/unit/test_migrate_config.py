@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from typer.testing import CliRunner
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
 from pirlctl.cli import migrate_config
 from pirlctl.config.run_config import load_run_config
+from pirlctl.diagnostics.migrate import migrate, read_sac_config
 from pirlctl.policies.loading import CONFIGS_DIR, TINY_XVLA_CONFIG, build_policy, load_policy_config
 
 from ..conftest import make_xvla_batch
@@ -165,8 +167,6 @@ def test_sac_config_becomes_a_pi_rl_config_the_learner_loads(cli, sac_json, tmp_
 
 def test_every_sac_field_lands_in_a_report_group(sac_json):
     """Nothing is dropped silently: each SAC field (or a section holding it) is named by a report item."""
-    from pirlctl.diagnostics.migrate import migrate, read_sac_config
-
     sac = read_sac_config(sac_json)
     report, _ = migrate(sac)
     named = {
@@ -195,6 +195,24 @@ def test_unknown_settings_are_for_the_user_to_decide_not_dropped(cli, tmp_path):
     assert result.exit_code == 0, result.output
     decide = fields_of(json.loads(result.stdout)["you_must_decide"])
     assert {"env.processor.my_custom_step", "future_top_level_knob"} <= decide
+
+
+def test_pre_0_6_sac_policy_and_real_robot_configs_migrate_with_their_decisions(tmp_path):
+    legacy = sac_config_dict(tmp_path)
+    algorithm = legacy.pop("algorithm")  # before 0.6 the "sac" policy carried the SAC hyperparameters itself
+    legacy["policy"].update({k: v for k, v in algorithm.items() if k not in ("type", "policy_config")})
+    legacy["policy"]["type"] = "sac"
+    report, data = migrate(legacy)
+    decide = fields_of([dataclasses.asdict(i) for i in report.you_must_decide])
+    assert {"policy.critic_lr", "policy.utd_ratio", "policy.temperature_init"} <= decide
+    assert data["algorithm"]["type"] == "pi_rl" and data["policy"]["type"] == "xvla"
+
+    robot = sac_config_dict(tmp_path)
+    robot["env"].update(name="real_robot", robot={"type": "so100_follower"}, teleop={"type": "gamepad"})
+    report, data = migrate(robot)
+    decide = fields_of([dataclasses.asdict(i) for i in report.you_must_decide])
+    assert {"env.robot", "env.teleop"} <= decide  # pirlctl's actor drives gym_hil only: the user must know
+    assert data["env"]["task"] == "gym_hil/PandaPickCube-v0"
 
 
 def test_migrated_tiny_xvla_predicts_at_the_sac_image_size(cli, sac_json, tmp_path):
@@ -278,11 +296,16 @@ def test_refusals_are_one_line_exit_2_and_write_nothing(cli, tmp_path, content, 
     assert not out.exists()
 
 
-def test_missing_output_and_checkpoint_without_config_are_refused(cli, sac_json, tmp_path):
+def test_missing_output_and_unusable_checkpoints_are_refused(cli, sac_json, tmp_path):
     result = cli(str(sac_json))
     assert result.exit_code == 2 and "-o PIRL.json" in result.output
     empty = tmp_path / "ckpt"
     empty.mkdir()
     result = cli(str(sac_json), "-o", str(tmp_path / "pirl.json"), "--policy-path", str(empty))
     assert result.exit_code == 2 and "no config.json" in result.output
+    sac_actor = tmp_path / "sac_actor"
+    sac_actor.mkdir()
+    GaussianActorConfig(push_to_hub=False)._save_pretrained(sac_actor)  # a real LeRobot checkpoint, wrong kind
+    result = cli(str(sac_json), "-o", str(tmp_path / "pirl.json"), "--policy-path", str(sac_actor))
+    assert result.exit_code == 2 and "holds a 'gaussian_actor' policy" in result.output
     assert not (tmp_path / "pirl.json").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from pirlctl.diagnostics.migrate import MigrationReport
 
 CELL_CHARS = 80  # long values (whole dropped blocks) are cut in the table; --json has them in full
+RATIOS = (2, 2, 2, 3)  # column widths: the explanation gets the most room
 
 
 def _cell(value: Any) -> str:
@@ -21,6 +23,15 @@ def _cell(value: Any) -> str:
         return "—"
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…"
+
+
+def _table(title: str, columns: tuple[tuple[str, str | None], ...], rows: Sequence[tuple[str, ...]]) -> Table:
+    table = Table(title=title, title_justify="left", expand=True)
+    for (name, style), ratio in zip(columns, RATIOS, strict=True):
+        table.add_column(name, style=style, overflow="fold", ratio=ratio)
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def render_migration(report: MigrationReport, *, as_json: bool = False, config: dict[str, Any] | None = None) -> None:
@@ -31,39 +42,34 @@ def render_migration(report: MigrationReport, *, as_json: bool = False, config: 
             data["config"] = config
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
         return
+    status = "dry run: nothing written" if report.dry_run else "not written"
     if report.written:
         status = f"written to {report.output}"
-    elif report.dry_run:
-        status = "dry run: nothing written"
-    else:
-        status = "not written"
     console.print(f"[bold]migrate-config[/] {report.source} → PI-RL run config ({status})", highlight=False)
     console.print(f"policy: {report.policy}", highlight=False)
     if report.dataset_repo_id:
         console.print(f"dataset: {report.dataset_repo_id} (PI-RL does not read it; see below)", highlight=False)
 
-    changes = Table(title=f"Changes ({len(report.changes)})", title_justify="left", expand=True)
-    for name, style in (("SAC field", "cyan"), ("old → new", None), ("PI-RL field", "green"), ("why", None)):
-        changes.add_column(name, style=style, overflow="fold")
-    for item in report.changes:
-        new = _cell(item.new) if item.target is not None else "dropped"
-        changes.add_row(item.field or "(new)", f"{_cell(item.old)} → {new}", item.target or "—", item.why)
-    console.print(changes)
-
-    same = Table(title=f"Stays the same ({len(report.stays_the_same)})", title_justify="left", expand=True)
-    for name, style in (("SAC field", "cyan"), ("value", None), ("PI-RL field", "green"), ("note", None)):
-        same.add_column(name, style=style, overflow="fold")
-    for item in report.stays_the_same:
-        same.add_row(item.field or "(new)", _cell(item.new), item.target or "—", item.why)
-    console.print(same)
-
-    decide = Table(title=f"You must decide ({len(report.you_must_decide)})", title_justify="left", expand=True)
-    for name, style in (("SAC field", "yellow"), ("SAC value", None), ("PI-RL now", "green"), ("what to choose", None)):
-        decide.add_column(name, style=style, overflow="fold")
-    for item in report.you_must_decide:
-        now = _cell(item.new) if item.target is not None else "—"
-        where = f"{item.target}: {now}" if item.target else "no equivalent"
-        decide.add_row(item.field, _cell(item.old), where, item.why)
-    console.print(decide)
+    changes = [
+        (
+            i.field or "(new)",
+            f"{_cell(i.old)} → {_cell(i.new) if i.target is not None else 'dropped'}",
+            i.target or "—",
+            i.why,
+        )
+        for i in report.changes
+    ]
+    same = [(i.field or "(new)", _cell(i.new), i.target or "—", i.why) for i in report.stays_the_same]
+    decide = [
+        (i.field, _cell(i.old), f"{i.target}: {_cell(i.new)}" if i.target else "no equivalent", i.why)
+        for i in report.you_must_decide
+    ]
+    field_col, target_col = ("SAC field", "cyan"), ("PI-RL field", "green")
+    changes_cols = (field_col, ("old → new", None), target_col, ("why", None))
+    same_cols = (field_col, ("value", None), target_col, ("note", None))
+    decide_cols = (("SAC field", "yellow"), ("SAC value", None), ("PI-RL now", "green"), ("what to choose", None))
+    console.print(_table(f"Changes ({len(changes)})", changes_cols, changes))
+    console.print(_table(f"Stays the same ({len(same)})", same_cols, same))
+    console.print(_table(f"You must decide ({len(decide)})", decide_cols, decide))
     if report.written:
         console.print(f"next: pirlctl learner --config_path {report.output}", highlight=False)
