@@ -36,6 +36,9 @@ class EnvSettings:
     instruction: str = "pick up the cube"
     # Randomise the cube's xy (the registered task never moves it: one demo replayed open-loop succeeds 100%).
     random_block_position: bool = True
+    # Half-width (metres) of the square the cube's xy is drawn from, centred on (0.4, 0). None = gym_hil's own
+    # range, [0.3, 0.5] x [-0.15, 0.15]. A narrow range makes a closer, easier variant of the same task.
+    cube_range: float | None = None
     # Rendered image side in pixels (square). Must match the policy's image features.
     image_size: int = 64
     # Cameras the policy sees, out of gym_hil's "front" and "wrist".

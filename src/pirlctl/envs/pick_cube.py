@@ -46,7 +46,24 @@ def make_env(settings: EnvSettings) -> Any:
         max_episode_steps=settings.max_episode_steps,
     )
     configure_renderer(env.unwrapped, settings)
+    set_cube_range(settings.cube_range)
     return env
+
+
+GYM_HIL_CUBE_BOUNDS = ((0.3, -0.15), (0.5, 0.15))
+CUBE_CENTRE = (0.4, 0.0)
+
+
+def set_cube_range(half_width: float | None) -> None:
+    """Cube xy sampling square. gym_hil reads a module constant at every reset: one env per process, so setting
+    it for the process is setting it for the env."""
+    from gym_hil.envs import panda_pick_gym_env as pick
+
+    if half_width is None:
+        pick._SAMPLING_BOUNDS = np.asarray(GYM_HIL_CUBE_BOUNDS)
+    else:
+        cx, cy = CUBE_CENTRE
+        pick._SAMPLING_BOUNDS = np.asarray([[cx - half_width, cy - half_width], [cx + half_width, cy + half_width]])
 
 
 def configure_renderer(base_env: Any, settings: EnvSettings) -> None:

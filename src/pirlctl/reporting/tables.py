@@ -73,3 +73,39 @@ def render_migration(report: MigrationReport, *, as_json: bool = False, config: 
     console.print(_table(f"You must decide ({len(decide)})", decide_cols, decide))
     if report.written:
         console.print(f"next: pirlctl learner --config_path {report.output}", highlight=False)
+
+
+def render_profile(report: Any) -> None:
+    """profile-actor: one row per measured K, the time breakdown per chunk, the recommendation."""
+    table = Table(title="actor loop profile (per chunk)")
+    for col in (
+        "K",
+        "policy FPS mean [p10, p90]",
+        "env FPS",
+        "loop FPS",
+        "target",
+        "prefix ms",
+        "denoise ms",
+        "logprob+value ms",
+        "env ms",
+        "enqueue ms",
+    ):
+        table.add_column(col, justify="right")
+    for r in report.rows:
+        s = r.seconds_per_chunk
+        table.add_row(
+            str(r.num_denoise_steps),
+            f"{r.policy_fps_mean:.0f} [{r.policy_fps_p10:.0f}, {r.policy_fps_p90:.0f}]",
+            f"{r.env_fps:.1f}",
+            f"[{'green' if r.holds_target else 'red'}]{r.loop_fps:.1f}[/]",
+            f"{r.target_fps:.0f}",
+            *(f"{1000 * s[k]:.1f}" for k in ("prefix", "denoise", "logprob_value", "env", "enqueue")),
+        )
+    console.print(table)
+    rec = report.recommended_num_denoise_steps
+    console.print(
+        f"recommended num_denoise_steps: [bold]{rec}[/] (largest K holding the target)"
+        if rec is not None
+        else "[red]no measured K holds the target fps[/]: lower K, n_exec cost, or image size"
+    )
+    console.print(f"flame graph: {report.flame_graph or report.py_spy}")
