@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pirlctl.cli import actor, eval_cmd, learner, migrate_config, pretrain, profile_actor, train
+from pirlctl.cli import actor, checklist, eval_cmd, learner, migrate_config, pretrain, profile_actor, train, verify_sync
 
 app = typer.Typer(
     name="pirlctl",
@@ -14,7 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (train, pretrain, eval_cmd, learner, actor, profile_actor, migrate_config):
+for module in (train, pretrain, eval_cmd, learner, actor, profile_actor, migrate_config, verify_sync, checklist):
     module.register(app)
 
 
