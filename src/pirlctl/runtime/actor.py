@@ -154,6 +154,8 @@ class Actor:
         if msg.version < self.version:
             raise WireError(f"parameters went back from v{self.version} to v{msg.version}")
         self.algo.load_weights(msg.weights)
+        # the version is the learner's PPO iteration: schedules that depend on it (noise annealing) must agree
+        self.algo.optimization_step = msg.version
         self.version = msg.version
         self.report.versions_loaded.append(msg.version)
         logger.info("actor %d loaded policy v%d", self.actor_id, msg.version)

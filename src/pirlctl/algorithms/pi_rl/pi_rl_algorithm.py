@@ -455,6 +455,8 @@ class PiRLAlgorithm(RLAlgorithm):
                 t = got[key]
                 if not isinstance(t, Tensor):
                     raise WeightsContractError(f"{group}.{key}: not a tensor")
+                if t.device.type == "meta":
+                    raise WeightsContractError(f"{group}.{key}: a meta tensor carries no data")
                 if tuple(t.shape) != shape:
                     raise WeightsContractError(f"{group}.{key}: shape {tuple(t.shape)} != expected {shape}")
                 if t.dtype != dtype:
