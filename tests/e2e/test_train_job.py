@@ -16,8 +16,9 @@ pytestmark = pytest.mark.integration
 
 
 def _pirlctl(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pirlctl", *args], capture_output=True, text=True, env=env(),
-                          cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pirlctl", *args], capture_output=True, text=True, env=env(), cwd=ROOT, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +26,17 @@ def trained(tmp_path_factory):
     base = tmp_path_factory.mktemp("job")
     run = base / "run"
     args = [
-        "train", "--json", "--no-dashboard", f"--output_dir={run}", f"--pipeline.cache_dir={base / 'cache'}",
-        "--pipeline.demo_episodes=2", "--pipeline.sft_steps=20", "--pipeline.eval_episodes=2",
-        "--runtime.total_env_steps=64", "--runtime.rollout_chunks=8", f"--runtime.learner_port={free_port()}",
+        "train",
+        "--json",
+        "--no-dashboard",
+        f"--output_dir={run}",
+        f"--pipeline.cache_dir={base / 'cache'}",
+        "--pipeline.demo_episodes=2",
+        "--pipeline.sft_steps=20",
+        "--pipeline.eval_episodes=2",
+        "--runtime.total_env_steps=64",
+        "--runtime.rollout_chunks=8",
+        f"--runtime.learner_port={free_port()}",
     ]
     proc = _pirlctl(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -36,8 +45,17 @@ def trained(tmp_path_factory):
 
 def test_train_writes_the_run_folder_and_the_report_comes_from_the_metrics(trained):
     run, report, _ = trained
-    for name in ("run_config.json", "metrics.jsonl", "learning_curve.png", "report.md", "eval_sft.json",
-                 "eval_rl.json", "learner.log", "actor0.log", "checkpoints/last/manifest.json"):
+    for name in (
+        "run_config.json",
+        "metrics.jsonl",
+        "learning_curve.png",
+        "report.md",
+        "eval_sft.json",
+        "eval_rl.json",
+        "learner.log",
+        "actor0.log",
+        "checkpoints/last/manifest.json",
+    ):
         assert (run / name).exists(), name
     train = read_metrics(run / "metrics.jsonl", "train")
     assert len(train) == report["iterations"] >= 2
@@ -68,7 +86,8 @@ def test_eval_on_the_saved_checkpoint_and_one_line_errors(trained, tmp_path):
     assert missing.returncode == 2
     assert "no checkpoint at" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
 
-    wrong = _pirlctl("eval", str(run), "--episodes", "1", "--config_path", str(run / "run_config.json"),
-                     "--policy.hidden_size=32")
+    wrong = _pirlctl(
+        "eval", str(run), "--episodes", "1", "--config_path", str(run / "run_config.json"), "--policy.hidden_size=32"
+    )
     assert wrong.returncode == 2
     assert "do not fit" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1

@@ -8,7 +8,7 @@ import typer
 
 from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, overrides, run_or_exit
 from pirlctl.cli.train import DEFAULT_CONFIG
-from pirlctl.reporting.output import console, err_console, render
+from pirlctl.reporting.output import err_console, render
 
 
 def register(app: typer.Typer) -> None:
@@ -28,7 +28,9 @@ def register(app: typer.Typer) -> None:
             from pirlctl.pipeline.train_job import TrainJob
 
             cfg = load_run_config(config_path, overrides(ctx))
-            job = TrainJob(cfg, fresh=fresh, on_event=lambda stage, msg: err_console.print(f"[bold cyan]{stage}[/] {msg}"))
+            job = TrainJob(
+                cfg, fresh=fresh, on_event=lambda stage, msg: err_console.print(f"[bold cyan]{stage}[/] {msg}")
+            )
             job.pretrain()
             return {"demos": str(job.demo_dir), "sft_policy": str(job.sft_dir), "reused": job.reused}
 

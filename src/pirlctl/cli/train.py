@@ -37,7 +37,9 @@ def register(app: typer.Typer) -> None:
             if name:
                 extra.append(f"--output_dir=runs/{name}")
             cfg = load_run_config(config_path, extra)
-            job = TrainJob(cfg, fresh=fresh, on_event=lambda stage, msg: err_console.print(f"[bold cyan]{stage}[/] {msg}"))
+            job = TrainJob(
+                cfg, fresh=fresh, on_event=lambda stage, msg: err_console.print(f"[bold cyan]{stage}[/] {msg}")
+            )
 
             def watch(procs):
                 sft = job.run_dir / "eval_sft.json"

@@ -93,7 +93,7 @@ def _profile_k(
 ) -> ProfileRow:
     algo.config.num_denoise_steps = k
     timed = TimedAdapter(algo.adapter)
-    algo.adapter = timed  # type: ignore[assignment]
+    algo.adapter = timed
     low, high = env.action_space.low, env.action_space.high
     per_chunk_policy: list[float] = []
     env_s = enqueue_s = act_s = 0.0

@@ -10,8 +10,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from pirlctl.config.run_config import EnvSettings
 from pirlctl.envs.pick_cube import (
@@ -85,7 +84,7 @@ def record_demos(
         for _ in range(settings.max_episode_steps):
             executed, label = picker.act(env)
             pobs = observation_to_policy(obs, settings)
-            frame = {
+            frame: dict[str, Any] = {
                 k: (v.permute(1, 2, 0).numpy() if k.startswith("observation.images") else v.numpy())
                 for k, v in pobs.items()
             }

@@ -66,7 +66,7 @@ def behaviour_clone(
     data = load_frames(dataset_root, policy_cfg)
     n = data["action"].shape[0]
     torch.manual_seed(seed)
-    policy = build_policy(policy_cfg)
+    policy: Any = build_policy(policy_cfg)
     policy.train()
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)

@@ -8,6 +8,7 @@ process, see ``envs.pick_cube``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -162,40 +163,37 @@ class TrainJob:
             STAGE_RL,
             f"learner + {cfg.runtime.num_actors} actor(s) on {cfg.runtime.learner_host}:{cfg.runtime.learner_port}",
         )
-        logs = [
-            open(self.run_dir / f"{n}.stdout", "a")
-            for n in ("learner", *[f"actor{i}" for i in range(cfg.runtime.num_actors)])
-        ]  # noqa: E501, SIM115
-        procs = [
-            subprocess.Popen(
-                _pirlctl("learner", *conf, *resume, "--json"),
-                stdout=logs[0],
-                stderr=subprocess.DEVNULL,
-                env=_child_env(),
-            )
-        ]
-        for i in range(cfg.runtime.num_actors):
-            procs.append(
+        names = ["learner", *[f"actor{i}" for i in range(cfg.runtime.num_actors)]]
+        with contextlib.ExitStack() as stack:
+            logs = [stack.enter_context(open(self.run_dir / f"{n}.stdout", "a")) for n in names]
+            procs = [
                 subprocess.Popen(
-                    _pirlctl("actor", *conf, "--actor-id", str(i), "--json"),
-                    stdout=logs[i + 1],
+                    _pirlctl("learner", *conf, *resume, "--json"),
+                    stdout=logs[0],
                     stderr=subprocess.DEVNULL,
                     env=_child_env(),
                 )
-            )
-        try:
-            finished = watch(procs)
-        except KeyboardInterrupt:
-            finished = False
-        if not finished:
-            self.stop_children(procs)
-        for p in procs:
+            ]
+            for i in range(cfg.runtime.num_actors):
+                procs.append(
+                    subprocess.Popen(
+                        _pirlctl("actor", *conf, "--actor-id", str(i), "--json"),
+                        stdout=logs[i + 1],
+                        stderr=subprocess.DEVNULL,
+                        env=_child_env(),
+                    )
+                )
             try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for f in logs:
-            f.close()
+                finished = watch(procs)
+            except KeyboardInterrupt:
+                finished = False
+            if not finished:
+                self.stop_children(procs)
+            for p in procs:
+                try:
+                    p.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
         if procs[0].returncode not in (0, None) and finished:
             raise RuntimeError(f"learner exited with {procs[0].returncode}; see {self.run_dir / 'learner.log'}")
         return finished

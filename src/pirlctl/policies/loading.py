@@ -10,6 +10,7 @@ from torch import nn
 
 from pirlctl.errors import PirlError
 
+
 class PolicyLoadError(PirlError, ValueError):
     """A policy checkpoint cannot be loaded with the given config."""
 

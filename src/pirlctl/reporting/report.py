@@ -22,6 +22,8 @@ def write_report(
     train: list[dict[str, Any]],
 ) -> str:
     last = train[-1] if train else {}
+    ev = last.get(M.TRAIN_EXPLAINED_VARIANCE)
+    ev = float("nan") if ev is None else ev
     lift = rl_eval["success_rate"] - sft_eval["success_rate"]
     overlap = not (rl_eval["ci95_low"] > sft_eval["ci95_high"] or sft_eval["ci95_low"] > rl_eval["ci95_high"])
     lines = [
@@ -45,7 +47,7 @@ def write_report(
         f"| whole job wall clock (this invocation) | {report.total_wall_seconds / 60:.1f} min |",
         f"| actors | {cfg.runtime.num_actors} |",
         f"| last approx_kl / clipfrac / explained var. | {last.get(M.TRAIN_APPROX_KL, float('nan')):.4f} / "
-        f"{last.get(M.TRAIN_CLIPFRAC, float('nan')):.3f} / {last.get(M.TRAIN_EXPLAINED_VARIANCE) or float('nan'):.2f} |",
+        f"{last.get(M.TRAIN_CLIPFRAC, float('nan')):.3f} / {ev:.2f} |",
         f"| machine | {report.machine} |",
         f"| stages reused from cache | {', '.join(report.stages_reused) or 'none'} |",
         "",
