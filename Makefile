@@ -31,7 +31,7 @@ typecheck: setup
 	$(VENV)/bin/mypy
 
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) -m bench.run_all $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,69 @@
+"""`make bench`: regenerate the measured sections of docs/benchmarks.md (between their markers).
+
+Sections: B1/B3 (sampling overhead, re-scoring cost) are measured here; the main-job section (B5-style learning
+result) is collected from run folders given with --runs (each produced by `pirlctl train`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body}\n{end}"
+    if start in text:
+        return re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    return text + "\n" + block + "\n"
+
+
+def main_job_table(runs: list[Path]) -> str:
+    lines = ["| run | seed | SFT success [95% CI] | after PI-RL [95% CI] | lift | CIs overlap | env steps | RL wall clock |",
+             "|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        sft = json.loads((run / "eval_sft.json").read_text())
+        rl = json.loads((run / "eval_rl.json").read_text())
+        cfg = json.loads((run / "run_config.json").read_text())
+        train = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
+        wall = (train[-1]["time"] - train[0]["time"]) / 60 if len(train) > 1 else float("nan")
+        overlap = not (rl["ci95_low"] > sft["ci95_high"] or sft["ci95_low"] > rl["ci95_high"])
+        lines.append(
+            f"| {run.name} | {cfg.get('seed')} | {sft['success_rate']:.0%} [{sft['ci95_low']:.0%}, {sft['ci95_high']:.0%}] "
+            f"| {rl['success_rate']:.0%} [{rl['ci95_low']:.0%}, {rl['ci95_high']:.0%}] "
+            f"| {100 * (rl['success_rate'] - sft['success_rate']):+.0f} pts | {'yes' if overlap else 'no'} "
+            f"| {train[-1]['train/env_steps'] if train else 0} | {wall:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    from bench.b1_b3_sampling import b1, b3, render
+    from bench.common import machine
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", nargs="*", type=Path, default=[], help="run folders of `pirlctl train`")
+    parser.add_argument("--skip-sampling", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    stamp = f"_Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}._"
+    if not args.skip_sampling:
+        text = replace_section(text, "sampling", stamp + "\n\n" + render(b1(), b3()))
+    if args.runs:
+        text = replace_section(text, "main-job", stamp + "\n\n" + main_job_table(args.runs))
+    DOC.write_text(text)
+    print(f"wrote {DOC}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
