@@ -82,14 +82,14 @@ def saved(tmp_path, trained):
 
 
 # -- round trip ---------------------------------------------------------------------------------------------
-def test_restore_brings_back_policy_algorithm_optimizers_rng_iteration_and_counters(tmp_path, trained, tiny_xvla_config):
+def test_restore_brings_back_policy_algorithm_optimizers_rng_iteration_and_counters(
+    tmp_path, trained, tiny_xvla_config
+):
     _save(tmp_path, trained, trained.iteration)
     draw_after_save = torch.rand(4)  # the RNG state was saved just before this draw
     other = _algorithm(tiny_xvla_config, seed=1, ppo_epochs=1)
-    assert not all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), other.state_dict().values()))
-    assert not torch.equal(
-        next(iter(trained.policy.state_dict().values())), next(iter(other.policy.state_dict().values()))
-    )
+    assert not all(torch.equal(t, other.state_dict()[k]) for k, t in trained.state_dict().items())
+    assert not all(torch.equal(t, other.policy.state_dict()[k]) for k, t in trained.policy.state_dict().items())
 
     info = verify_checkpoint(tmp_path, expected_config_hash="h")
     restore_checkpoint(info, policy=other.policy, algorithm=other)
@@ -150,12 +150,12 @@ def test_resolve_accepts_the_folder_its_last_link_and_the_run_folder(saved):
 
 
 # -- crash safety -------------------------------------------------------------------------------------------
-class SimulatedKill(Exception):
+class SimulatedKillError(Exception):
     """Raised in place of a filesystem call: save_checkpoint has no cleanup path, so this is a kill at that call."""
 
 
 def _count_and_kill_at(monkeypatch, kill_at: int | None) -> list[str]:
-    """Wrap the filesystem steps of a save; raise SimulatedKill at call number ``kill_at`` (1-based).
+    """Wrap the filesystem steps of a save; raise SimulatedKillError at call number ``kill_at`` (1-based).
 
     fsync is counted but not performed: a killed process loses nothing that fsync would keep (the page cache
     survives it), and skipping it keeps the dozens of saves below fast.
@@ -167,7 +167,7 @@ def _count_and_kill_at(monkeypatch, kill_at: int | None) -> list[str]:
         def step(*args, _real=real, _name=name, **kwargs):
             calls.append(_name)
             if len(calls) == kill_at:
-                raise SimulatedKill(f"killed at {_name} #{kill_at}")
+                raise SimulatedKillError(f"killed at {_name} #{kill_at}")
             return None if _name == "fsync" else _real(*args, **kwargs)
 
         monkeypatch.setattr(owner, name, step)
@@ -194,7 +194,7 @@ def test_last_points_at_a_complete_checkpoint_whatever_step_a_save_dies_at(tmp_p
         _save(run, trained, 1)
         if resave:
             _save(run, trained, 2, env_steps=20)
-        with monkeypatch.context() as m, pytest.raises(SimulatedKill):
+        with monkeypatch.context() as m, pytest.raises(SimulatedKillError):
             _count_and_kill_at(m, kill_at)
             _save(run, trained, 2, env_steps=30)
         info = verify_checkpoint(run)  # never dangling, never half-written
@@ -259,10 +259,10 @@ def test_a_leftover_that_last_points_at_is_kept_until_last_moves(saved, monkeypa
 
     def die_moving_the_old_copy_away(src, dst):
         if Path(dst).name.startswith(".tmp-old-"):
-            raise SimulatedKill("killed while moving the old copy of 000001 away")
+            raise SimulatedKillError("killed while moving the old copy of 000001 away")
         real_replace(src, dst)
 
-    with monkeypatch.context() as m, pytest.raises(SimulatedKill):
+    with monkeypatch.context() as m, pytest.raises(SimulatedKillError):
         m.setattr(os, "replace", die_moving_the_old_copy_away)
         _save(run, algo, 1, env_steps=11)
     info = verify_checkpoint(run)
@@ -338,6 +338,13 @@ def test_a_tampered_manifest_or_checkpoint_is_refused_in_one_line(saved, tamper,
     run, _ = saved
     tamper(run / "checkpoints" / "000001")
     assert needle in _refusal(run)
+
+
+@pytest.mark.parametrize("counters", ["[]", '{"iteration": Infinity}', '{"iteration": "x"}', "{"])
+def test_unreadable_counters_are_refused_even_with_force(saved, counters):
+    run, _ = saved
+    (run / "checkpoints" / "000001" / "training_state" / "training_step.json").write_text(counters)
+    assert "unreadable training_state/training_step.json" in _refusal(run, force=True)
 
 
 def test_a_checkpoint_of_another_config_is_refused_unless_forced(saved, tiny_xvla_config):

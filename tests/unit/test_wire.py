@@ -135,6 +135,7 @@ def _decode_items(*items):
         ({"log_prob": torch.tensor(-1)}, "log_prob has dtype torch.int64"),
         ({"log_prob": torch.tensor([-1.0])}, r"log_prob must have shape \(\), got \(1,\)"),
         ({"log_prob": torch.tensor(float("-inf"))}, "log_prob has NaN/Inf"),
+        ({"chain": torch.full(CHAIN, 1e300, dtype=torch.float64)}, "chain has NaN/Inf"),  # inf as float32
         ({"stochastic": torch.tensor([0.5, 0.0])}, "stochastic has dtype torch.float32"),
         ({"stochastic": torch.tensor(True)}, r"stochastic must have shape \(2,\)"),
         ({"state": [torch.zeros(3)]}, "missing state"),

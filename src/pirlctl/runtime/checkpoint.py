@@ -294,7 +294,7 @@ def verify_checkpoint(
         if not isinstance(counters, dict):
             raise ValueError("not a JSON object")
         iteration = int(counters.get("iteration", manifest.get("iteration", 0)))
-    except (OSError, ValueError, TypeError, RecursionError) as err:
+    except (OSError, ValueError, TypeError, OverflowError, RecursionError) as err:
         raise CheckpointError(
             f"checkpoint {ckpt}: unreadable training_state/{TRAINING_STEP} ({_one_line(err)}); use another checkpoint"
         ) from err

@@ -74,15 +74,18 @@ def _is_finite_number(x: Any) -> bool:
         return False
 
 
-def _tensor(x: Any, what: str, dtypes: frozenset[torch.dtype]) -> Tensor:
-    """A dense CPU tensor of one of ``dtypes`` with finite values, detached; else :class:`WireError` naming ``what``."""
+def _tensor(x: Any, what: str, dtypes: frozenset[torch.dtype], *, to_float32: bool = False) -> Tensor:
+    """A dense CPU tensor of one of ``dtypes`` with finite values, detached; else :class:`WireError` naming ``what``.
+
+    ``to_float32`` converts before the finiteness check: a float64 1e300 is finite, its float32 is not.
+    """
     if not isinstance(x, Tensor):
         raise WireError(f"{what} must be a tensor, got {_describe(x)}")
     if x.layout != torch.strided or x.is_quantized or x.device.type != "cpu":
         raise WireError(f"{what} must be a dense CPU tensor (layout {x.layout})")
     if x.dtype not in dtypes:
         raise WireError(f"{what} has dtype {x.dtype}; expected one of {sorted(str(d) for d in dtypes)}")
-    x = x.detach()
+    x = x.detach().float() if to_float32 else x.detach()
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise WireError(f"{what} has NaN/Inf")
     return x
@@ -230,13 +233,13 @@ def decode_segment(
             if tuple(t.shape) != shape:
                 raise WireError(f"{where}: observation {key!r} shape {tuple(t.shape)} != {shape}")
             observation[key] = t
-        chain = _tensor(info["chain"], f"{where}: chain", FLOAT_DTYPES)
+        chain = _tensor(info["chain"], f"{where}: chain", FLOAT_DTYPES, to_float32=True)
         if tuple(chain.shape) != chain_shape:
             raise WireError(f"{where}: chain must be a float tensor of shape {chain_shape}, got {tuple(chain.shape)}")
         sto = _tensor(info["stochastic"], f"{where}: stochastic", frozenset({torch.bool}))
         if tuple(sto.shape) != sto_shape:
             raise WireError(f"{where}: stochastic must have shape {sto_shape}, got {tuple(sto.shape)}")
-        lp = _tensor(info["log_prob"], f"{where}: log_prob", FLOAT_DTYPES)
+        lp = _tensor(info["log_prob"], f"{where}: log_prob", FLOAT_DTYPES, to_float32=True)
         if tuple(lp.shape) != log_prob_shape:
             raise WireError(f"{where}: log_prob must have shape {log_prob_shape}, got {tuple(lp.shape)}")
         reward, value, boot = item.get("reward"), info["value"], info["bootstrap_value"]
@@ -258,9 +261,9 @@ def decode_segment(
         out.append(
             ChunkTransition(
                 observation=observation,
-                chain=chain.float(),
+                chain=chain,
                 stochastic=sto,
-                log_prob=lp.float(),
+                log_prob=lp,
                 value=float(value),
                 reward=float(reward),  # type: ignore[arg-type]
                 terminated=done,
