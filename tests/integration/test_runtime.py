@@ -20,7 +20,7 @@ SMALL = ["--runtime.rollout_chunks=8", "--runtime.checkpoint_every=2"]
 
 def test_learner_and_actor_processes_train_push_and_checkpoint(tmp_path):
     out, port = tmp_path / "run", free_port()
-    budget = ["--runtime.total_env_steps=128", *SMALL]  # > one 100-step episode: interactions are reported
+    budget = ["--runtime.total_env_steps=128", *SMALL]  # > one 60-step episode: interactions are reported
     learner = spawn("learner", out, port, *budget)
     actor = spawn("actor", out, port, *budget)
     a, lr = report(actor), report(learner)
@@ -34,7 +34,7 @@ def test_learner_and_actor_processes_train_push_and_checkpoint(tmp_path):
         assert r["train/ratio_max"] < 2.0
     episodes = read_metrics(out / "metrics.jsonl", "episode")
     assert 1 <= len(episodes) <= a["episodes"]
-    assert episodes[0]["actor/episode_length"] == 100 and episodes[0]["actor/policy_fps"] > 0
+    assert episodes[0]["actor/episode_length"] <= 60 and episodes[0]["actor/policy_fps"] > 0  # env.max_episode_steps
     info = ckpt.verify_checkpoint(out)
     assert info.iteration == lr["iterations"]
     assert (info.path / "pretrained_model" / "model.safetensors").is_file()

@@ -3,7 +3,7 @@ segments.
 
 Loop: wait for weights → collect ``rollout_chunks`` chunks with that version (each chunk: one ``act`` call, up
 to n_exec env steps, stopped early when the episode ends) → send the segment (with V(s') for the bootstrap) →
-wait for a newer version (``weights_wait_s``; on timeout keep collecting with the weights it has, and the
+wait for the next push (``weights_wait_s``; on timeout keep collecting with the weights it has, and the
 learner's version rule decides) → load it, checking the version → ... until the learner pushes ``stop``.
 The episode is not reset at a segment boundary; GAE bootstraps there. The learner being away is survived: the
 parameter stream reconnects with exponential backoff and a failed send is retried, holding at most one segment.
@@ -47,29 +47,36 @@ EPISODE_SEED_STRIDE = 100_000  # actor i's episodes use seeds env.seed + i·stri
 
 
 class WeightsSlot:
-    """The newest decoded parameters, filled by the stream thread, read by the loop."""
+    """The newest decoded parameters, filled by the stream thread, read by the loop.
+
+    Every push gets a sequence number. The loop waits for a *new push*, not for a higher version: a learner that
+    was killed and resumed from an older checkpoint publishes a lower version, and the actor must follow it (its
+    newer-versioned data would be refused as "from the future" and training would stall).
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._msg: ParametersMessage | None = None
+        self.seq = 0
 
     def put(self, msg: ParametersMessage) -> None:
         with self._cond:
-            if self._msg is None or msg.version >= self._msg.version:
-                self._msg = msg
-                self._cond.notify_all()
+            self._msg = msg
+            self.seq += 1
+            self._cond.notify_all()
 
     @property
     def latest(self) -> ParametersMessage | None:
         with self._cond:
             return self._msg
 
-    def wait_newer(self, version: int, timeout: float, stop: threading.Event) -> ParametersMessage | None:
+    def wait_new(self, seen: int, timeout: float, stop: threading.Event) -> tuple[int, ParametersMessage] | None:
+        """Block until a push after sequence ``seen`` (or a stop push) arrives; None on timeout or stop."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while not stop.is_set():
-                if self._msg is not None and (self._msg.version > version or self._msg.stop):
-                    return self._msg
+                if self._msg is not None and (self.seq > seen or self._msg.stop):
+                    return self.seq, self._msg
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
@@ -152,7 +159,8 @@ class Actor:
                 "policy_path and seed (pirlctl verify-sync shows the mismatch)"
             )
         if msg.version < self.version:
-            raise WireError(f"parameters went back from v{self.version} to v{msg.version}")
+            logger.warning("learner went back from v%d to v%d (resumed from a checkpoint); following it",
+                           self.version, msg.version)
         self.algo.load_weights(msg.weights)
         # the version is the learner's PPO iteration: schedules that depend on it (noise annealing) must agree
         self.algo.optimization_step = msg.version
@@ -282,9 +290,10 @@ class Actor:
         streamer = threading.Thread(target=self._stream_parameters, name="params", daemon=True)
         streamer.start()
         rt = self.cfg.runtime
-        msg = self.slot.wait_newer(-1, timeout=max(rt.weights_wait_s, 60.0), stop=self.stop)
-        if msg is None:
+        got = self.slot.wait_new(0, timeout=max(rt.weights_wait_s, 60.0), stop=self.stop)
+        if got is None:
             raise TimeoutError(f"no weights from the learner at {self.client.address}; is it running?")
+        seen, msg = got
         if not msg.stop:
             self._load(msg)
         obs = reset_episode(self.env, self._episode_seed())
@@ -297,13 +306,13 @@ class Actor:
                 "transitions",
             ):
                 self.report.segments_sent += 1
-            newer = self.slot.wait_newer(self.version, timeout=rt.weights_wait_s, stop=self.stop)
-            if newer is None:
+            got = self.slot.wait_new(seen, timeout=rt.weights_wait_s, stop=self.stop)
+            if got is None:
                 logger.warning(
                     "no new policy version within %.0fs; collecting with v%d", rt.weights_wait_s, self.version
                 )
                 continue
-            msg = newer
+            seen, msg = got
             if not msg.stop:
                 self._load(msg)
         self.stop.set()

@@ -261,9 +261,9 @@ class Learner:
                 if segments is None:
                     break
                 self.train_iteration(segments)
-                self.publish()
                 if self.algo.iteration % cfg.runtime.checkpoint_every == 0:
-                    self.save()
+                    self.save()  # before the push: an actor never holds a version no checkpoint has
+                self.publish()
             if self.stop_requested.is_set():
                 stopped_by = "signal"
         finally:
