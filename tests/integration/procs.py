@@ -27,6 +27,8 @@ def env() -> dict[str, str]:
 
 
 def spawn(role: str, out: Path, port: int, *extra: str, actor_id: int = 0, config: Path = TINY_RUN) -> subprocess.Popen:
+    # one actor unless a test says otherwise (later overrides win); the shipped default runs two
+    extra = ("--runtime.num_actors=1", *extra)
     cmd = [
         sys.executable,
         "-m",
