@@ -194,6 +194,16 @@ class PiRLAlgorithm(RLAlgorithm):
         with torch.no_grad():
             return self.adapter.denoise_fn(prefix)(x0, t, x0).hidden.mean(dim=1)
 
+    def _chunk_log_prob(self, step_log_prob: Tensor, stochastic: Tensor) -> Tensor:
+        """The one reduction used by both the actor's sampling pass and the learner's re-score (ratio = 1 at lr 0)."""
+        return reduce_chain_log_prob(
+            step_log_prob,
+            stochastic,
+            self.mask,
+            reduction=self.config.logprob_reduction,
+            aggregation=self.config.chain_aggregation,
+        )
+
     # -- acting ----------------------------------------------------------------------------------------------
     @torch.no_grad()
     def act(
@@ -224,13 +234,7 @@ class PiRLAlgorithm(RLAlgorithm):
             sigma_fn=self._sigma_fn,
             generator=generator,
         )
-        log_prob = reduce_chain_log_prob(
-            sample.step_log_prob,
-            sample.stochastic,
-            self.mask,
-            reduction=cfg.logprob_reduction,
-            aggregation=cfg.chain_aggregation,
-        )
+        log_prob = self._chunk_log_prob(sample.step_log_prob, sample.stochastic)
         if cfg.value_head == "vlm_prefix":
             value = self.value_head(self.adapter.prefix_features(prefix))
         else:
@@ -262,13 +266,7 @@ class PiRLAlgorithm(RLAlgorithm):
             sigma_fn=self._sigma_fn,
             hybrid=cfg.resolved_sampling == "hybrid",
         )
-        log_prob = reduce_chain_log_prob(
-            rescore.step_log_prob,
-            batch.stochastic,
-            self.mask,
-            reduction=cfg.logprob_reduction,
-            aggregation=cfg.chain_aggregation,
-        )
+        log_prob = self._chunk_log_prob(rescore.step_log_prob, batch.stochastic)
         if cfg.value_head == "vlm_prefix":
             feats = self.adapter.prefix_features(prefix)
         else:
