@@ -34,7 +34,8 @@ def trained(tmp_path_factory):
         "--pipeline.demo_episodes=2",
         "--pipeline.sft_steps=20",
         "--pipeline.eval_episodes=2",
-        "--runtime.total_env_steps=64", "--runtime.num_actors=1",
+        "--runtime.total_env_steps=64",
+        "--runtime.num_actors=1",
         "--runtime.rollout_chunks=8",
         f"--runtime.learner_port={free_port()}",
     ]

@@ -29,7 +29,9 @@ def test_pi_rl_run_config_keeps_policy_type_and_takes_dotted_overrides():
     assert not hasattr(cfg.policy, "actor_learner_config")  # runtime settings are not on the policy
 
 
-@pytest.mark.parametrize("name", ["pick_cube_tiny", "pick_cube_tiny_flow_noise", "pick_cube_tiny_1actor", "pick_cube_tiny_full_range"])
+@pytest.mark.parametrize(
+    "name", ["pick_cube_tiny", "pick_cube_tiny_flow_noise", "pick_cube_tiny_1actor", "pick_cube_tiny_full_range"]
+)
 def test_shipped_configs_parse(name):
     cfg = load_run_config(CONFIGS_DIR / f"{name}.json")
     assert cfg.pirl.type == "pi_rl"

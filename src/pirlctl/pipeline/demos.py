@@ -7,6 +7,7 @@ images, robot state, the task text, and the demonstrator's clean EE-delta comman
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,13 @@ from pirlctl.envs.pick_cube import (
     observation_to_policy,
     reset_episode,
 )
+
+
+def quiet_video_backend_probe() -> None:
+    """Our datasets store images, never video; LeRobot still probes torchcodec on open and logs a long traceback
+    when FFmpeg's libraries are missing. Silence that probe only."""
+    logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)
+
 
 DEMO_SEED_OFFSET = 500_000  # demo episodes never share cube positions with RL or eval episodes
 FPS = 10
@@ -61,6 +69,7 @@ def record_demos(
     """Record ``episodes`` scripted episodes into a LeRobot dataset at ``root`` (reused when it exists)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+    quiet_video_backend_probe()
     root = Path(root)
     marker = root / ".pirlctl-complete"
     if marker.is_file() and not fresh:

@@ -159,8 +159,9 @@ class Actor:
                 "policy_path and seed (pirlctl verify-sync shows the mismatch)"
             )
         if msg.version < self.version:
-            logger.warning("learner went back from v%d to v%d (resumed from a checkpoint); following it",
-                           self.version, msg.version)
+            logger.warning(
+                "learner went back from v%d to v%d (resumed from a checkpoint); following it", self.version, msg.version
+            )
         self.algo.load_weights(msg.weights)
         # the version is the learner's PPO iteration: schedules that depend on it (noise annealing) must agree
         self.algo.optimization_step = msg.version
