@@ -46,6 +46,8 @@ def test_actor_survives_a_killed_learner_and_training_resumes_from_the_checkpoin
     assert iters[:before_kill] == list(range(1, before_kill + 1))
     assert iters[before_kill:] == list(range(saved.iteration + 1, lr["iterations"] + 1))  # resumed at n + 1
     assert lr["iterations"] > saved.iteration and lr["env_steps"] >= 160
+    if before_kill > saved.iteration:  # the redone iteration is reported, with its bound
+        assert "restart lost 1 PPO iteration(s)" in (out / "learner.log").read_text()
     # the actor followed the restarted learner's versions to the end
     assert a["versions_loaded"][-1] == lr["iterations"]
     assert ckpt.verify_checkpoint(out).iteration == lr["iterations"]

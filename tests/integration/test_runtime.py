@@ -25,6 +25,9 @@ def test_learner_and_actor_processes_train_push_and_checkpoint(tmp_path):
     actor = spawn("actor", out, port, *budget)
     a, lr = report(actor), report(learner)
     assert lr["iterations"] >= 3 and lr["stopped_by"] == "budget"
+    # counted on both sides: every used chunk was sent and acknowledged; nothing is dropped on-policy
+    assert lr["chunks_used"] == 8 * lr["iterations"] and lr["chunks_dropped_stale"] == 0
+    assert a["chunks_sent"] >= lr["chunks_used"]
     # the actor loaded every version the learner produced, in order (v0 first, then each push)
     assert a["versions_loaded"] == list(range(lr["iterations"] + 1))
     train = read_metrics(out / "metrics.jsonl", "train")

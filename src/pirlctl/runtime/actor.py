@@ -91,6 +91,7 @@ class ActorReport:
     successes: int
     env_steps: int
     segments_sent: int
+    chunks_sent: int = 0  # chunk transitions the learner acknowledged (it then counts them used or dropped)
     versions_loaded: list[int] = field(default_factory=list)
     reconnects: int = 0
     policy_fps: float = 0.0
@@ -307,6 +308,7 @@ class Actor:
                 "transitions",
             ):
                 self.report.segments_sent += 1
+                self.report.chunks_sent += len(transitions)
             got = self.slot.wait_new(seen, timeout=rt.weights_wait_s, stop=self.stop)
             if got is None:
                 logger.warning(

@@ -121,6 +121,19 @@ class Learner:
         self.env_steps_offset = int(info.counters.get("env_steps", 0))
         self.last_checkpoint = str(info.path)
         logger.info("resumed from %s: iteration %d, %d env steps", info.path, info.iteration, self.env_steps_offset)
+        # what the restart cost: iterations (and their env steps) trained after the checkpoint and now redone
+        after = [
+            r for r in M.read_metrics(self.out / "metrics.jsonl", "train") if r[M.TRAIN_ITERATION] > info.iteration
+        ]
+        if after:
+            lost_steps = max(r[M.TRAIN_ENV_STEPS] for r in after) - self.env_steps_offset
+            logger.warning(
+                "restart lost %d PPO iteration(s) and %d env steps since the last checkpoint (bounded by "
+                "runtime.checkpoint_every=%d)",
+                len(after),
+                lost_steps,
+                self.cfg.runtime.checkpoint_every,
+            )
 
     @property
     def env_steps(self) -> int:
