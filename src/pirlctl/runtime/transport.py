@@ -43,23 +43,27 @@ def iter_messages(request_iterator: Iterator[Any], limit: int) -> Iterator[bytes
     As LeRobot's ``receive_bytes_in_chunks``: a message that fits one chunk is a lone END, BEGIN starts over, a
     stream that ends mid-message yields nothing for it. An unknown state or non-bytes data is a :class:`WireError`.
     """
-    buf = bytearray()
+    # Chunks are kept as received and joined once at the end: growing a bytearray re-copies the message as it
+    # grows and bytes(buf) copies it once more (B4 in docs/benchmarks.md measured this path at half of LeRobot's).
+    parts: list[bytes] = []
+    size = 0
     for item in request_iterator:
         state, data = getattr(item, "transfer_state", None), getattr(item, "data", None)
         if not isinstance(data, bytes | bytearray):
             raise WireError(f"chunk data must be bytes, got {type(data).__name__}")
         if state == TransferState.TRANSFER_BEGIN:
-            buf = bytearray(data)
+            parts, size = [bytes(data)], len(data)
         elif state in (TransferState.TRANSFER_MIDDLE, TransferState.TRANSFER_END):
-            buf += data
+            parts.append(bytes(data))
+            size += len(data)
         else:
             shown = state if isinstance(state, int) and -(2**31) <= state < 2**31 else type(state).__name__
             raise WireError(f"unknown transfer state {shown}")
-        if len(buf) > limit:
+        if size > limit:
             raise WireError(f"message exceeds {limit} bytes")
         if state == TransferState.TRANSFER_END:
-            yield bytes(buf)
-            buf = bytearray()
+            yield parts[0] if len(parts) == 1 else b"".join(parts)
+            parts, size = [], 0
 
 
 class PiRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
