@@ -34,7 +34,6 @@ def learning_curve(
 
     episodes = read_metrics(metrics_path, "episode")
     t0 = min((r["time"] for r in read_metrics(metrics_path)), default=0.0)
-    steps = [r.get(M.ACTOR_ENV_STEPS, 0) for r in episodes]
     # env steps across actors: cumulative count of episode lengths is the honest global x-axis
     total, xs = 0, []
     for r in episodes:
@@ -68,7 +67,7 @@ def learning_curve(
     axes[0, 0].set_ylim(-0.02, 1.02)
     axes[0, 0].legend(loc="lower right", fontsize=8)
     axes[1, 0].legend(loc="lower right", fontsize=8)
-    fig.suptitle("PI-RL on gym_hil pick-cube (tiny X-VLA)" if steps is not None else "")
+    fig.suptitle("PI-RL training episodes (stochastic sampler) and the final ODE evaluation")
     fig.tight_layout()
     out = Path(out_png)
     fig.savefig(out, dpi=90)
