@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, overrides, run_or_exit
+from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, resolve_run_config, run_or_exit
 from pirlctl.reporting.output import render
 
 
@@ -25,12 +25,9 @@ def register(app: typer.Typer) -> None:
         headless_defaults()
 
         def go():
-            from pirlctl.config.run_config import load_run_config
-            from pirlctl.config.settings import OperatorSettings, apply_operator_settings
             from pirlctl.runtime.actor import run_actor
 
-            settings = OperatorSettings()
-            cfg = apply_operator_settings(load_run_config(config_path, overrides(ctx)), settings, host=host, port=port)
+            cfg, settings = resolve_run_config(config_path, ctx, host=host, port=port)
             return run_actor(cfg, actor_id, token=settings.resolved_token())
 
         render(run_or_exit(go, debug=debug), as_json=json_out, title=f"actor {actor_id}")

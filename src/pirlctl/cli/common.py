@@ -39,6 +39,19 @@ def run_or_exit[T](fn: Callable[[], T], *, debug: bool = False) -> T:
         raise typer.Exit(2) from None
 
 
+def resolve_run_config(
+    config_path: Any, ctx: typer.Context, *, host: str | None = None, port: int | None = None
+) -> tuple[Any, Any]:
+    """The one place a runtime command resolves its config: file + dotted overrides, then ``PIRL_*`` env, then
+    ``--host/--port``. Returns (run config, operator settings)."""
+    from pirlctl.config.run_config import load_run_config
+    from pirlctl.config.settings import OperatorSettings, apply_operator_settings
+
+    settings = OperatorSettings()
+    cfg = apply_operator_settings(load_run_config(config_path, overrides(ctx)), settings, host=host, port=port)
+    return cfg, settings
+
+
 def overrides(ctx: typer.Context) -> list[str]:
     """Dotted draccus overrides after the known options, e.g. ``--runtime.num_actors=2``."""
     args: list[Any] = list(ctx.args)
