@@ -21,6 +21,7 @@ def headless_defaults() -> None:
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # one "Map" bar per saved demo episode otherwise
 
 
 def run_or_exit[T](fn: Callable[[], T], *, debug: bool = False) -> T:
