@@ -12,6 +12,10 @@ from pirlctl import metrics as M
 class AlarmState:
     first_value_loss: float | None = None
     successes: list[bool] = field(default_factory=list)
+    # training success of the first window of episodes: the SFT level *under the stochastic training sampler*
+    # (the ODE evaluation of the SFT policy is higher, so comparing against it would alarm from the start)
+    baseline: float | None = None
+    collapsed: bool = False
 
 
 def train_alarms(rec: dict[str, Any], state: AlarmState, settings: Any) -> list[str]:
@@ -33,15 +37,24 @@ def train_alarms(rec: dict[str, Any], state: AlarmState, settings: Any) -> list[
     return out
 
 
-def episode_alarms(rec: dict[str, Any], state: AlarmState, settings: Any, sft_success: float | None) -> list[str]:
-    """Alarm when rolling training success collapses below the SFT level."""
+def episode_alarms(rec: dict[str, Any], state: AlarmState, settings: Any) -> list[str]:
+    """Alarm once when rolling training success falls ``alarm_success_drop`` below the starting level; re-arms
+    when it recovers."""
     state.successes.append(bool(rec.get(M.ACTOR_SUCCESS)))
     w = settings.alarm_window
-    if sft_success is None or len(state.successes) < w:
+    if len(state.successes) < w:
         return []
     rate = sum(state.successes[-w:]) / w
-    if rate < sft_success - settings.alarm_success_drop:
+    if state.baseline is None:
+        state.baseline = rate
+        return []
+    below = rate < state.baseline - settings.alarm_success_drop
+    fire = below and not state.collapsed
+    state.collapsed = below
+    if fire:
         return [
-            f"rolling success {rate:.0%} fell below the SFT level {sft_success:.0%} - {settings.alarm_success_drop:.0%}"
+            f"rolling success {rate:.0%} fell more than {settings.alarm_success_drop:.0%} below its starting level "
+            f"{state.baseline:.0%} (same sampler): training is collapsing; lower actor_lr or resume an earlier "
+            "checkpoint"
         ]
     return []

@@ -112,7 +112,8 @@ class PipelineSettings:
     alarm_clipfrac: float = 0.4
     # Alarm: value loss above this multiple of its first non-zero value.
     alarm_value_loss_factor: float = 20.0
-    # Alarm: rolling training success (last `alarm_window` episodes) this far below the SFT success rate.
+    # Alarm: rolling training success (last `alarm_window` episodes) this far below its level over the first
+    # window (the SFT policy under the same stochastic sampler).
     alarm_success_drop: float = 0.2
     # Episodes in the rolling success window.
     alarm_window: int = 20

@@ -75,7 +75,7 @@ class Dashboard:
                 new = train_alarms(rec, self.state, self.settings)
             elif rec.get("kind") == "episode":
                 self.episodes.append(rec)
-                new = episode_alarms(rec, self.state, self.settings, self.sft_success)
+                new = episode_alarms(rec, self.state, self.settings)
             if new:
                 self.alarms.extend(new)
                 with open(self.alarm_log, "a") as f:
