@@ -54,12 +54,17 @@ def register(app: typer.Typer) -> None:
 
             report = job.run(watch)
             if not json_out:
-                console.print(Path(report.report_md).read_text())
+                from rich.markdown import Markdown
+
+                console.print(Markdown(Path(report.report_md).read_text()))
+                console.print(f"run folder: {report.run_dir} (report.md, learning_curve.png, metrics.jsonl)")
                 if report.interrupted:
                     console.print(
-                        f"[yellow]stopped early; resume with: pirlctl train --config_path {config_path}"
-                        f"{' --name ' + name if name else ''}[/]"
+                        f"[yellow]stopped early with a checkpoint; resume with: pirlctl train --config_path "
+                        f"{config_path}{' --name ' + name if name else ''}[/]"
                     )
             return report
 
-        render(run_or_exit(go, debug=debug), as_json=json_out, title="train")
+        report = run_or_exit(go, debug=debug)
+        if json_out:
+            render(report, as_json=True)

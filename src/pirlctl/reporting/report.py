@@ -51,7 +51,7 @@ def write_report(
         f"| machine | {report.machine} |",
         f"| stages reused from cache | {', '.join(report.stages_reused) or 'none'} |",
         "",
-        "![learning curve](learning_curve.png)",
+        "Learning curve: `learning_curve.png` in the run folder.",
         "",
         f"Task: {cfg.env.task}, random cube position: {cfg.env.random_block_position}, images "
         f"{cfg.env.image_size}px {'+'.join(cfg.env.cameras)}, episode limit {cfg.env.max_episode_steps} steps.",
