@@ -50,8 +50,9 @@ def pirlctl_push(weights: dict, target: dict, port: int) -> float:
 
 
 def lerobot_push(weights: dict, target: dict, port: int) -> float:
-    import grpc
     from concurrent import futures
+
+    import grpc
 
     shutdown = mp.Event()
     params_q: Any = queue.Queue()
@@ -87,18 +88,29 @@ def b4(sizes_mb: tuple[int, ...] = (1, 1024), repeats: int = 3) -> list[dict[str
         for _ in range(repeats):  # interleaved
             ours.append(pirlctl_push(weights, target, free_port()))
             theirs.append(lerobot_push(weights, target, free_port()))
-        rows.append({"mb": mb, "pirlctl_s": stats(ours), "lerobot_s": stats(theirs),
-                     "pirlctl_mbps": stats([mb / t for t in ours]), "lerobot_mbps": stats([mb / t for t in theirs])})
+        rows.append(
+            {
+                "mb": mb,
+                "pirlctl_s": stats(ours),
+                "lerobot_s": stats(theirs),
+                "pirlctl_mbps": stats([mb / t for t in ours]),
+                "lerobot_mbps": stats([mb / t for t in theirs]),
+            }
+        )
     return rows
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    lines = ["| state dict | pirlctl s | pirlctl MB/s | LeRobot 0.6.1 s | LeRobot MB/s | goal ≥ 500 MB/s (1 GB) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| state dict | pirlctl s | pirlctl MB/s | LeRobot 0.6.1 s | LeRobot MB/s | goal ≥ 500 MB/s (1 GB) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         goal = ("met" if r["pirlctl_mbps"]["median"] >= 500 else "not met") if r["mb"] >= 1024 else "—"
-        lines.append(f"| {r['mb']} MB | {fmt(r['pirlctl_s'])} | {fmt(r['pirlctl_mbps'], 0)} | {fmt(r['lerobot_s'])} | "
-                     f"{fmt(r['lerobot_mbps'], 0)} | {goal} |")
+        lines.append(
+            f"| {r['mb']} MB | {fmt(r['pirlctl_s'])} | {fmt(r['pirlctl_mbps'], 0)} | {fmt(r['lerobot_s'])} | "
+            f"{fmt(r['lerobot_mbps'], 0)} | {goal} |"
+        )
     return "\n".join(lines)
 
 
