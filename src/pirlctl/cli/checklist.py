@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 
 from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, overrides, run_or_exit
+from pirlctl.policies.loading import DEFAULT_RUN_CONFIG
 
-DEFAULT_CONFIG = "configs/pick_cube_tiny.json"
+DEFAULT_CONFIG = "configs/" + DEFAULT_RUN_CONFIG.name  # shown in --help; resolved via DEFAULT_RUN_CONFIG
 
 
 def register(app: typer.Typer) -> None:
@@ -33,9 +34,8 @@ def register(app: typer.Typer) -> None:
         def go():
             from pirlctl.config.run_config import load_run_config
             from pirlctl.diagnostics.checklist import run_checklist
-            from pirlctl.policies.loading import CONFIGS_DIR
 
-            path = config_path if config_path is not None else CONFIGS_DIR / Path(DEFAULT_CONFIG).name
+            path = config_path if config_path is not None else DEFAULT_RUN_CONFIG
             cfg = load_run_config(path, overrides(ctx))
             return run_checklist(cfg, config_path=str(path))
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import typer
 
 from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, overrides, run_or_exit
+from pirlctl.policies.loading import DEFAULT_RUN_CONFIG
 from pirlctl.reporting.output import console, err_console, render
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "pick_cube_tiny.json"
+DEFAULT_CONFIG = DEFAULT_RUN_CONFIG
 
 
 def register(app: typer.Typer) -> None:

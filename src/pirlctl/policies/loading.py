@@ -18,6 +18,7 @@ class PolicyLoadError(PirlError, ValueError):
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIGS_DIR = REPO_ROOT / "configs"
 TINY_XVLA_CONFIG = CONFIGS_DIR / "policy" / "tiny_xvla.json"
+DEFAULT_RUN_CONFIG = CONFIGS_DIR / "pick_cube_tiny.json"  # the embedded default of train, pretrain, checklist...
 
 
 def load_policy_config(path: str | Path) -> PreTrainedConfig:
