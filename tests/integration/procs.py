@@ -26,7 +26,15 @@ def env() -> dict[str, str]:
     return e
 
 
-def spawn(role: str, out: Path, port: int, *extra: str, actor_id: int = 0, config: Path = TINY_RUN) -> subprocess.Popen:
+def spawn(
+    role: str,
+    out: Path,
+    port: int,
+    *extra: str,
+    actor_id: int = 0,
+    config: Path = TINY_RUN,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen:
     # one actor unless a test says otherwise (later overrides win); the shipped default runs two
     extra = ("--runtime.num_actors=1", *extra)
     cmd = [
@@ -44,7 +52,9 @@ def spawn(role: str, out: Path, port: int, *extra: str, actor_id: int = 0, confi
     if role == "actor":
         cmd[4:4] = ["--actor-id", str(actor_id)]
     log = open(out.parent / f"{out.name}-{role}{actor_id if role == 'actor' else ''}.stderr", "w")  # noqa: SIM115
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env(), cwd=ROOT)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=log, text=True, env={**env(), **(extra_env or {})}, cwd=ROOT
+    )
 
 
 def report(proc: subprocess.Popen, timeout: float = 180) -> dict:

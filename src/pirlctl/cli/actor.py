@@ -28,6 +28,6 @@ def register(app: typer.Typer) -> None:
             from pirlctl.runtime.actor import run_actor
 
             cfg, settings = resolve_run_config(config_path, ctx, host=host, port=port)
-            return run_actor(cfg, actor_id, token=settings.resolved_token())
+            return run_actor(cfg, actor_id, token=settings.resolved_token(), tls=settings.resolved_tls())
 
         render(run_or_exit(go, debug=debug), as_json=json_out, title=f"actor {actor_id}")

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         config_path: Path = typer.Option(..., "--config_path", "--config-path", help="Run config JSON."),
         host: str | None = typer.Option(None, help="Bind address (default from config: 127.0.0.1)."),
         port: int | None = typer.Option(None, help="gRPC port (default from config)."),
-        allow_remote: bool = typer.Option(False, help="Allow binding a non-loopback address (needs PIRL_TOKEN)."),
+        allow_remote: bool = typer.Option(False, help="Allow a non-loopback bind (needs PIRL_TOKEN or PIRL_TLS_*)."),
         json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
         debug: bool = typer.Option(False, help="Show tracebacks."),
     ) -> None:
@@ -29,8 +29,8 @@ def register(app: typer.Typer) -> None:
             from pirlctl.runtime.learner import run_learner
 
             cfg, settings = resolve_run_config(config_path, ctx, host=host, port=port)
-            token = settings.resolved_token()
-            check_bind_address(cfg.runtime.learner_host, allow_remote=allow_remote, token=token)
-            return run_learner(cfg, token=token)
+            token, tls = settings.resolved_token(), settings.resolved_tls()
+            check_bind_address(cfg.runtime.learner_host, allow_remote=allow_remote, token=token, tls=tls)
+            return run_learner(cfg, token=token, tls=tls)
 
         render(run_or_exit(go, debug=debug), as_json=json_out, title="learner")

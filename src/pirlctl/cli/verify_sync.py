@@ -36,8 +36,9 @@ def register(app: typer.Typer) -> None:
             if learner is not None:
                 parse_address(learner)  # bad input before the models are built
             cfg = load_run_config(config_path, overrides(ctx))
-            token = OperatorSettings().resolved_token() if learner is not None else None
-            return run(cfg, config_path=str(config_path), learner_address=learner, token=token)
+            settings = OperatorSettings()
+            token, tls = (settings.resolved_token(), settings.resolved_tls()) if learner is not None else (None, None)
+            return run(cfg, config_path=str(config_path), learner_address=learner, token=token, tls=tls)
 
         report = run_or_exit(go, debug=debug)
         from pirlctl.reporting.diagnostics import render_verify_sync

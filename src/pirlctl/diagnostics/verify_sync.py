@@ -37,7 +37,7 @@ from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PiRLAlgorithm, RolloutBatch
 from pirlctl.config.run_config import PiRLRunConfig
 from pirlctl.errors import PirlError, one_line
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
-from pirlctl.runtime.transport import LearnerClient, PiRLLearnerService, start_server
+from pirlctl.runtime.transport import LearnerClient, PiRLLearnerService, TlsConfig, start_server
 from pirlctl.runtime.wire import ParametersMessage, WireError, decode_parameters, encode_parameters
 
 Weights = dict[str, Any]
@@ -252,9 +252,9 @@ class ParameterReceiver:
     """An actor-side ``StreamParameters`` subscription (:class:`LearnerClient`) read from a background thread,
     so that a receive can time out."""
 
-    def __init__(self, host: str, port: int, token: str | None = None) -> None:
+    def __init__(self, host: str, port: int, token: str | None = None, tls: TlsConfig | None = None) -> None:
         self.address = f"{host}:{port}"
-        self.client = LearnerClient(host, port, token)
+        self.client = LearnerClient(host, port, token, tls)
         self._blobs: queue.Queue[bytes | BaseException] = queue.Queue()
         self._thread = threading.Thread(target=self._pump, name="verify-sync-params", daemon=True)
         self._thread.start()
@@ -482,6 +482,7 @@ def verify_sync(
     config_path: str = "",
     learner_address: str | None = None,
     token: str | None = None,
+    tls: TlsConfig | None = None,
     tamper: Tamper | None = None,
     perturb_learner: float = 0.0,
     chunks: int = NUMERIC_CHUNKS,
@@ -512,7 +513,7 @@ def verify_sync(
         source = f"in-process learner {served.host}:{served.port}"
     else:
         host, port = parse_address(learner_address)
-        receiver = ParameterReceiver(host, port, token)
+        receiver = ParameterReceiver(host, port, token, tls)
         t0 = time.perf_counter()
         try:
             blob = receiver.receive()

@@ -32,7 +32,7 @@ from pirlctl.envs.pick_cube import (
 )
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 from pirlctl.runtime.learner import build_algorithm, setup_process
-from pirlctl.runtime.transport import LearnerClient
+from pirlctl.runtime.transport import LearnerClient, TlsConfig
 from pirlctl.runtime.wire import (
     ParametersMessage,
     WireError,
@@ -99,7 +99,9 @@ class ActorReport:
 
 
 class Actor:
-    def __init__(self, cfg: PiRLRunConfig, actor_id: int, *, token: str | None = None) -> None:
+    def __init__(
+        self, cfg: PiRLRunConfig, actor_id: int, *, token: str | None = None, tls: TlsConfig | None = None
+    ) -> None:
         self.cfg = cfg
         self.actor_id = actor_id
         self.stop = threading.Event()
@@ -112,7 +114,7 @@ class Actor:
         self.action_low, self.action_high = np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32)
         self.tokens, source = tokenize_task(cfg.env.instruction, cfg.policy, 1)
         logger.info("actor %d: task tokens from %s", actor_id, source)
-        self.client = LearnerClient(cfg.runtime.learner_host, cfg.runtime.learner_port, token)
+        self.client = LearnerClient(cfg.runtime.learner_host, cfg.runtime.learner_port, token, tls)
         self.slot = WeightsSlot()
         self.report = ActorReport(actor_id, 0, 0, 0, 0)
         self.version = -1
@@ -323,6 +325,8 @@ class Actor:
         return self.report
 
 
-def run_actor(cfg: PiRLRunConfig, actor_id: int = 0, *, token: str | None = None) -> ActorReport:
+def run_actor(
+    cfg: PiRLRunConfig, actor_id: int = 0, *, token: str | None = None, tls: TlsConfig | None = None
+) -> ActorReport:
     setup_process(cfg, f"actor{actor_id}")
-    return Actor(cfg, actor_id, token=token).run()
+    return Actor(cfg, actor_id, token=token, tls=tls).run()

@@ -25,7 +25,7 @@ from pirlctl.config.run_config import PiRLRunConfig, config_hash, encode_run_con
 from pirlctl.policies.loading import build_policy
 from pirlctl.runtime import checkpoint as ckpt
 from pirlctl.runtime.rollout import USED, RolloutAssembler
-from pirlctl.runtime.transport import PiRLLearnerService, start_server
+from pirlctl.runtime.transport import PiRLLearnerService, TlsConfig, start_server
 from pirlctl.runtime.wire import WireError, decode_interaction, decode_segment, encode_parameters
 
 logger = logging.getLogger("pirlctl.learner")
@@ -86,9 +86,10 @@ def build_algorithm(cfg: PiRLRunConfig, device: str) -> PiRLAlgorithm:
 
 
 class Learner:
-    def __init__(self, cfg: PiRLRunConfig, *, token: str | None = None) -> None:
+    def __init__(self, cfg: PiRLRunConfig, *, token: str | None = None, tls: TlsConfig | None = None) -> None:
         self.cfg = cfg
         self.token = token
+        self.tls = tls
         self.out = Path(cfg.output_dir)
         self.shutdown = threading.Event()  # ends the gRPC streams
         self.stop_requested = threading.Event()  # ends training (signal, Ctrl-C, tests)
@@ -265,7 +266,9 @@ class Learner:
         cfg = self.cfg
         started = time.monotonic()
         save_run_config(cfg, self.out / "run_config.json")
-        server = start_server(self.service, cfg.runtime.learner_host, cfg.runtime.learner_port, cfg.runtime.num_actors)
+        server = start_server(
+            self.service, cfg.runtime.learner_host, cfg.runtime.learner_port, cfg.runtime.num_actors, self.tls
+        )
         stopped_by = "budget"
         try:
             self.publish()
@@ -304,9 +307,11 @@ class Learner:
         server.stop(grace).wait(grace + 1)
 
 
-def run_learner(cfg: PiRLRunConfig, *, token: str | None = None, handle_signals: bool = True) -> LearnerReport:
+def run_learner(
+    cfg: PiRLRunConfig, *, token: str | None = None, tls: TlsConfig | None = None, handle_signals: bool = True
+) -> LearnerReport:
     setup_process(cfg, "learner")
-    learner = Learner(cfg, token=token)
+    learner = Learner(cfg, token=token, tls=tls)
     if handle_signals and threading.current_thread() is threading.main_thread():
 
         def _stop(signum: int, _frame: Any) -> None:

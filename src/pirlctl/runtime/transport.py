@@ -10,6 +10,8 @@ Same proto and chunking as LeRobot 0.6.1 (``lerobot.transport``). What differs f
 - Streams end when the client goes away (``context.is_active()``), releasing their worker.
 - Every RPC can require a shared token (``authorization: Bearer <token>`` metadata), checked with a constant-time
   compare; a wrong or missing token is refused with UNAUTHENTICATED (LeRobot: "TODO: authorize the request").
+- Or TLS (``TlsConfig``): the learner serves a certificate; with a CA set it also requires client certificates
+  (mutual TLS). LeRobot only opens insecure ports and channels.
 - Incoming byte streams are size-bounded while they are assembled.
 """
 
@@ -21,6 +23,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -35,6 +38,33 @@ TransferState = services_pb2.TransferState
 # LeRobot caps messages at 4 MiB and sends 2 MiB chunks; the same options on both sides.
 CHANNEL_OPTIONS = grpc_channel_options()
 AUTH_HEADER = "authorization"
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """PEM bytes for one side of the channel (read by ``OperatorSettings.resolved_tls``).
+
+    Learner: ``cert`` + ``key`` are what it serves; with ``ca`` set, actors must present a certificate signed by
+    it (mutual TLS). Actor: ``ca`` is what it trusts for the learner (None: the system roots); ``cert`` + ``key``,
+    if set, are its client certificate; ``server_name`` overrides the host name expected in the learner's
+    certificate (e.g. when connecting by IP to a certificate issued for a name).
+    """
+
+    cert: bytes | None = None
+    key: bytes | None = None
+    ca: bytes | None = None
+    server_name: str | None = None
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        if not (self.cert and self.key):
+            raise ValueError("a TLS learner needs a certificate and its key: set PIRL_TLS_CERT and PIRL_TLS_KEY")
+        return grpc.ssl_server_credentials(
+            [(self.key, self.cert)], root_certificates=self.ca, require_client_auth=self.ca is not None
+        )
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        pair = (self.key, self.cert) if self.cert and self.key else (None, None)
+        return grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=pair[0], certificate_chain=pair[1])
 
 
 def iter_messages(request_iterator: Iterator[Any], limit: int) -> Iterator[bytes]:
@@ -153,25 +183,39 @@ class PiRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
         return services_pb2.Empty()
 
 
-def start_server(service: PiRLLearnerService, host: str, port: int, num_actors: int) -> grpc.Server:
-    """Serve ``service`` on host:port with a pool sized for ``num_actors`` (3 RPC kinds each, plus spares)."""
+def start_server(
+    service: PiRLLearnerService, host: str, port: int, num_actors: int, tls: TlsConfig | None = None
+) -> grpc.Server:
+    """Serve ``service`` on host:port with a pool sized for ``num_actors`` (3 RPC kinds each, plus spares); over
+    TLS when ``tls`` is given."""
     workers = 4 * max(1, num_actors) + 4
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=CHANNEL_OPTIONS)
     services_pb2_grpc.add_LearnerServiceServicer_to_server(service, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    try:
+        bound = server.add_secure_port(address, tls.server_credentials()) if tls else server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot bind the learner to {host}:{port}; is the port in use? pick another --port")
+        raise OSError(f"cannot bind the learner to {address}; is the port in use? pick another --port")
     server.start()
-    logger.info("learner serving on %s:%d (%d workers)", host, port, workers)
+    security = ("mutual TLS" if tls.ca else "TLS") if tls else "plaintext"
+    logger.info("learner serving on %s (%s, %d workers)", address, security, workers)
     return server
 
 
 class LearnerClient:
-    """Actor side: a channel to the learner with the token (if any) on every call."""
+    """Actor side: a channel to the learner (TLS when ``tls`` is given) with the token (if any) on every call."""
 
-    def __init__(self, host: str, port: int, token: str | None = None) -> None:
+    def __init__(self, host: str, port: int, token: str | None = None, tls: TlsConfig | None = None) -> None:
         self.address = f"{host}:{port}"
-        self.channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        if tls is None:
+            self.channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        else:
+            options = list(CHANNEL_OPTIONS)
+            if tls.server_name:
+                options.append(("grpc.ssl_target_name_override", tls.server_name))
+            self.channel = grpc.secure_channel(self.address, tls.channel_credentials(), options=options)
         self.stub = services_pb2_grpc.LearnerServiceStub(self.channel)
         self.metadata = [(AUTH_HEADER, f"Bearer {token}")] if token else None
 
