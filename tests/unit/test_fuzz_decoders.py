@@ -2,7 +2,8 @@
 
 Never another exception type, never a hang. Inputs: random bytes, truncations and byte flips of valid payloads,
 valid torch payloads with hostile fields (wrong dtype or shape, NaN/Inf, sparse or quantized tensors, missing
-PI-RL fields, bools and out-of-range ints for versions), oversized and deeply nested JSON, and chunk streams with
+PI-RL fields, bools and out-of-range ints for versions), raw parameter messages with hostile header fields,
+oversized and deeply nested JSON, and chunk streams with
 unknown states or non-bytes data. About 4,000 inputs; run with ``pytest -m slow``.
 """
 
@@ -26,9 +27,10 @@ from lerobot.transport import utils as lerobot_transport
 from torch import Tensor
 
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import ChunkTransition
-from pirlctl.runtime.transport import iter_messages
+from pirlctl.runtime.transport import BufferPool, chunk_messages, iter_messages, iter_messages_into
 from pirlctl.runtime.wire import (
     MAX_INTERACTION_BYTES,
+    PARAMETER_DTYPES,
     PIRL_FIELDS,
     ParametersMessage,
     Segment,
@@ -133,6 +135,8 @@ def _check_parameters(msg: ParametersMessage) -> None:
         assert isinstance(group, str) and isinstance(sd, dict)
         for key, t in sd.items():
             assert isinstance(key, str) and isinstance(t, Tensor) and t.layout == torch.strided and not t.is_quantized
+            assert t.dtype in PARAMETER_DTYPES.values() and t.dim() <= 16
+            t.sum()  # every byte of every view lies inside the message (a view past it would crash or read junk)
 
 
 def _check_interaction(stats: dict) -> None:
@@ -287,49 +291,86 @@ def damaged_segments(draw: st.DrawFn) -> bytes:
     return _dumps(obj)
 
 
+JSON_HOSTILE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([INT64_MAX + 1, -1, 0, 63, 64, 2**40]),
+    st.floats(allow_nan=False),
+    st.text(max_size=6),
+    st.lists(st.integers(-2, 5), max_size=20),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
 PARAMETER_DAMAGE: dict[str, st.SearchStrategy] = {
-    "version": st.one_of(st.integers(-3, -1), st.sampled_from([INT64_MAX + 1, 2**100, True, 1.0, "3"]), HOSTILE),
-    "stop": st.one_of(st.integers(0, 1), tensors(dtype=torch.bool), HOSTILE),
-    "weights": HOSTILE,
-    "base_fingerprint": HOSTILE,
+    "version": st.one_of(st.integers(-3, -1), st.sampled_from([INT64_MAX + 1, 2**100, True, 1.0, "3"]), JSON_HOSTILE),
+    "stop": st.one_of(st.integers(0, 1), JSON_HOSTILE),
+    "tensors": JSON_HOSTILE,
+    "base_fingerprint": JSON_HOSTILE,
+}
+ENTRY_DAMAGE: dict[int, st.SearchStrategy] = {  # index in [group, name, dtype, shape, offset, nbytes]
+    0: JSON_HOSTILE,
+    1: JSON_HOSTILE,
+    2: st.one_of(st.sampled_from(["complex64", "float8_e4m3fn", "qint8", "float", "int64", "bool"]), JSON_HOSTILE),
+    3: st.one_of(
+        st.lists(st.integers(-1, 4), max_size=4), st.lists(st.just(1), min_size=17, max_size=20), JSON_HOSTILE
+    ),
+    4: st.one_of(st.integers(0, 4096), JSON_HOSTILE),
+    5: st.one_of(st.integers(0, 4096), JSON_HOSTILE),
 }
 
 
 @st.composite
 def damaged_parameters(draw: st.DrawFn) -> bytes:
-    """A valid parameters dict, then 0..2 of: a hostile version (negative, huge, bool, float, str), stop flag,
-    fingerprint or weights, a hostile weights group / key / tensor, a key deleted, or a non-dict container."""
+    """A valid raw parameters message, then 0..3 header edits: a hostile version, stop flag, fingerprint or tensor
+    list; a hostile field of one tensor entry (dtype, shape, offset, size, names); an entry duplicated, dropped or
+    replaced; a key deleted. The header is written back in place when it fits, so the tensor bytes stay put."""
     weights = draw(
         st.dictionaries(
             st.sampled_from(["policy", "value_head", "noise_head"]),
-            st.dictionaries(st.text(min_size=1, max_size=4), tensors(plain=True), max_size=3),
+            st.dictionaries(
+                st.text(min_size=1, max_size=4),
+                tensors(plain=True).filter(lambda t: t.dtype in PARAMETER_DTYPES.values()),
+                max_size=3,
+            ),
             min_size=1,
             max_size=3,
         )
     )
-    obj: dict[str, Any] = {
-        "version": draw(st.integers(0, 10)),
-        "stop": draw(st.booleans()),
-        "weights": weights,
-        "base_fingerprint": draw(st.text(max_size=8)),
-    }
-    for _ in range(draw(st.sampled_from([0, 1, 1, 1, 2]))):
-        what = draw(st.sampled_from([*PARAMETER_DAMAGE, "group", "key", "tensor", "delete"]))
-        groups = [g for g, sd in weights.items() if isinstance(sd, dict)]
-        group = draw(st.sampled_from(groups)) if groups else None
-        if what in ("key", "tensor") and group is None:  # every group already replaced by a hostile value
+    blob = bytearray(
+        encode_parameters(
+            draw(st.integers(0, 10)), weights, stop=draw(st.booleans()), base_fingerprint=draw(st.text(max_size=8))
+        )
+    )
+    hlen = int.from_bytes(blob[8:16], "little")
+    header = json.loads(blob[16 : 16 + hlen])
+    room = min([e[4] for e in header["tensors"]] + [len(blob)]) - 16
+    for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3]))):
+        entries = header.get("tensors")
+        what = draw(st.sampled_from([*PARAMETER_DAMAGE, "entry", "entry", "entry", "duplicate", "drop", "delete"]))
+        if what in ("entry", "duplicate", "drop") and not (isinstance(entries, list) and entries):
             what = "version"
         if what in PARAMETER_DAMAGE:
-            obj[what] = draw(PARAMETER_DAMAGE[what])
-        elif what == "group":
-            weights[draw(st.one_of(st.integers(0, 2), st.sampled_from(list(weights))))] = draw(HOSTILE)
-        elif what == "key":
-            weights[group][draw(st.one_of(st.integers(0, 2), st.none()))] = draw(tensors(plain=True))
-        elif what == "tensor":
-            weights[group][draw(st.text(min_size=1, max_size=4))] = draw(st.one_of(tensors(), HOSTILE))
+            header[what] = draw(PARAMETER_DAMAGE[what])
+        elif what == "entry":
+            i = draw(st.integers(0, len(entries) - 1))
+            if isinstance(entries[i], list) and len(entries[i]) == 6 and draw(st.booleans()):
+                field = draw(st.sampled_from(list(ENTRY_DAMAGE)))
+                entries[i][field] = draw(ENTRY_DAMAGE[field])
+            else:
+                entries[i] = draw(JSON_HOSTILE)
+        elif what == "duplicate":
+            entry = entries[draw(st.integers(0, len(entries) - 1))]
+            entries.append(list(entry) if isinstance(entry, list) else entry)
+        elif what == "drop":
+            entries.pop(draw(st.integers(0, len(entries) - 1)))
         else:
-            obj.pop(draw(st.sampled_from(list(obj))), None)
-    return _dumps(draw(st.sampled_from([obj] * 12 + [[obj], (obj,)])))
+            header.pop(draw(st.sampled_from(list(header))), None)
+    text = json.dumps(header).encode()
+    if len(text) <= room:
+        blob[8:16] = len(text).to_bytes(8, "little")
+        blob[16 : 16 + room] = text + b" " * (room - len(text))
+        return bytes(blob)
+    return bytes(blob[:8]) + len(text).to_bytes(8, "little") + text + bytes(blob[16 + hlen :])
 
 
 @st.composite
@@ -447,11 +488,19 @@ def _reassemble_spec(chunks: list[tuple[int, bytes]], limit: int) -> tuple[list[
     return out, False
 
 
-def _drain(chunks: list[Any], limit: int) -> tuple[list[bytes], bool]:
+def _drain(chunks: list[Any], limit: int, pooled: bool = False) -> tuple[list[bytes], bool]:
+    """Reassemble with ``iter_messages`` or, ``pooled``, with ``iter_messages_into`` handing every buffer back (so
+    later messages are written over earlier ones)."""
     got: list[bytes] = []
+    pool = BufferPool(keep=1)
+    messages = iter_messages_into(iter(chunks), limit, pool) if pooled else iter_messages(iter(chunks), limit)
     t0 = time.monotonic()
     try:
-        for message in iter_messages(iter(chunks), limit):
+        for message in messages:
+            if pooled:
+                assert isinstance(message, memoryview) and isinstance(message.obj, bytearray)
+                pool.give_back(message.obj)
+                message = bytes(message)
             assert isinstance(message, bytes) and len(message) <= limit
             got.append(message)
     except WireError as err:
@@ -462,27 +511,35 @@ def _drain(chunks: list[Any], limit: int) -> tuple[list[bytes], bool]:
     return got, False
 
 
+POOLED = pytest.mark.parametrize("pooled", [False, True], ids=["joined", "pooled"])
+
+
+@POOLED
 @fuzz(400)
 @given(chunks=st.lists(st.tuples(STATES, st.binary(max_size=40)), max_size=30), limit=st.integers(0, 200))
-def test_real_chunk_streams_reassemble_to_spec_or_are_refused(chunks, limit):
+def test_real_chunk_streams_reassemble_to_spec_or_are_refused(pooled, chunks, limit):
     stream = [services_pb2.Transition(transfer_state=s, data=d) for s, d in chunks]
-    assert _drain(stream, limit) == _reassemble_spec(chunks, limit)
+    assert _drain(stream, limit, pooled) == _reassemble_spec(chunks, limit)
 
 
+@POOLED
 @fuzz(300)
 @given(chunks=st.lists(st.tuples(FAKE_STATES, FAKE_DATA), max_size=12), limit=st.integers(0, 100))
-def test_fake_chunk_objects_with_hostile_attributes_are_refused_with_a_wire_error(chunks, limit):
-    _drain([SimpleNamespace(transfer_state=s, data=d) for s, d in chunks], limit)
+def test_fake_chunk_objects_with_hostile_attributes_are_refused_with_a_wire_error(pooled, chunks, limit):
+    _drain([SimpleNamespace(transfer_state=s, data=d) for s, d in chunks], limit, pooled)
 
 
+@POOLED
 @fuzz(200)
 @given(blobs=st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=5), chunk=st.integers(1, 64))
-def test_lerobot_chunking_round_trips(blobs, chunk):
+def test_lerobot_chunking_round_trips(pooled, blobs, chunk):
     with mock.patch.object(lerobot_transport, "CHUNK_SIZE", chunk):
         stream = [c for b in blobs for c in lerobot_transport.send_bytes_in_chunks(b, services_pb2.Transition)]
-    assert _drain(stream, max(map(len, blobs))) == (blobs, False)
+    assert _drain(stream, max(map(len, blobs)), pooled) == (blobs, False)
     if max(map(len, blobs)) > 1:
-        assert _drain(stream, max(map(len, blobs)) - 1)[1]  # one byte over the limit: refused
+        assert _drain(stream, max(map(len, blobs)) - 1, pooled)[1]  # one byte over the limit: refused
+    framed = [c for b in blobs for c in chunk_messages(b, services_pb2.Transition, chunk_size=chunk)]
+    assert [(c.transfer_state, c.data) for c in framed] == [(c.transfer_state, c.data) for c in stream]
 
 
 def test_pirl_fields_are_what_the_mutations_cover():

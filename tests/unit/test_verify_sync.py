@@ -90,7 +90,7 @@ def _to_meta(w):
         (_drop, "missing", f"missing key '{KEY}'"),
         (_reshape, "shape", f"policy.{KEY}: shape (63,) != expected (64,)"),
         (_retype, "dtype", f"policy.{KEY}: dtype torch.float64 != expected torch.float32"),
-        (_to_meta, "device", None),
+        (_to_meta, "device", f"policy.{KEY} is not a dense tensor with data (meta)"),
     ],
     ids=["dropped-key", "wrong-shape", "wrong-dtype", "wrong-device"],
 )
@@ -99,7 +99,7 @@ def test_a_faulty_push_fails_static_and_live_naming_the_key(cfg, tamper, problem
     assert not report.passed
     assert not report.static.passed and report.static.fingerprint_match
     assert [(p.key, p.problem) for p in report.static.problems] == [(f"policy.{KEY}", problem)]
-    # the actor's own load_weights refused it after the real gRPC round trip
+    # the actor's own load_weights refused it after the real gRPC round trip (a meta tensor: the encoder did)
     assert not report.live.passed and report.live.load_error is not None
     if load_error is not None:
         assert load_error in report.live.load_error

@@ -85,16 +85,91 @@ def test_missing_pirl_fields_truncated_and_pickled_payloads_are_refused():
         decode_segment(pickle.dumps([Evil()]), expected_obs=OBS, chain_shape=CHAIN, log_prob_shape=())
 
 
-def test_parameters_round_trip_and_validation():
-    blob = encode_parameters(3, {"policy": {"w": torch.ones(2)}}, stop=True, base_fingerprint="abc")
+def test_parameters_round_trip_every_dtype_and_shape_as_views():
+    weights = {
+        "policy": {
+            "w": torch.randn(3, 4),
+            "i": torch.arange(5),
+            "empty": torch.zeros(0, 3),
+            "scalar": torch.tensor(2.5, dtype=torch.float64),
+            "strided": torch.randn(4, 6)[:, ::2],  # non-contiguous: sent contiguous
+        },
+        "value_head": {"h": torch.ones(2, dtype=torch.bfloat16), "mask": torch.tensor([True, False])},
+    }
+    blob = encode_parameters(3, weights, stop=True, base_fingerprint="abc")
     msg = decode_parameters(blob)
     assert (msg.version, msg.stop, msg.base_fingerprint) == (3, True, "abc")
-    with pytest.raises(WireError, match="empty"):
-        decode_parameters(b"")
-    buf = io.BytesIO()
-    torch.save({"version": -1, "stop": False, "weights": {}}, buf)
-    with pytest.raises(WireError, match="invalid version"):
-        decode_parameters(buf.getvalue())
+    for group, sd in weights.items():
+        assert list(msg.weights[group]) == list(sd)
+        for key, t in sd.items():
+            got = msg.weights[group][key]
+            assert got.dtype == t.dtype and got.shape == t.shape and torch.equal(got, t)
+
+
+def test_encoding_into_a_large_enough_buffer_reuses_it_and_snapshots_the_tensors():
+    w = torch.zeros(1000)
+    out = bytearray()
+    first = encode_parameters(1, {"p": {"w": w}}, out=out)
+    assert first.obj is not out  # too small: a new buffer
+    again = encode_parameters(2, {"p": {"w": w + 1}}, out=first.obj)
+    assert again.obj is first.obj and len(again) == len(first)
+    w += 7  # training goes on after the push: the encoded bytes do not change
+    assert torch.equal(decode_parameters(again).weights["p"]["w"], torch.ones(1000))
+
+
+def _raw(header: object, data_len: int = 64, *, magic: bytes = b"PIRLPRM1", hlen: int | None = None) -> bytes:
+    import json
+
+    h = json.dumps(header).encode() if not isinstance(header, bytes) else header
+    head = magic + (len(h) if hlen is None else hlen).to_bytes(8, "little") + h
+    pad = -len(head) % 64
+    return head + b"\0" * (pad + data_len)
+
+
+def _hdr(**kw) -> dict:
+    return {"version": 1, "stop": False, "base_fingerprint": "", "tensors": [], **kw}
+
+
+@pytest.mark.parametrize(
+    ("blob", "needle"),
+    [
+        (b"", "empty payload"),
+        (pickle.dumps({"version": 1}), "bad magic"),
+        (_raw(_hdr(), magic=b"PIRLPRM0"), "bad magic"),
+        (_raw(_hdr(), hlen=2**40), "header length"),
+        (_raw(b"{not json"), r"undecodable header \(JSONDecodeError\)"),
+        (_raw(b"\xff\xfe"), r"undecodable header \(UnicodeDecodeError\)"),
+        (_raw(b"[" * 60_000), r"undecodable header \(RecursionError\)"),
+        (_raw([1, 2]), "expected a header"),
+        (_raw(_hdr(version=-1)), "invalid version -1"),
+        (_raw(_hdr(version=True)), "invalid version True"),
+        (_raw(_hdr(version=2**63)), "invalid version an out-of-range int"),
+        (_raw(_hdr(version="3")), "invalid version '3'"),
+        (_raw(_hdr(stop=1)), "stop must be a bool"),
+        (_raw(_hdr(base_fingerprint=None)), "base_fingerprint"),
+        (_raw(_hdr(tensors={})), "tensors must be a list"),
+        (_raw(_hdr(tensors=[["p", "w", "float32", [2]]])), "entry 0 is not"),
+        (_raw(_hdr(tensors=[["p", "w", "complex64", [2], 64, 16]])), "unsupported dtype 'complex64'"),
+        (_raw(_hdr(tensors=[["p", "w", "float32", [-1], 64, 4]])), "invalid shape"),
+        (_raw(_hdr(tensors=[["p", "w", "float32", [1] * 17, 64, 4]])), "invalid shape"),
+        (_raw(_hdr(tensors=[["p", "w", "float32", [3], 128, 8]])), r"shape \(3,\) of float32 is not 8 bytes"),
+        (_raw(_hdr(tensors=[["p", "w", "float32", [2], 0, 8]])), "misplaced"),  # over the header
+        (_raw(_hdr(tensors=[["p", "w", "float32", [2], 130, 8]])), "misplaced"),  # unaligned
+        (_raw(_hdr(tensors=[["p", "w", "float32", [64], 128, 256]])), "misplaced"),  # past the end
+        (
+            _raw(_hdr(tensors=[["p", "a", "float32", [32], 512, 128], ["p", "b", "float32", [2], 576, 8]]), 640),
+            "misplaced",  # overlapping
+        ),
+        (
+            _raw(_hdr(tensors=[["p", "a", "float32", [2], 512, 8], ["p", "a", "float32", [2], 576, 8]]), 640),
+            "appears twice",
+        ),
+    ],
+)
+def test_hostile_parameters_are_refused_with_a_wire_error(blob, needle):
+    with pytest.raises(WireError, match=needle) as exc:
+        decode_parameters(blob)
+    assert "\n" not in str(exc.value) and len(str(exc.value)) < 200
 
 
 def test_interactions_are_json_scalars_only():
@@ -194,30 +269,6 @@ def test_payloads_over_the_byte_limits_are_refused_before_decoding(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("obj", "needle"),
-    [
-        ({"version": 1, "stop": torch.ones(2), "weights": {}}, "stop must be a bool, got Tensor"),
-        ({"version": 1, "stop": 1, "weights": {}}, "stop must be a bool"),
-        ({"version": True, "stop": False, "weights": {}}, "invalid version True"),
-        ({"version": 2**63, "stop": False, "weights": {}}, "invalid version an out-of-range int"),
-        ({"version": 10**5000, "stop": False, "weights": {}}, "undecodable payload"),  # weights_only: no LONG4
-        ({"version": "3", "stop": False, "weights": {}}, "invalid version '3'"),
-        ({"version": 1.0, "stop": False, "weights": {}}, "invalid version 1.0"),
-        ({"version": [[1]] * 3, "stop": False, "weights": {}}, "invalid version list"),
-        ({"version": 1, "stop": False, "weights": {"policy": {"w": [1.0]}}}, r"weights\['policy'\]\['w'\] is not"),
-        ({"version": 1, "stop": False, "weights": {"policy": {0: torch.ones(1)}}}, "string keys"),
-        ({"version": 1, "stop": False, "weights": {"p": {"w": torch.ones(2).to_sparse()}}}, "not a dense tensor"),
-        ({"version": 1, "stop": False, "weights": {}, "base_fingerprint": None}, "base_fingerprint"),
-        ([1, 2, 3], "expected a dict"),
-    ],
-)
-def test_hostile_parameters_are_refused_with_a_wire_error(obj, needle):
-    with pytest.raises(WireError, match=needle) as exc:
-        decode_parameters(_dumps(obj))
-    assert "\n" not in str(exc.value) and len(str(exc.value)) < 200
-
-
-@pytest.mark.parametrize(
     ("blob", "needle"),
     [
         (b"[" * 60_000, r"not UTF-8 JSON \(RecursionError\)"),  # was a RecursionError
@@ -278,3 +329,30 @@ def test_bad_chunk_streams_are_refused_with_a_wire_error(chunks, needle):
 
     with pytest.raises(WireError, match=needle):
         list(iter_messages(iter(chunks), limit=6))
+
+
+def test_pooled_reassembly_writes_into_a_buffer_given_back_and_never_one_still_held():
+    from lerobot.transport import services_pb2
+
+    from pirlctl.runtime.transport import BufferPool, chunk_messages, iter_messages_into
+
+    pool = BufferPool(keep=2)
+    a, b = bytes(range(256)) * 20_000, bytes(range(255, -1, -1)) * 20_000  # 5 MB each: 3 chunks
+
+    def stream(*blobs):
+        return iter([c for blob in blobs for c in chunk_messages(blob, services_pb2.Parameters)])
+
+    first = next(iter_messages_into(stream(a), limit=len(a), pool=pool))
+    assert bytes(first) == a and pool.allocations == 1
+    pool.give_back(first.obj)
+    second = next(iter_messages_into(stream(b), limit=len(b), pool=pool))
+    assert second.obj is first.obj and bytes(second) == b and pool.allocations == 1  # reused, no allocation
+    held = second  # not given back: the next message must not land in it
+    third = next(iter_messages_into(stream(a), limit=len(a), pool=pool))
+    assert third.obj is not held.obj and bytes(held) == b and bytes(third) == a and pool.allocations == 2
+    # a buffer that is too small grows (in place when nothing views it) and the size hint carries over
+    small = BufferPool()
+    got = list(iter_messages_into(stream(b"xy", a), limit=len(a), pool=small))
+    assert [bytes(g) for g in got] == [b"xy", a] and small.size_hint == len(a)
+    with pytest.raises(WireError, match="message exceeds"):
+        list(iter_messages_into(stream(a), limit=len(a) - 1, pool=pool))

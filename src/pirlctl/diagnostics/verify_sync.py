@@ -310,6 +310,7 @@ class Delivery:
     message: ParametersMessage
     bytes: int
     seconds: float  # encode (when we published it) + transfer + decode
+    encode_error: str | None = None  # the learner could not encode the push
 
 
 def detached_copy(weights: Weights) -> Weights:
@@ -345,10 +346,13 @@ def live_check(delivery: Delivery, actor: PiRLAlgorithm, reference: Weights, sou
     msg = delivery.message
     load_error: str | None = None
     t0 = time.perf_counter()
-    try:
-        actor_load(actor, msg)
-    except (WeightsContractError, WireError, RuntimeError, KeyError) as err:
-        load_error = one_line(err)
+    if delivery.encode_error is not None:
+        load_error = f"the learner could not send it: {delivery.encode_error}"
+    else:
+        try:
+            actor_load(actor, msg)
+        except (WeightsContractError, WireError, RuntimeError, KeyError) as err:
+            load_error = one_line(err)
     load_s = time.perf_counter() - t0
     compared, mismatches = (0, []) if load_error else compare_hashes(reference, actor.get_weights())
     return LiveCheck(
@@ -505,12 +509,15 @@ def verify_sync(
         pushed = tamper(detached_copy(reference)) if tamper is not None else reference
         served = InProcessLearner()
         receiver = ParameterReceiver(served.host, served.port)
+        source = f"in-process learner {served.host}:{served.port}"
         try:
             delivery = publish_and_receive(served, receiver, learner.iteration, pushed, fingerprint)
+        except WireError as err:  # the learner cannot even encode it (e.g. a meta tensor): nothing reaches the actor
+            delivery = Delivery(ParametersMessage(learner.iteration, False, {}, fingerprint), 0, 0.0)
+            delivery.encode_error = one_line(err)
         finally:
             receiver.close()
             served.close()
-        source = f"in-process learner {served.host}:{served.port}"
     else:
         host, port = parse_address(learner_address)
         receiver = ParameterReceiver(host, port, token, tls)

@@ -32,7 +32,7 @@ from pirlctl.envs.pick_cube import (
 )
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 from pirlctl.runtime.learner import build_algorithm, setup_process
-from pirlctl.runtime.transport import LearnerClient, TlsConfig
+from pirlctl.runtime.transport import BufferPool, LearnerClient, TlsConfig
 from pirlctl.runtime.wire import (
     ParametersMessage,
     WireError,
@@ -52,16 +52,24 @@ class WeightsSlot:
     Every push gets a sequence number. The loop waits for a *new push*, not for a higher version: a learner that
     was killed and resumed from an older checkpoint publishes a lower version, and the actor must follow it (its
     newer-versioned data would be refused as "from the future" and training would stall).
+
+    A message's tensors are views of its receive buffer. A message replaced before the loop took it goes back to
+    the pool at once; one the loop took is given back by the loop once loaded (``BufferPool.give_back``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pool: BufferPool | None = None) -> None:
         self._cond = threading.Condition()
         self._msg: ParametersMessage | None = None
+        self._buffer: object = None
+        self._taken = False
+        self._pool = pool
         self.seq = 0
 
-    def put(self, msg: ParametersMessage) -> None:
+    def put(self, msg: ParametersMessage, buffer: object = None) -> None:
         with self._cond:
-            self._msg = msg
+            if self._msg is not None and not self._taken and self._pool is not None:
+                self._pool.give_back(self._buffer)
+            self._msg, self._buffer, self._taken = msg, buffer, False
             self.seq += 1
             self._cond.notify_all()
 
@@ -70,13 +78,17 @@ class WeightsSlot:
         with self._cond:
             return self._msg
 
-    def wait_new(self, seen: int, timeout: float, stop: threading.Event) -> tuple[int, ParametersMessage] | None:
-        """Block until a push after sequence ``seen`` (or a stop push) arrives; None on timeout or stop."""
+    def wait_new(
+        self, seen: int, timeout: float, stop: threading.Event
+    ) -> tuple[int, ParametersMessage, object] | None:
+        """Block until a push after sequence ``seen`` (or a stop push) arrives: (sequence, message, its buffer);
+        None on timeout or stop."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while not stop.is_set():
                 if self._msg is not None and (self.seq > seen or self._msg.stop):
-                    return self.seq, self._msg
+                    self._taken = True
+                    return self.seq, self._msg, self._buffer
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
@@ -96,6 +108,16 @@ class ActorReport:
     reconnects: int = 0
     policy_fps: float = 0.0
     env_fps: float = 0.0
+    # where the actor's wall time went (seconds; B2 in docs/benchmarks.md): policy inference (chunk sampling,
+    # log-prob, value, bootstrap values), env steps and resets, everything else while collecting (observation
+    # conversion, transition building, episode stats), encoding and sending segments, loading pushed weights,
+    # and waiting for the next policy version (the on-policy sync: the learner is updating)
+    infer_s: float = 0.0
+    env_s: float = 0.0
+    collect_s: float = 0.0
+    send_s: float = 0.0
+    load_s: float = 0.0
+    wait_s: float = 0.0
 
 
 class Actor:
@@ -115,7 +137,8 @@ class Actor:
         self.tokens, source = tokenize_task(cfg.env.instruction, cfg.policy, 1)
         logger.info("actor %d: task tokens from %s", actor_id, source)
         self.client = LearnerClient(cfg.runtime.learner_host, cfg.runtime.learner_port, token, tls)
-        self.slot = WeightsSlot()
+        self.pool = BufferPool(keep=2)  # receive buffers reused across pushes (B4)
+        self.slot = WeightsSlot(self.pool)
         self.report = ActorReport(actor_id, 0, 0, 0, 0)
         self.version = -1
         self.episode_index = 0
@@ -128,13 +151,14 @@ class Actor:
         backoff = 0.2
         while not self.stop.is_set():
             try:
-                for blob in self.client.stream_parameters():
+                for blob in self.client.stream_parameters_into(self.pool):
                     try:
                         msg = decode_parameters(blob)
                     except WireError as err:
                         logger.warning("ignored a bad parameters message: %s", err)
+                        self.pool.give_back(blob.obj)
                         continue
-                    self.slot.put(msg)
+                    self.slot.put(msg, blob.obj)
                     backoff = 0.2
                     if msg.stop:
                         return
@@ -229,7 +253,9 @@ class Actor:
             boot = 0.0
             if truncated or (last and not done):
                 nb = {k: v.unsqueeze(0).to(device) for k, v in self._policy_obs(obs).items()}
+                t2 = time.perf_counter()
                 boot = float(self.algo.value(nb)[0])
+                self.infer_time += time.perf_counter() - t2
             transitions.append(
                 ChunkTransition(
                     observation=pobs,
@@ -251,7 +277,9 @@ class Actor:
             if done:
                 self._end_episode(ep, is_success(reward, terminated, info))
                 self.episode_index += 1
+                t3 = time.perf_counter()
                 obs = reset_episode(self.env, self._episode_seed())
+                self.env_time += time.perf_counter() - t3
             if self.stop.is_set() or self._learner_done():
                 break
         return transitions, actions, env_steps, obs
@@ -297,13 +325,16 @@ class Actor:
         got = self.slot.wait_new(0, timeout=max(rt.weights_wait_s, 60.0), stop=self.stop)
         if got is None:
             raise TimeoutError(f"no weights from the learner at {self.client.address}; is it running?")
-        seen, msg = got
+        seen, msg, buffer = got
         if not msg.stop:
             self._load(msg)
+        self.pool.give_back(buffer)
         obs = reset_episode(self.env, self._episode_seed())
         ep = {"return": 0.0, "length": 0}
         while not self.stop.is_set() and not msg.stop:
+            t0 = time.perf_counter()
             transitions, actions, env_steps, obs = self._collect_segment(obs, ep)
+            t1 = time.perf_counter()
             if transitions and self._send(
                 self.client.send_transitions,
                 encode_segment(transitions, actions=actions, env_steps=env_steps),
@@ -311,17 +342,25 @@ class Actor:
             ):
                 self.report.segments_sent += 1
                 self.report.chunks_sent += len(transitions)
+            t2 = time.perf_counter()
+            self.report.collect_s += t1 - t0
+            self.report.send_s += t2 - t1
             got = self.slot.wait_new(seen, timeout=rt.weights_wait_s, stop=self.stop)
+            t3 = time.perf_counter()
+            self.report.wait_s += t3 - t2
             if got is None:
                 logger.warning(
                     "no new policy version within %.0fs; collecting with v%d", rt.weights_wait_s, self.version
                 )
                 continue
-            seen, msg = got
+            seen, msg, buffer = got
             if not msg.stop:
                 self._load(msg)
+                self.report.load_s += time.perf_counter() - t3
+            self.pool.give_back(buffer)
         self.stop.set()
         self.client.close()
+        self.report.infer_s, self.report.env_s = self.infer_time, self.env_time
         return self.report
 
 

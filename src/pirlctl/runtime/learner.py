@@ -174,10 +174,14 @@ class Learner:
     def publish(self, *, stop: bool = False) -> None:
         version = self.algo.iteration
         self.assembler.set_version(version)
-        self.service.publish(
+        blob = encode_parameters(
             version,
-            encode_parameters(version, self.algo.get_weights(), stop=stop, base_fingerprint=self.base_fingerprint),
+            self.algo.get_weights(),
+            stop=stop,
+            base_fingerprint=self.base_fingerprint,
+            out=self.service.send_buffer(),  # a warm buffer no stream is reading (B4)
         )
+        self.service.publish(version, blob)
 
     def save(self) -> None:
         counters = {

@@ -13,6 +13,9 @@ Same proto and chunking as LeRobot 0.6.1 (``lerobot.transport``). What differs f
 - Or TLS (``TlsConfig``): the learner serves a certificate; with a CA set it also requires client certificates
   (mutual TLS). LeRobot only opens insecure ports and channels.
 - Incoming byte streams are size-bounded while they are assembled.
+- Weight pushes avoid fresh allocations (B4 in docs/benchmarks.md): the learner encodes each push into one of a few
+  send buffers no stream is reading, streams frame it chunk by chunk (no whole-message copy), and the actor
+  assembles it into a receive buffer it hands back after loading (:class:`BufferPool`).
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from typing import Any
 
 import grpc
 from lerobot.transport import services_pb2, services_pb2_grpc
-from lerobot.transport.utils import grpc_channel_options, send_bytes_in_chunks
+from lerobot.transport.utils import CHUNK_SIZE, grpc_channel_options, send_bytes_in_chunks
 
-from pirlctl.runtime.wire import MAX_INTERACTION_BYTES, MAX_TRANSITIONS_BYTES, WireError
+from pirlctl.runtime.wire import MAX_INTERACTION_BYTES, MAX_PARAMETERS_BYTES, MAX_TRANSITIONS_BYTES, WireError
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +68,90 @@ class TlsConfig:
     def channel_credentials(self) -> grpc.ChannelCredentials:
         pair = (self.key, self.cert) if self.cert and self.key else (None, None)
         return grpc.ssl_channel_credentials(root_certificates=self.ca, private_key=pair[0], certificate_chain=pair[1])
+
+
+Buffer = bytes | bytearray | memoryview
+
+
+def chunk_messages(blob: Buffer, message_class: Any, chunk_size: int = CHUNK_SIZE) -> Iterator[Any]:
+    """LeRobot's BEGIN/MIDDLE/END framing of ``blob``, copying one chunk at a time (never the whole message)."""
+    mv = memoryview(blob)
+    n = len(mv)
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        if stop == n:
+            state = TransferState.TRANSFER_END
+        else:
+            state = TransferState.TRANSFER_BEGIN if start == 0 else TransferState.TRANSFER_MIDDLE
+        yield message_class(transfer_state=state, data=bytes(mv[start:stop]))
+
+
+class BufferPool:
+    """Reusable bytearrays for weight pushes. A buffer comes back only when its holder says it is done with it
+    (``give_back``): a buffer never handed back is simply not reused. Counts fresh allocations (B4)."""
+
+    def __init__(self, keep: int = 2) -> None:
+        self.keep = keep
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+        self.size_hint = 0  # the last message's size: the next one is usually the same
+        self.allocations = 0
+
+    def take(self, nbytes: int = 0) -> bytearray:
+        nbytes = max(nbytes, self.size_hint)
+        with self._lock:
+            buf = self._free.pop() if self._free else None
+        if buf is not None and len(buf) >= nbytes:
+            return buf
+        self.allocations += 1
+        return bytearray(nbytes)
+
+    def give_back(self, buf: object) -> None:
+        if isinstance(buf, bytearray):
+            with self._lock:
+                if len(self._free) < self.keep and all(b is not buf for b in self._free):
+                    self._free.append(buf)
+
+
+def _grow(buf: bytearray, used: int, need: int) -> bytearray:
+    """``buf`` with room for ``need`` bytes, keeping its first ``used``; in place unless views of it exist."""
+    target = max(need, 2 * len(buf))
+    try:
+        buf.extend(bytes(target - len(buf)))
+        return buf
+    except BufferError:  # exported (tensor views alive): copy into a new buffer
+        new = bytearray(target)
+        new[:used] = buf[:used]
+        return new
+
+
+def iter_messages_into(request_iterator: Iterator[Any], limit: int, pool: BufferPool) -> Iterator[memoryview]:
+    """As :func:`iter_messages`, assembling each message into a buffer from ``pool`` (written in place, no join).
+    Yields a view whose ``.obj`` is the buffer; give it back to the pool when done with the decoded message."""
+    buf: bytearray | None = None
+    size = 0
+    for item in request_iterator:
+        state, data = getattr(item, "transfer_state", None), getattr(item, "data", None)
+        if not isinstance(data, bytes | bytearray):
+            raise WireError(f"chunk data must be bytes, got {type(data).__name__}")
+        if state not in (TransferState.TRANSFER_BEGIN, TransferState.TRANSFER_MIDDLE, TransferState.TRANSFER_END):
+            shown = state if isinstance(state, int) and -(2**31) <= state < 2**31 else type(state).__name__
+            raise WireError(f"unknown transfer state {shown}")
+        if buf is None:
+            buf = pool.take()
+        if state == TransferState.TRANSFER_BEGIN:
+            size = 0
+        need = size + len(data)
+        if need > limit:
+            raise WireError(f"message exceeds {limit} bytes")
+        if need > len(buf):
+            buf = _grow(buf, size, need)
+        buf[size:need] = data
+        size = need
+        if state == TransferState.TRANSFER_END:
+            pool.size_hint = size
+            yield memoryview(buf)[:size]
+            buf, size = None, 0
 
 
 def iter_messages(request_iterator: Iterator[Any], limit: int) -> Iterator[bytes]:
@@ -111,17 +198,39 @@ class PiRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
         self.on_interaction = on_interaction
         self._token = token
         self._cond = threading.Condition()
-        self._latest: tuple[int, bytes] | None = None
+        self._latest: tuple[int, Buffer] | None = None
         self._seq = 0  # bumps on every publish: a stop push may repeat the last version
         self.streams_served = 0
+        self._send_buffers: list[bytearray] = []  # encode targets reused across pushes
+        self._sending: dict[int, int] = {}  # id(buffer) -> streams sending it now
 
     # -- weights broadcast ------------------------------------------------------------------------------
-    def publish(self, version: int, blob: bytes) -> None:
-        """Make ``blob`` (encoded parameters of ``version``) the newest; every stream will send it."""
+    def publish(self, version: int, blob: Buffer) -> None:
+        """Make ``blob`` (encoded parameters of ``version``) the newest; every stream will send it. A view of a
+        bytearray (``encode_parameters(out=service.send_buffer())``) joins the reusable send buffers."""
         with self._cond:
             self._seq += 1
             self._latest = (version, blob)
+            owner = blob.obj if isinstance(blob, memoryview) else None
+            if isinstance(owner, bytearray) and all(b is not owner for b in self._send_buffers):
+                self._send_buffers.append(owner)
+                if len(self._send_buffers) > 3:  # forget the oldest idle one (a slow stream made us allocate)
+                    idle = [b for b in self._send_buffers if b is not owner and not self._sending.get(id(b))]
+                    if idle:
+                        self._send_buffers.remove(idle[0])
             self._cond.notify_all()
+
+    def send_buffer(self) -> bytearray:
+        """A buffer to encode the next push into: one that no stream is sending and that is not the newest push
+        (a stream may start sending it at any moment). Two cover the steady state; an empty new one otherwise
+        (``encode_parameters`` sizes it)."""
+        with self._cond:
+            latest = self._latest[1] if self._latest is not None else None
+            newest = latest.obj if isinstance(latest, memoryview) else None
+            for buf in self._send_buffers:
+                if buf is not newest and not self._sending.get(id(buf)):
+                    return buf
+        return bytearray()
 
     @property
     def latest_version(self) -> int | None:
@@ -151,10 +260,19 @@ class PiRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
             with self._cond:
                 self._cond.wait_for(functools.partial(has_news, sent), timeout=0.5)
                 seq, latest = self._seq, self._latest
-            if latest is None or seq <= sent:
-                continue
-            version, blob = latest
-            yield from send_bytes_in_chunks(blob, services_pb2.Parameters, silent=True)
+                if latest is None or seq <= sent:
+                    continue
+                version, blob = latest
+                # counted under the lock that made it the newest: send_buffer() never hands it out meanwhile
+                key = id(blob.obj) if isinstance(blob, memoryview) else id(blob)
+                self._sending[key] = self._sending.get(key, 0) + 1
+            try:
+                yield from chunk_messages(blob, services_pb2.Parameters)
+            finally:
+                with self._cond:
+                    self._sending[key] -= 1
+                    if not self._sending[key]:
+                        del self._sending[key]
             sent = seq
             logger.debug("sent parameters v%d to %s", version, peer)
 
@@ -223,8 +341,14 @@ class LearnerClient:
         self.stub.Ready(services_pb2.Empty(), timeout=timeout, metadata=self.metadata)
 
     def stream_parameters(self) -> Iterator[bytes]:
+        """Each pushed message, whole."""
         responses = self.stub.StreamParameters(services_pb2.Empty(), metadata=self.metadata)
-        yield from iter_messages(responses, limit=2**62)
+        yield from iter_messages(responses, limit=MAX_PARAMETERS_BYTES)
+
+    def stream_parameters_into(self, pool: BufferPool) -> Iterator[memoryview]:
+        """Each pushed message assembled into a buffer of ``pool`` (see :func:`iter_messages_into`)."""
+        responses = self.stub.StreamParameters(services_pb2.Empty(), metadata=self.metadata)
+        yield from iter_messages_into(responses, MAX_PARAMETERS_BYTES, pool)
 
     def send_transitions(self, blob: bytes, timeout: float = 60.0) -> None:
         self.stub.SendTransitions(

@@ -2,9 +2,9 @@
 
 The proto and its BEGIN/MIDDLE/END byte chunking stay LeRobot's. Inside the byte streams:
 
-- Parameters: ``torch.save({"version": int, "stop": bool, "weights": algorithm.get_weights(),
-  "base_fingerprint": sha256 of the frozen policy part})``, decoded with ``weights_only=True`` (no arbitrary
-  unpickling).
+- Parameters: a raw layout (JSON header + aligned tensor bytes, :func:`encode_parameters`) of
+  ``algorithm.get_weights()``, a version, a stop flag and the sha256 of the frozen policy part; decoded into
+  zero-copy views with every offset, size and dtype checked. No pickle.
 - Transitions: ``torch.save`` of a list of LeRobot ``Transition`` dicts, ``weights_only=True``. One list is one
   rollout segment of one actor, in time order; PI-RL data rides in ``complementary_info`` (:data:`PIRL_FIELDS`).
   ``next_state`` is empty: the actor sends V(s') as ``bootstrap_value`` instead of the next images.
@@ -109,6 +109,26 @@ def _torch_loads(blob: bytes, what: str, limit: int) -> Any:
 
 
 # -- parameters ---------------------------------------------------------------------------------------------
+# Raw layout, no pickle: MAGIC | u64 header length | UTF-8 JSON header | padding | tensor bytes, each tensor at a
+# 64-byte-aligned offset. The header: {"version", "stop", "base_fingerprint", "tensors": [[group, name, dtype,
+# shape, offset, nbytes], ...]}. Decoding makes zero-copy views into the received buffer, so a push costs one copy
+# into a (reusable) send buffer, the gRPC stream, one copy into a (reusable) receive buffer, and the copy into the
+# model's parameters.
+PARAMETERS_MAGIC = b"PIRLPRM1"
+_PREFIX = len(PARAMETERS_MAGIC) + 8
+ALIGN = 64
+MAX_PARAMETERS_HEADER_BYTES = 16 * 1024**2
+MAX_TENSOR_DIMS = 16
+PARAMETER_DTYPES: dict[str, torch.dtype] = {
+    str(d).removeprefix("torch."): d for d in (*FLOAT_DTYPES, *INT_DTYPES, torch.bool)
+}
+_DTYPE_NAMES = {d: name for name, d in PARAMETER_DTYPES.items()}
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
 @dataclass
 class ParametersMessage:
     version: int
@@ -118,39 +138,112 @@ class ParametersMessage:
 
 
 def encode_parameters(
-    version: int, weights: dict[str, Any], *, stop: bool = False, base_fingerprint: str = ""
-) -> bytes:
-    return _torch_dumps(
-        {"version": int(version), "stop": bool(stop), "weights": weights, "base_fingerprint": str(base_fingerprint)}
-    )
+    version: int,
+    weights: dict[str, dict[str, Tensor]],
+    *,
+    stop: bool = False,
+    base_fingerprint: str = "",
+    out: bytearray | None = None,
+) -> memoryview:
+    """Encode a push in the raw layout; into ``out`` when it is large enough (reused across pushes: no fresh
+    allocation), else into a new buffer. Returns a view of the encoded bytes. The tensors are copied, so the
+    result is a snapshot: training may go on while it is sent."""
+    entries: list[list[Any]] = []
+    tensors: list[Tensor] = []
+    for group, sd in weights.items():
+        for name, t in sd.items():
+            if t.dtype not in _DTYPE_NAMES:
+                raise WireError(f"parameters: {group}.{name} has dtype {t.dtype}, which the wire does not carry")
+            if t.device.type == "meta" or t.layout != torch.strided:
+                raise WireError(f"parameters: {group}.{name} is not a dense tensor with data ({t.device.type})")
+            t = t.detach()
+            entries.append([group, name, _DTYPE_NAMES[t.dtype], list(t.shape), 0, t.numel() * t.element_size()])
+            tensors.append(t)
+    meta = {"version": int(version), "stop": bool(stop), "base_fingerprint": str(base_fingerprint)}
+    # offsets depend on the header length and the header on the offsets: size the header with worst-case offsets
+    probe = json.dumps({**meta, "tensors": [[*e[:4], 2**62, e[5]] for e in entries]}).encode()
+    offset = _aligned(_PREFIX + len(probe))
+    for e in entries:
+        e[4] = offset
+        offset = _aligned(offset + e[5])
+    header = json.dumps({**meta, "tensors": entries}).encode()
+    total = offset
+    buf = out if out is not None and len(out) >= total else bytearray(total)
+    view = memoryview(buf)[:total]
+    view[: len(PARAMETERS_MAGIC)] = PARAMETERS_MAGIC
+    view[len(PARAMETERS_MAGIC) : _PREFIX] = len(header).to_bytes(8, "little")
+    view[_PREFIX : _PREFIX + len(header)] = header
+    for e, t in zip(entries, tensors, strict=True):
+        if e[5]:
+            dst = torch.frombuffer(buf, dtype=torch.uint8, count=e[5], offset=e[4])
+            dst.copy_(t.cpu().contiguous().reshape(-1).view(torch.uint8))
+    return view
 
 
-def decode_parameters(blob: bytes) -> ParametersMessage:
-    """Decode pushed weights and check their structure: ``{group: {name: tensor}}``, a version, a stop flag.
+def decode_parameters(blob: bytes | bytearray | memoryview) -> ParametersMessage:
+    """Decode a push into zero-copy tensor views of ``blob`` (keep ``blob`` unchanged while they are in use).
 
-    Shapes, dtypes and finiteness are the model's contract: :meth:`PiRLAlgorithm.load_weights` checks each
-    tensor against the model it is loaded into (a second full pass here would double the cost of a push).
+    Checks the layout (magic, header, dtypes, shapes against byte counts, offsets inside the message, aligned and
+    not overlapping). Shapes, dtypes and finiteness against the model are :meth:`PiRLAlgorithm.load_weights`'s
+    contract (a second full pass here would double the cost of a push).
     """
-    obj = _torch_loads(blob, "parameters", MAX_PARAMETERS_BYTES)
-    if not isinstance(obj, dict) or not {"version", "stop", "weights"} <= set(obj):
-        raise WireError("parameters: expected a dict with version, stop, weights")
-    version, stop, weights = obj["version"], obj["stop"], obj["weights"]
+    n = len(blob)
+    if n == 0:
+        raise WireError("parameters: empty payload")
+    if n > MAX_PARAMETERS_BYTES:
+        raise WireError(f"parameters: {n} bytes exceeds the {MAX_PARAMETERS_BYTES}-byte limit")
+    mv = memoryview(blob)
+    if mv.readonly:  # views of immutable bytes must not be writable tensors: take a private copy (small paths)
+        mv = memoryview(bytearray(mv))
+    if n < _PREFIX or bytes(mv[: len(PARAMETERS_MAGIC)]) != PARAMETERS_MAGIC:
+        raise WireError(
+            "parameters: not a pirlctl parameters message (bad magic); run the same pirlctl on learner and actors"
+        )
+    hlen = int.from_bytes(mv[len(PARAMETERS_MAGIC) : _PREFIX], "little")
+    if hlen > min(n - _PREFIX, MAX_PARAMETERS_HEADER_BYTES):
+        raise WireError(f"parameters: header length {hlen} does not fit the {n}-byte message")
+    try:
+        obj = json.loads(bytes(mv[_PREFIX : _PREFIX + hlen]).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise WireError(f"parameters: undecodable header ({type(err).__name__})") from err
+    if not isinstance(obj, dict) or not {"version", "stop", "tensors"} <= set(obj):
+        raise WireError("parameters: expected a header with version, stop, tensors")
+    version, stop, entries = obj["version"], obj["stop"], obj["tensors"]
     if not _is_int(version):
         raise WireError(f"parameters: invalid version {_describe(version)} (expected an int in [0, 2**63))")
     if not isinstance(stop, bool):
         raise WireError(f"parameters: stop must be a bool, got {_describe(stop)}")
-    if not isinstance(weights, dict) or not all(
-        isinstance(group, str) and isinstance(sd, dict) and all(isinstance(k, str) for k in sd)
-        for group, sd in weights.items()
-    ):
-        raise WireError("parameters: weights must be a dict of state dicts with string keys")
-    for group, sd in weights.items():
-        for key, t in sd.items():
-            if not isinstance(t, Tensor) or t.layout != torch.strided or t.is_quantized:
-                raise WireError(f"parameters: weights[{_describe(group)}][{_describe(key)}] is not a dense tensor")
     fp = obj.get("base_fingerprint", "")
     if not isinstance(fp, str):
         raise WireError("parameters: base_fingerprint must be a string")
+    if not isinstance(entries, list):
+        raise WireError("parameters: tensors must be a list")
+    weights: dict[str, dict[str, Tensor]] = {}
+    end = _PREFIX + hlen
+    for i, e in enumerate(entries):
+        if not (isinstance(e, list) and len(e) == 6 and isinstance(e[0], str) and isinstance(e[1], str)):
+            raise WireError(f"parameters: tensor entry {i} is not [group, name, dtype, shape, offset, nbytes]")
+        group, name, dtype_name, shape, offset, nbytes = e
+        what = f"parameters: weights[{_describe(group)}][{_describe(name)}]"
+        dtype = PARAMETER_DTYPES.get(dtype_name) if isinstance(dtype_name, str) else None
+        if dtype is None:
+            raise WireError(f"{what} has unsupported dtype {_describe(dtype_name)}")
+        if not (isinstance(shape, list) and len(shape) <= MAX_TENSOR_DIMS and all(_is_int(d) for d in shape)):
+            raise WireError(f"{what} has an invalid shape")
+        if not (_is_int(offset) and _is_int(nbytes)):
+            raise WireError(f"{what} has an invalid offset or size")
+        numel = math.prod(shape)
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        if numel * itemsize != nbytes:
+            raise WireError(f"{what}: shape {tuple(shape)} of {dtype_name} is not {nbytes} bytes")
+        if offset % ALIGN or offset < end or offset + nbytes > n:
+            raise WireError(f"{what}: bytes [{offset}, {offset + nbytes}) misplaced in the {n}-byte message")
+        end = offset + nbytes
+        sd = weights.setdefault(group, {})
+        if name in sd:
+            raise WireError(f"{what} appears twice")
+        t = torch.frombuffer(mv, dtype=dtype, count=numel, offset=offset) if numel else torch.empty(0, dtype=dtype)
+        sd[name] = t.view(shape)
     return ParametersMessage(version, stop, weights, fp)
 
 
