@@ -91,6 +91,21 @@ def test_action_expert_scope_freezes_the_vlm(tiny_xvla):
     assert any(n.startswith("model.transformer.") for n in names)
 
 
+def test_trainable_blocks_trains_only_the_last_blocks_and_pushes_only_them(tiny_xvla):
+    from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfigError
+
+    depth = len(tiny_xvla.model.transformer.blocks)
+    assert depth == 2
+    algo = PiRLAlgorithm(tiny_xvla, PiRLConfig(trainable="action_expert", trainable_blocks=1))
+    names = set(algo.trainable_policy_parameters())
+    assert not any(n.startswith(("model.vlm.", "model.transformer.blocks.0.")) for n in names)
+    assert any(n.startswith("model.transformer.blocks.1.") for n in names)
+    assert any(n.startswith("model.transformer.action_decoder.") for n in names)  # projections still train
+    assert set(algo.get_weights()["policy"]) == names
+    with pytest.raises(PiRLConfigError, match="trainable_blocks=3 but the policy's action expert has 2 blocks"):
+        PiRLAlgorithm(tiny_xvla, PiRLConfig(trainable="action_expert", trainable_blocks=3))
+
+
 def test_hash_tokenizer_is_deterministic_and_padded():
     a = hash_tokenize("pick up the cube", 64, 8)
     assert a == hash_tokenize("pick up the cube", 64, 8)

@@ -53,6 +53,11 @@ class FlowPolicyAdapter(Protocol):
         """Parameter-name prefixes that stay frozen under ``trainable = "action_expert"`` (the VLM)."""
         ...
 
+    def expert_block_prefixes(self) -> tuple[str, ...]:
+        """Parameter-name prefixes of the action expert's transformer blocks, input to output
+        (``trainable_blocks`` freezes all but the last N)."""
+        ...
+
 
 def initial_noise(
     adapter: FlowPolicyAdapter,

@@ -82,3 +82,6 @@ class ToyAdapter:
 
     def frozen_parameter_prefixes(self) -> tuple[str, ...]:
         return ("encoder.",)
+
+    def expert_block_prefixes(self) -> tuple[str, ...]:
+        return ()

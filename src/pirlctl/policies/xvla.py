@@ -94,6 +94,9 @@ class XVLAAdapter:
     def frozen_parameter_prefixes(self) -> tuple[str, ...]:
         return ("model.vlm.",)
 
+    def expert_block_prefixes(self) -> tuple[str, ...]:
+        return tuple(f"model.transformer.blocks.{i}." for i in range(len(self.model.transformer.blocks)))
+
 
 def hash_tokenize(text: str, vocab_size: int, max_length: int) -> list[int]:
     """Deterministic offline tokenizer: BART-style specials (bos 0, pad 1, eos 2), words hashed into the rest."""

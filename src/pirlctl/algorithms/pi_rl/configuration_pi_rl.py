@@ -117,6 +117,10 @@ class PiRLConfig(RLAlgorithmConfig):
     # Which policy parameters PPO trains: "action_expert" (VLM frozen; X-VLA's soft-prompted transformer, soft
     # prompts and projections train) or "all".
     trainable: str = "action_expert"
+    # With trainable="action_expert": train only the last N blocks of the action expert's transformer (its
+    # input/output projections, soft prompts and final norm still train); 0 trains every block. Pushes shrink
+    # with it: for X-VLA-0.9B, N=6 sends 11x fewer bytes than the whole policy (B4 in docs/benchmarks.md).
+    trainable_blocks: int = 0
 
     # --- On-policy data -----------------------------------------------------------------------------------
     # What the learner does with a transition produced by an older policy version than the current one:
@@ -207,6 +211,7 @@ class PiRLConfig(RLAlgorithmConfig):
         positive("weight_decay", strict=False)
         positive("grad_clip_norm")
         positive("critic_warmup_iters", strict=False)
+        positive("trainable_blocks", strict=False)
         if len(tuple(self.adam_betas)) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
             raise PiRLConfigError(f"pi_rl.adam_betas={self.adam_betas!r} is invalid; use two numbers in [0, 1)")
         positive("value_hidden_dim")

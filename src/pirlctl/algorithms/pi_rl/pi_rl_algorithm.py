@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from pirlctl.algorithms.pi_rl.advantages import chunk_gae, explained_variance, normalize
-from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
+from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig, PiRLConfigError
 from pirlctl.algorithms.pi_rl.heads import NoiseHead, ValueHead
 from pirlctl.algorithms.pi_rl.losses import clipped_surrogate, clipped_value_loss
 from pirlctl.algorithms.pi_rl.sampler import (
@@ -163,8 +163,20 @@ class PiRLAlgorithm(RLAlgorithm):
 
     # -- parameters ------------------------------------------------------------------------------------------
     def _apply_trainable_scope(self) -> None:
-        """Freeze what ``config.trainable`` excludes (the VLM under "action_expert")."""
-        frozen = self.adapter.frozen_parameter_prefixes() if self.config.trainable == "action_expert" else ()
+        """Freeze what ``config.trainable`` excludes (the VLM under "action_expert", and the first blocks of the
+        action expert when ``trainable_blocks`` > 0)."""
+        frozen: tuple[str, ...] = ()
+        if self.config.trainable == "action_expert":
+            frozen = self.adapter.frozen_parameter_prefixes()
+            n = self.config.trainable_blocks
+            if n:
+                blocks = self.adapter.expert_block_prefixes()
+                if n > len(blocks):
+                    raise PiRLConfigError(
+                        f"pi_rl.trainable_blocks={n} but the policy's action expert has {len(blocks)} blocks; "
+                        f"use at most {len(blocks)} (0 trains them all)"
+                    )
+                frozen += blocks[: len(blocks) - n]
         for name, p in self.policy.named_parameters():
             if frozen and name.startswith(frozen):
                 p.requires_grad_(False)
