@@ -113,6 +113,22 @@ def privileged_pose(env: Any) -> CubePose:
     return CubePose(np.array(data.sensor("block_pos").data), np.array(data.sensor("2f85/pinch_pos").data))
 
 
+def progress_potential(env: Any) -> float:
+    """Phi(s) in [0, 1] for potential-based shaping: gym_hil's dense pick-cube reward (0.3 * exp(-20 * distance
+    gripper-cube) + 0.7 * lift fraction), read from the simulator, never shown to the policy."""
+    base = env.unwrapped
+    pose = privileged_pose(env)
+    close = float(np.exp(-20.0 * np.linalg.norm(pose.cube - pose.tcp)))
+    lift = float(np.clip((pose.cube[2] - base._z_init) / (base._z_success - base._z_init), 0.0, 1.0))
+    return 0.3 * close + 0.7 * lift
+
+
+def shaped_reward(reward: float, phi: float, phi_next: float, *, gamma: float, weight: float, terminal: bool) -> float:
+    """``reward + weight * (gamma * Phi(s') - Phi(s))`` with Phi(s') = 0 after a terminal step: the discounted
+    shaped return of an episode is the original one minus ``weight * Phi(s_0)``, so no policy gains by gaming it."""
+    return reward + weight * (gamma * (0.0 if terminal else phi_next) - phi)
+
+
 class ScriptedPicker:
     """EE-delta demonstrator: hover 5 cm above the cube, descend, close within ~8 mm, lift; re-open on a miss.
 

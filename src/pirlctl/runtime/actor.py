@@ -28,7 +28,9 @@ from pirlctl.envs.pick_cube import (
     is_success,
     make_env,
     observation_to_policy,
+    progress_potential,
     reset_episode,
+    shaped_reward,
 )
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 from pirlctl.runtime.learner import build_algorithm, setup_process
@@ -145,6 +147,7 @@ class Actor:
         self.infer_time = 0.0
         self.env_time = 0.0
         self.actions_done = 0
+        self.phi = 0.0  # shaping potential of the current state (env.shaping > 0)
 
     # -- parameters stream (background thread) ------------------------------------------------------------
     def _stream_parameters(self) -> None:
@@ -220,6 +223,12 @@ class Actor:
         o[LANGUAGE_TOKENS_KEY] = self.tokens[0]
         return o
 
+    def _reset(self) -> dict[str, Any]:
+        obs = reset_episode(self.env, self._episode_seed())
+        if self.cfg.env.shaping:
+            self.phi = progress_potential(self.env)
+        return obs
+
     def _episode_seed(self) -> int:
         return self.cfg.env.seed + self.actor_id * EPISODE_SEED_STRIDE + self.episode_index
 
@@ -245,6 +254,18 @@ class Actor:
                 if terminated or truncated:
                     break
             self.env_time += time.perf_counter() - t1
+            chunk_reward = reward
+            if self.cfg.env.shaping:
+                phi_next = progress_potential(self.env)
+                chunk_reward = shaped_reward(
+                    reward,
+                    self.phi,
+                    phi_next,
+                    gamma=self.cfg.pirl.gamma,
+                    weight=self.cfg.env.shaping,
+                    terminal=terminated,
+                )
+                self.phi = phi_next
             self.actions_done += n
             ep["return"] += reward
             ep["length"] += n
@@ -263,7 +284,7 @@ class Actor:
                     stochastic=step.stochastic[0].cpu(),
                     log_prob=step.log_prob[0].cpu(),
                     value=float(step.value[0]),
-                    reward=reward,
+                    reward=chunk_reward,
                     terminated=bool(terminated),
                     truncated=bool(truncated),
                     bootstrap_value=boot,
@@ -278,7 +299,7 @@ class Actor:
                 self._end_episode(ep, is_success(reward, terminated, info))
                 self.episode_index += 1
                 t3 = time.perf_counter()
-                obs = reset_episode(self.env, self._episode_seed())
+                obs = self._reset()
                 self.env_time += time.perf_counter() - t3
             if self.stop.is_set() or self._learner_done():
                 break
@@ -329,7 +350,7 @@ class Actor:
         if not msg.stop:
             self._load(msg)
         self.pool.give_back(buffer)
-        obs = reset_episode(self.env, self._episode_seed())
+        obs = self._reset()
         ep = {"return": 0.0, "length": 0}
         while not self.stop.is_set() and not msg.stop:
             t0 = time.perf_counter()
