@@ -1,7 +1,9 @@
 """`make bench`: regenerate the measured sections of docs/benchmarks.md (between their markers).
 
-Sections: B1/B3 (sampling overhead, re-scoring cost) are measured here; the main-job section (B5-style learning
-result) is collected from run folders given with --runs (each produced by `pirlctl train`).
+Sections: B1/B3 (sampling overhead, re-scoring cost), B2 (actor-loop efficiency: real learner and actor processes)
+and B4 (weight sync next to LeRobot's path; push bytes for an X-VLA-0.9B shape) are measured here; the main-job
+section is collected from run folders given with --runs (each produced by `pirlctl train`). `--only b4` (etc.)
+runs a subset.
 """
 
 from __future__ import annotations
@@ -55,15 +57,26 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", nargs="*", type=Path, default=[], help="run folders of `pirlctl train`")
-    parser.add_argument("--skip-sampling", action="store_true")
+    parser.add_argument("--only", nargs="*", choices=["b1b3", "b2", "b4"], default=["b1b3", "b2", "b4"])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     stamp = f"_Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}._"
-    if not args.skip_sampling:
-        text = replace_section(text, "sampling", stamp + "\n\n" + render(b1(), b3()))
+    sections: list[tuple[str, str]] = []
+    if "b1b3" in args.only:
+        sections.append(("sampling", render(b1(), b3())))
+    if "b4" in args.only:
+        from bench import b4_weight_sync as b4
+
+        sections.append(("weight-sync", b4.render(b4.b4(), b4.xvla_push_bytes())))
+    if "b2" in args.only:
+        from bench import b2_actor_loop as b2
+
+        sections.append(("actor-loop", b2.render(b2.b2())))
     if args.runs:
-        text = replace_section(text, "main-job", stamp + "\n\n" + main_job_table(args.runs))
+        sections.append(("main-job", main_job_table(args.runs)))
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    for name, body in sections:  # each section is written as soon as all are measured
+        text = replace_section(text, name, stamp + "\n\n" + body)
     DOC.write_text(text)
     print(f"wrote {DOC}", file=sys.stderr)
 

@@ -28,6 +28,9 @@ def test_learner_and_actor_processes_train_push_and_checkpoint(tmp_path):
     # counted on both sides: every used chunk was sent and acknowledged; nothing is dropped on-policy
     assert lr["chunks_used"] == 8 * lr["iterations"] and lr["chunks_dropped_stale"] == 0
     assert a["chunks_sent"] >= lr["chunks_used"]
+    # the actor's time accounting (B2): inference and env steps happen inside the collect phase
+    assert a["infer_s"] > 0 and a["env_s"] > 0 and a["send_s"] > 0 and a["load_s"] > 0
+    assert a["infer_s"] + a["env_s"] <= a["collect_s"] * 1.01
     # the actor loaded every version the learner produced, in order (v0 first, then each push)
     assert a["versions_loaded"] == list(range(lr["iterations"] + 1))
     train = read_metrics(out / "metrics.jsonl", "train")
