@@ -342,8 +342,8 @@ def damaged_parameters(draw: st.DrawFn) -> bytes:
         )
     )
     hlen = int.from_bytes(blob[8:16], "little")
-    header = json.loads(blob[16 : 16 + hlen])
-    room = min([e[4] for e in header["tensors"]] + [len(blob)]) - 16
+    header = json.loads(blob[24 : 24 + hlen])
+    room = min([e[4] for e in header["tensors"]] + [len(blob)]) - 24
     for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3]))):
         entries = header.get("tensors")
         what = draw(st.sampled_from([*PARAMETER_DAMAGE, "entry", "entry", "entry", "duplicate", "drop", "delete"]))
@@ -368,9 +368,9 @@ def damaged_parameters(draw: st.DrawFn) -> bytes:
     text = json.dumps(header).encode()
     if len(text) <= room:
         blob[8:16] = len(text).to_bytes(8, "little")
-        blob[16 : 16 + room] = text + b" " * (room - len(text))
+        blob[24 : 24 + room] = text + b" " * (room - len(text))
         return bytes(blob)
-    return bytes(blob[:8]) + len(text).to_bytes(8, "little") + text + bytes(blob[16 + hlen :])
+    return bytes(blob[:8]) + len(text).to_bytes(8, "little") + bytes(blob[16:24]) + text + bytes(blob[24 + hlen :])
 
 
 @st.composite

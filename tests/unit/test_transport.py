@@ -102,8 +102,10 @@ def test_send_buffers_are_reused_but_never_the_newest_push_or_one_a_stream_is_se
     assert v2.obj is not v1.obj
     spare = svc.send_buffer()  # v1 is being sent, v2 is the newest: neither may be overwritten
     assert spare is not v1.obj and spare is not v2.obj
-    rest = [first_chunk.data] + [next(stream).data for _ in range(2)]
-    assert decode_parameters(b"".join(rest)).weights["p"]["w"].sum() == 0  # v1 arrived intact
+    chunks = [first_chunk]
+    while chunks[-1].transfer_state != services_pb2.TransferState.TRANSFER_END:
+        chunks.append(next(stream))
+    assert decode_parameters(b"".join(c.data for c in chunks)).weights["p"]["w"].sum() == 0  # v1 arrived intact
     stream.close()  # the stream ends (client gone): v1's buffer is free again
     assert svc.send_buffer() is v1.obj
 

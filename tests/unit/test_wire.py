@@ -121,9 +121,9 @@ def _raw(header: object, data_len: int = 64, *, magic: bytes = b"PIRLPRM1", hlen
     import json
 
     h = json.dumps(header).encode() if not isinstance(header, bytes) else header
-    head = magic + (len(h) if hlen is None else hlen).to_bytes(8, "little") + h
-    pad = -len(head) % 64
-    return head + b"\0" * (pad + data_len)
+    body = h + b"\0" * (-(len(h) + 24) % 64 + data_len)
+    total = 24 + len(body)
+    return magic + (len(h) if hlen is None else hlen).to_bytes(8, "little") + total.to_bytes(8, "little") + body
 
 
 def _hdr(**kw) -> dict:
@@ -356,3 +356,19 @@ def test_pooled_reassembly_writes_into_a_buffer_given_back_and_never_one_still_h
     assert [bytes(g) for g in got] == [b"xy", a] and small.size_hint == len(a)
     with pytest.raises(WireError, match="message exceeds"):
         list(iter_messages_into(stream(a), limit=len(a) - 1, pool=pool))
+
+
+def test_a_parameters_message_announces_its_size_so_the_receive_buffer_is_allocated_once():
+    from lerobot.transport import services_pb2
+
+    from pirlctl.runtime.transport import BufferPool, chunk_messages, iter_messages_into
+    from pirlctl.runtime.wire import parameters_size
+
+    blob = encode_parameters(1, {"p": {"w": torch.randn(3_000_000)}})  # 12 MB: 6 chunks
+    assert parameters_size(bytes(blob[:64])) == len(blob) and parameters_size(b"PK\x03\x04") is None
+    pool = BufferPool()
+    chunks = list(chunk_messages(blob, services_pb2.Parameters))
+    got = next(iter_messages_into(iter(chunks), len(blob), pool, parameters_size))
+    assert len(got.obj) == len(blob) and bytes(got) == bytes(blob)  # exactly sized: no doubling, no copy
+    with pytest.raises(WireError, match="announces"):  # refused from the first chunk, before allocating
+        next(iter_messages_into(iter(chunks[:1]), len(blob) - 1, BufferPool(), parameters_size))

@@ -33,7 +33,13 @@ import grpc
 from lerobot.transport import services_pb2, services_pb2_grpc
 from lerobot.transport.utils import CHUNK_SIZE, grpc_channel_options, send_bytes_in_chunks
 
-from pirlctl.runtime.wire import MAX_INTERACTION_BYTES, MAX_PARAMETERS_BYTES, MAX_TRANSITIONS_BYTES, WireError
+from pirlctl.runtime.wire import (
+    MAX_INTERACTION_BYTES,
+    MAX_PARAMETERS_BYTES,
+    MAX_TRANSITIONS_BYTES,
+    WireError,
+    parameters_size,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -125,9 +131,16 @@ def _grow(buf: bytearray, used: int, need: int) -> bytearray:
         return new
 
 
-def iter_messages_into(request_iterator: Iterator[Any], limit: int, pool: BufferPool) -> Iterator[memoryview]:
+def iter_messages_into(
+    request_iterator: Iterator[Any],
+    limit: int,
+    pool: BufferPool,
+    size_of: Callable[[bytes], int | None] | None = None,
+) -> Iterator[memoryview]:
     """As :func:`iter_messages`, assembling each message into a buffer from ``pool`` (written in place, no join).
-    Yields a view whose ``.obj`` is the buffer; give it back to the pool when done with the decoded message."""
+    Yields a view whose ``.obj`` is the buffer; give it back to the pool when done with the decoded message.
+    ``size_of(first chunk)``, when it knows the message's size, sizes the buffer once (a size over ``limit`` is
+    refused before anything is allocated); otherwise the buffer grows as chunks arrive."""
     buf: bytearray | None = None
     size = 0
     for item in request_iterator:
@@ -137,10 +150,15 @@ def iter_messages_into(request_iterator: Iterator[Any], limit: int, pool: Buffer
         if state not in (TransferState.TRANSFER_BEGIN, TransferState.TRANSFER_MIDDLE, TransferState.TRANSFER_END):
             shown = state if isinstance(state, int) and -(2**31) <= state < 2**31 else type(state).__name__
             raise WireError(f"unknown transfer state {shown}")
-        if buf is None:
-            buf = pool.take()
-        if state == TransferState.TRANSFER_BEGIN:
+        if state == TransferState.TRANSFER_BEGIN or buf is None:
             size = 0
+            announced = size_of(bytes(data[:64])) if size_of is not None else None
+            if announced is not None and announced > limit:
+                raise WireError(f"message exceeds {limit} bytes (announces {announced})")
+            if buf is None or (announced is not None and len(buf) < announced):
+                if buf is not None:
+                    pool.give_back(buf)
+                buf = pool.take(announced or 0)
         need = size + len(data)
         if need > limit:
             raise WireError(f"message exceeds {limit} bytes")
@@ -348,7 +366,7 @@ class LearnerClient:
     def stream_parameters_into(self, pool: BufferPool) -> Iterator[memoryview]:
         """Each pushed message assembled into a buffer of ``pool`` (see :func:`iter_messages_into`)."""
         responses = self.stub.StreamParameters(services_pb2.Empty(), metadata=self.metadata)
-        yield from iter_messages_into(responses, MAX_PARAMETERS_BYTES, pool)
+        yield from iter_messages_into(responses, MAX_PARAMETERS_BYTES, pool, parameters_size)
 
     def send_transitions(self, blob: bytes, timeout: float = 60.0) -> None:
         self.stub.SendTransitions(

@@ -109,13 +109,13 @@ def _torch_loads(blob: bytes, what: str, limit: int) -> Any:
 
 
 # -- parameters ---------------------------------------------------------------------------------------------
-# Raw layout, no pickle: MAGIC | u64 header length | UTF-8 JSON header | padding | tensor bytes, each tensor at a
-# 64-byte-aligned offset. The header: {"version", "stop", "base_fingerprint", "tensors": [[group, name, dtype,
-# shape, offset, nbytes], ...]}. Decoding makes zero-copy views into the received buffer, so a push costs one copy
-# into a (reusable) send buffer, the gRPC stream, one copy into a (reusable) receive buffer, and the copy into the
-# model's parameters.
+# Raw layout, no pickle: MAGIC | u64 header length | u64 total length | UTF-8 JSON header | padding | tensor
+# bytes, each tensor at a 64-byte-aligned offset (the total lets a receiver size its buffer from the first chunk).
+# The header: {"version", "stop", "base_fingerprint", "tensors": [[group, name, dtype, shape, offset, nbytes], ...]}.
+# Decoding makes zero-copy views into the received buffer, so a push costs one copy into a (reusable) send buffer,
+# the gRPC stream, one copy into a (reusable) receive buffer, and the copy into the model's parameters.
 PARAMETERS_MAGIC = b"PIRLPRM1"
-_PREFIX = len(PARAMETERS_MAGIC) + 8
+_PREFIX = len(PARAMETERS_MAGIC) + 16
 ALIGN = 64
 MAX_PARAMETERS_HEADER_BYTES = 16 * 1024**2
 MAX_TENSOR_DIMS = 16
@@ -171,13 +171,22 @@ def encode_parameters(
     buf = out if out is not None and len(out) >= total else bytearray(total)
     view = memoryview(buf)[:total]
     view[: len(PARAMETERS_MAGIC)] = PARAMETERS_MAGIC
-    view[len(PARAMETERS_MAGIC) : _PREFIX] = len(header).to_bytes(8, "little")
+    view[8:16] = len(header).to_bytes(8, "little")
+    view[16:24] = total.to_bytes(8, "little")
     view[_PREFIX : _PREFIX + len(header)] = header
     for e, t in zip(entries, tensors, strict=True):
         if e[5]:
             dst = torch.frombuffer(buf, dtype=torch.uint8, count=e[5], offset=e[4])
             dst.copy_(t.cpu().contiguous().reshape(-1).view(torch.uint8))
     return view
+
+
+def parameters_size(first_chunk: bytes) -> int | None:
+    """The whole message's size, read from its first chunk (None if it does not start like a parameters message).
+    Lets a receiver allocate once instead of growing its buffer."""
+    if len(first_chunk) < _PREFIX or first_chunk[: len(PARAMETERS_MAGIC)] != PARAMETERS_MAGIC:
+        return None
+    return int.from_bytes(first_chunk[16:24], "little")
 
 
 def decode_parameters(blob: bytes | bytearray | memoryview) -> ParametersMessage:
@@ -199,7 +208,10 @@ def decode_parameters(blob: bytes | bytearray | memoryview) -> ParametersMessage
         raise WireError(
             "parameters: not a pirlctl parameters message (bad magic); run the same pirlctl on learner and actors"
         )
-    hlen = int.from_bytes(mv[len(PARAMETERS_MAGIC) : _PREFIX], "little")
+    hlen = int.from_bytes(mv[8:16], "little")
+    total = int.from_bytes(mv[16:24], "little")
+    if total != n:
+        raise WireError(f"parameters: the message is {n} bytes but says {total} (truncated or padded in transit)")
     if hlen > min(n - _PREFIX, MAX_PARAMETERS_HEADER_BYTES):
         raise WireError(f"parameters: header length {hlen} does not fit the {n}-byte message")
     try:
