@@ -31,8 +31,9 @@ def replace_section(text: str, name: str, body: str) -> str:
 
 def main_job_table(runs: list[Path]) -> str:
     lines = [
-        "| run | seed | SFT success [95% CI] | after PI-RL [95% CI] | lift | CIs overlap | env steps | RL wall |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | seed | method | shaping | SFT success [95% CI] | after PI-RL [95% CI] | lift | CIs overlap "
+        "| env steps | RL wall |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         sft = json.loads((run / "eval_sft.json").read_text())
@@ -42,7 +43,8 @@ def main_job_table(runs: list[Path]) -> str:
         wall = (train[-1]["time"] - train[0]["time"]) / 60 if len(train) > 1 else float("nan")
         overlap = not (rl["ci95_low"] > sft["ci95_high"] or sft["ci95_low"] > rl["ci95_high"])
         lines.append(
-            f"| {run.name} | {cfg.get('seed')} "
+            f"| {run.name} | {cfg.get('seed')} | {cfg['algorithm'].get('noise_method')} "
+            f"| {cfg['env'].get('shaping', 0)} "
             f"| {sft['success_rate']:.0%} [{sft['ci95_low']:.0%}, {sft['ci95_high']:.0%}] "
             f"| {rl['success_rate']:.0%} [{rl['ci95_low']:.0%}, {rl['ci95_high']:.0%}] "
             f"| {100 * (rl['success_rate'] - sft['success_rate']):+.0f} pts | {'yes' if overlap else 'no'} "
