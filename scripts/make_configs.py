@@ -39,7 +39,8 @@ def run(name: str, algorithm: PiRLConfig, runtime: RuntimeSettings, env: EnvSett
     cfg = PiRLRunConfig(
         policy=load_policy_config(TINY_XVLA_CONFIG),
         algorithm=algorithm,
-        env=env or EnvSettings(cube_range=0.03),
+        # shaping: policy-invariant, and the critic's only signal between sparse successes (docs/benchmarks.md)
+        env=env or EnvSettings(cube_range=0.03, shaping=1.0),
         runtime=runtime,
         output_dir=f"runs/{name}",
         **kw,
@@ -60,4 +61,4 @@ if __name__ == "__main__":
         RuntimeSettings(num_actors=1, rollout_chunks=256, total_env_steps=12_000, checkpoint_every=2),
     )
     # gym_hil's full cube range: the tiny X-VLA does not learn to localise the cube from 64 px (docs/benchmarks.md)
-    run("pick_cube_tiny_full_range", tiny_algorithm(), default_runtime, env=EnvSettings(cube_range=None))
+    run("pick_cube_tiny_full_range", tiny_algorithm(), default_runtime, env=EnvSettings(cube_range=None, shaping=1.0))
