@@ -31,9 +31,9 @@ def replace_section(text: str, name: str, body: str) -> str:
 
 def main_job_table(runs: list[Path]) -> str:
     lines = [
-        "| run | seed | method | shaping | actor lr | SFT success [95% CI] | after PI-RL [95% CI] | lift "
-        "| CIs overlap | env steps | RL wall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | seed | method | shaping | actor lr | trainable | SFT success [95% CI] | after PI-RL [95% CI] "
+        "| lift | CIs overlap | env steps | RL wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         sft = json.loads((run / "eval_sft.json").read_text())
@@ -45,6 +45,7 @@ def main_job_table(runs: list[Path]) -> str:
         lines.append(
             f"| {run.name} | {cfg.get('seed')} | {cfg['algorithm'].get('noise_method')} "
             f"| {cfg['env'].get('shaping', 0)} | {cfg['algorithm'].get('actor_lr'):g} "
+            f"| {cfg['algorithm'].get('trainable')} "
             f"| {sft['success_rate']:.0%} [{sft['ci95_low']:.0%}, {sft['ci95_high']:.0%}] "
             f"| {rl['success_rate']:.0%} [{rl['ci95_low']:.0%}, {rl['ci95_high']:.0%}] "
             f"| {100 * (rl['success_rate'] - sft['success_rate']):+.0f} pts | {'yes' if overlap else 'no'} "
