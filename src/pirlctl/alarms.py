@@ -19,9 +19,16 @@ class AlarmState:
 
 
 def train_alarms(rec: dict[str, Any], state: AlarmState, settings: Any) -> list[str]:
-    """Alarms for one PPO-iteration record: approx_kl, clipfrac, value-loss explosion."""
+    """Alarms for one PPO-iteration record: approx_kl, clipfrac, value-loss explosion, actor/learner mismatch."""
     out = []
     it = rec.get(M.TRAIN_ITERATION)
+    onpolicy = it is not None and rec.get(M.DATA_BATCH_VERSIONS) == [it - 1]
+    mismatch = rec.get(M.TRAIN_ONPOLICY_LOG_RATIO)
+    if onpolicy and mismatch is not None and mismatch > settings.alarm_onpolicy_log_ratio:
+        out.append(
+            f"iter {it}: on-policy |log ratio| {mismatch:.2g} > {settings.alarm_onpolicy_log_ratio:g} before any "
+            "step (actor and learner disagree: check weight sync with `pirlctl verify-sync`)"
+        )
     kl, clip, vl = rec.get(M.TRAIN_APPROX_KL), rec.get(M.TRAIN_CLIPFRAC), rec.get(M.TRAIN_VALUE_LOSS)
     if kl is not None and kl > settings.alarm_approx_kl:
         out.append(f"iter {it}: approx_kl {kl:.3f} > {settings.alarm_approx_kl} (lower actor_lr or ppo_epochs)")

@@ -22,6 +22,7 @@ TRAIN_CLIPFRAC = "train/clipfrac"
 TRAIN_EXPLAINED_VARIANCE = "train/explained_variance"
 TRAIN_RATIO_MIN = "train/ratio_min"
 TRAIN_RATIO_MAX = "train/ratio_max"
+TRAIN_ONPOLICY_LOG_RATIO = "train/onpolicy_max_abs_log_ratio"  # first minibatch, before any step: ~0 on-policy
 TRAIN_ACTOR_GRAD_NORM = "train/actor_grad_norm"
 TRAIN_CRITIC_GRAD_NORM = "train/critic_grad_norm"
 TRAIN_NOISE_LEVEL = "train/noise_level"

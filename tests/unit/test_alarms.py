@@ -21,6 +21,16 @@ def test_train_alarms_name_the_signal():
     assert [a.split(":")[1].split()[0] for a in out] == ["approx_kl", "clipfrac", "value"]
 
 
+def test_actor_learner_mismatch_alarms_only_on_an_on_policy_batch():
+    s, st = PipelineSettings(), AlarmState()
+    rec = {M.TRAIN_ITERATION: 3, M.DATA_BATCH_VERSIONS: [2], M.TRAIN_ONPOLICY_LOG_RATIO: 1e-6}
+    assert train_alarms(rec, st, s) == []
+    out = train_alarms({**rec, M.TRAIN_ONPOLICY_LOG_RATIO: 0.3}, st, s)
+    assert len(out) == 1 and "on-policy" in out[0] and "verify-sync" in out[0]
+    # stale segments under importance weighting legitimately start away from ratio 1: no alarm
+    assert train_alarms({**rec, M.DATA_BATCH_VERSIONS: [1, 2], M.TRAIN_ONPOLICY_LOG_RATIO: 0.3}, st, s) == []
+
+
 def test_success_collapse_alarms_once_against_the_starting_level_and_re_arms():
     s, st = PipelineSettings(alarm_window=4, alarm_success_drop=0.3), AlarmState()
     fired = []

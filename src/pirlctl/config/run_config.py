@@ -117,6 +117,9 @@ class PipelineSettings:
     alarm_clipfrac: float = 0.4
     # Alarm: value loss above this multiple of its first non-zero value.
     alarm_value_loss_factor: float = 20.0
+    # Alarm: on an on-policy batch, the learner's first re-score differs from the actor's log-probs by more than
+    # this (max |log ratio|): the actor sampled with other weights or another sampler than the learner scores.
+    alarm_onpolicy_log_ratio: float = 1e-3
     # Alarm: rolling training success (last `alarm_window` episodes) this far below its level over the first
     # window (the SFT policy under the same stochastic sampler).
     alarm_success_drop: float = 0.2

@@ -234,6 +234,7 @@ class Learner:
             M.TRAIN_EXPLAINED_VARIANCE: stats.extra["explained_variance"],
             M.TRAIN_RATIO_MIN: stats.extra["ratio_min"],
             M.TRAIN_RATIO_MAX: stats.extra["ratio_max"],
+            M.TRAIN_ONPOLICY_LOG_RATIO: stats.extra["onpolicy_max_abs_log_ratio"],
             M.TRAIN_ACTOR_GRAD_NORM: stats.grad_norms["actor"],
             M.TRAIN_CRITIC_GRAD_NORM: stats.grad_norms["critic"],
             M.TRAIN_NOISE_LEVEL: stats.extra["noise_level"],

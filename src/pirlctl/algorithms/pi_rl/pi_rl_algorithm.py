@@ -313,6 +313,9 @@ class PiRLAlgorithm(RLAlgorithm):
         sums: dict[str, float] = {}
         count = 0
         ratio_min, ratio_max, max_abs_lr = float("inf"), float("-inf"), 0.0
+        # |log ratio| of the first minibatch, scored before any step of this update: the on-policy check.
+        # It is ~0 exactly when the learner re-scores what the actor sampled with the same weights.
+        onpolicy_lr: float | None = None
         epochs_run = 0
         self.policy.eval()  # no dropout: the re-score must match the actor's sampling pass
         for _epoch in range(cfg.ppo_epochs):
@@ -358,6 +361,8 @@ class PiRLAlgorithm(RLAlgorithm):
                 count += 1
                 ratio_min, ratio_max = min(ratio_min, st.ratio_min), max(ratio_max, st.ratio_max)
                 max_abs_lr = max(max_abs_lr, st.max_abs_log_ratio)
+                if onpolicy_lr is None:
+                    onpolicy_lr = st.max_abs_log_ratio
                 epoch_kl += st.approx_kl
                 epoch_n += 1
             if cfg.target_kl is not None and epoch_kl / max(epoch_n, 1) > cfg.target_kl:
@@ -375,6 +380,7 @@ class PiRLAlgorithm(RLAlgorithm):
                 "ratio_min": ratio_min,
                 "ratio_max": ratio_max,
                 "max_abs_log_ratio": max_abs_lr,
+                "onpolicy_max_abs_log_ratio": onpolicy_lr if onpolicy_lr is not None else 0.0,
                 "noise_level": cfg.noise_level_at(self.iteration - 1),
                 "epochs": float(epochs_run),
                 "samples": float(N),
