@@ -1,9 +1,9 @@
 """`make bench`: regenerate the measured sections of docs/benchmarks.md (between their markers).
 
-Sections: B1/B3 (sampling overhead, re-scoring cost), B2 (actor-loop efficiency: real learner and actor processes)
-and B4 (weight sync next to LeRobot's path; push bytes for an X-VLA-0.9B shape) are measured here; the main-job
-section is collected from run folders given with --runs (each produced by `pirlctl train`). `--only b4` (etc.)
-runs a subset.
+Sections: B1/B3 (sampling overhead, re-scoring cost), B2 (actor-loop efficiency: real learner and actor processes),
+B4 (weight sync next to LeRobot's path; push bytes for an X-VLA-0.9B shape) and B5 (learning: PI-RL next to
+LeRobot's SAC, 3 seeds, about 1.5 hours here; bench/b5_learning.py) are measured here; the main-job section is
+collected from run folders given with --runs (each produced by `pirlctl train`). `--only b4` (etc.) runs a subset.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", nargs="*", type=Path, default=[], help="run folders of `pirlctl train`")
-    parser.add_argument("--only", nargs="*", choices=["b1b3", "b2", "b4"], default=["b1b3", "b2", "b4"])
+    parser.add_argument("--only", nargs="*", choices=["b1b3", "b2", "b4", "b5"], default=["b1b3", "b2", "b4", "b5"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     stamp = f"_Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}._"
@@ -75,6 +75,10 @@ def main() -> None:
         from bench import b2_actor_loop as b2
 
         sections.append(("actor-loop", b2.render(b2.b2())))
+    if "b5" in args.only:  # writes its own section and plot (runs/b5/, reused where a run is complete)
+        from bench import b5_learning
+
+        b5_learning.main([])
     if args.runs:
         sections.append(("main-job", main_job_table(args.runs)))
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
