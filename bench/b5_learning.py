@@ -30,6 +30,11 @@ METHODS = {
     "flow_sde": ROOT / "configs" / "pick_cube_tiny.json",
     "flow_noise": ROOT / "configs" / "pick_cube_tiny_flow_noise.json",
 }
+START = {
+    "flow_sde": "SFT policy",
+    "flow_noise": "SFT policy",
+    "sac": "scratch, demos in its offline buffer",
+}
 WINDOW = 20  # rolling window (episodes), the dashboard's
 FINAL = 50  # last training episodes that give each run's final success
 
@@ -139,9 +144,9 @@ def render(root: Path, seeds: list[int], png: Path) -> str:
     colors = {"flow_sde": "tab:blue", "flow_noise": "tab:orange", "sac": "tab:green"}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     rows = [
-        "| seed | method | episodes | env steps | wall (min) | first 50 episodes | last 50 episodes | SFT ODE eval "
-        "| after-RL ODE eval |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| seed | method | starts from | episodes | env steps | wall (min) | first 50 episodes | last 50 episodes "
+        "| SFT ODE eval | after-RL ODE eval |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for seed in seeds:
         for m in methods:
@@ -162,8 +167,8 @@ def render(root: Path, seeds: list[int], png: Path) -> str:
                 sft = f"{s['success_rate']:.0%} [{s['ci95_low']:.0%}, {s['ci95_high']:.0%}]"
                 rl = f"{r['success_rate']:.0%} [{r['ci95_low']:.0%}, {r['ci95_high']:.0%}]"
             rows.append(
-                f"| {seed} | {m} | {len(raw)} | {c['steps'][-1]} | {c['seconds'][-1] / 60:.1f} | {first:.0%} "
-                f"| {last:.0%} | {sft} | {rl} |"
+                f"| {seed} | {m} | {START[m]} | {len(raw)} | {c['steps'][-1]} | {c['seconds'][-1] / 60:.1f} "
+                f"| {first:.0%} | {last:.0%} | {sft} | {rl} |"
             )
     axes[0].set_xlabel("env steps")
     axes[1].set_xlabel("wall clock since first episode (min)")
@@ -191,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=50071)
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)  # as every learner/actor process of the runs (the stamp reports it)
     if not args.report_only:
         for seed in args.seeds:
             for m in METHODS:
