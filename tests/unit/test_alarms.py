@@ -38,3 +38,23 @@ def test_success_collapse_alarms_once_against_the_starting_level_and_re_arms():
         fired += episode_alarms({M.ACTOR_SUCCESS: bool(ok)}, st, s)
     assert st.baseline == 0.75
     assert len(fired) == 2 and "fell more than 30% below its starting level 75%" in fired[0]
+
+
+def test_without_the_dashboard_alarms_are_still_raised_logged_and_printed(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from pirlctl.metrics import MetricsWriter
+    from pirlctl.reporting.dashboard import Dashboard
+
+    w = MetricsWriter(tmp_path / "metrics.jsonl")
+    for ok in [True] * 4 + [False] * 4:  # a collapse of the rolling training success
+        w.write("episode", {M.ACTOR_SUCCESS: ok})
+    w.write("train", {M.TRAIN_ITERATION: 2, M.TRAIN_APPROX_KL: 0.5})
+    learner = subprocess.Popen([sys.executable, "-c", "pass"])
+    dash = Dashboard(tmp_path, 100, PipelineSettings(alarm_window=4, alarm_success_drop=0.3), sft_success=0.6)
+    assert dash.watch([learner], live=False) is True
+    logged = (tmp_path / "alarms.log").read_text().splitlines()
+    assert len(logged) == 2 and "rolling success" in logged[0] and "approx_kl" in logged[1]  # in record order
+    printed = capsys.readouterr().err
+    assert printed.count("ALARM") == 2 and "approx_kl" in printed

@@ -45,13 +45,8 @@ def register(app: typer.Typer) -> None:
             def watch(procs):
                 sft = job.run_dir / "eval_sft.json"
                 level = json.loads(sft.read_text())["success_rate"] if sft.is_file() else None
-                if dashboard:
-                    return Dashboard(job.run_dir, cfg.runtime.total_env_steps, cfg.pipeline, level).watch(procs)
-                while procs[0].poll() is None:
-                    import time
-
-                    time.sleep(1)
-                return procs[0].returncode == 0
+                dash = Dashboard(job.run_dir, cfg.runtime.total_env_steps, cfg.pipeline, level)
+                return dash.watch(procs, live=dashboard)  # alarms are raised with or without the dashboard
 
             report = job.run(watch)
             if not json_out:

@@ -217,7 +217,7 @@ class TrainJob:
         if self.fresh:
             import shutil
 
-            for sub in ("checkpoints", "metrics.jsonl", "eval_rl.json"):
+            for sub in ("checkpoints", "metrics.jsonl", "eval_rl.json", "alarms.log"):
                 target = self.run_dir / sub
                 if target.is_dir():
                     shutil.rmtree(target)

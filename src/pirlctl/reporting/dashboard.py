@@ -16,7 +16,7 @@ from rich.table import Table
 
 from pirlctl import metrics as M
 from pirlctl.alarms import AlarmState, episode_alarms, train_alarms
-from pirlctl.reporting.output import console
+from pirlctl.reporting.output import console, err_console
 
 
 class MetricsTail:
@@ -66,7 +66,9 @@ class Dashboard:
         )
         self.task = self.progress.add_task("rl", total=total_env_steps)
 
-    def update(self) -> None:
+    def update(self) -> list[str]:
+        """Read new records, raise alarms (kept, appended to alarms.log); returns the new alarms."""
+        raised: list[str] = []
         for rec in self.tail.poll():
             new: list[str] = []
             if rec.get("kind") == "train":
@@ -78,8 +80,10 @@ class Dashboard:
                 new = episode_alarms(rec, self.state, self.settings)
             if new:
                 self.alarms.extend(new)
+                raised.extend(new)
                 with open(self.alarm_log, "a") as f:
                     f.writelines(f"{time.strftime('%H:%M:%S')} {a}\n" for a in new)
+        return raised
 
     def render(self, procs: list[subprocess.Popen]) -> Group:
         w = self.settings.alarm_window
@@ -114,8 +118,19 @@ class Dashboard:
             parts.append(Panel("\n".join(self.alarms[-4:]), title="alarms", border_style="red"))
         return Group(*parts)
 
-    def watch(self, procs: list[subprocess.Popen]) -> bool:
-        """Refresh until the learner exits (True when it finished cleanly); Ctrl-C raises KeyboardInterrupt."""
+    def watch(self, procs: list[subprocess.Popen], *, live: bool = True) -> bool:
+        """Refresh until the learner exits (True when it finished cleanly); Ctrl-C raises KeyboardInterrupt.
+
+        ``live=False`` (``--no-dashboard``) draws nothing but still raises every alarm: each goes to alarms.log
+        and is printed as a log line on stderr."""
+        if not live:
+            while True:
+                done = procs[0].poll() is not None
+                for alarm in self.update():
+                    err_console.print(f"[bold red]ALARM[/] {alarm}", highlight=False)
+                if done:
+                    return procs[0].returncode == 0
+                time.sleep(1.0)
         with Live(self.render(procs), console=console, refresh_per_second=2, transient=False) as live:
             while procs[0].poll() is None:
                 self.update()

@@ -56,6 +56,11 @@ def write_report(
         f"Task: {cfg.env.task}, random cube position: {cfg.env.random_block_position}, images "
         f"{cfg.env.image_size}px {'+'.join(cfg.env.cameras)}, episode limit {cfg.env.max_episode_steps} steps.",
     ]
+    alarm_log = Path(report.run_dir) / "alarms.log"
+    alarms = alarm_log.read_text().splitlines() if alarm_log.is_file() else []
+    if alarms:
+        lines += ["", f"**Alarms raised: {len(alarms)}** (all in `alarms.log`):", ""]
+        lines += [f"- {a}" for a in alarms[:5]] + ([f"- … {len(alarms) - 5} more"] if len(alarms) > 5 else [])
     if report.interrupted:
         lines += ["", "**Interrupted**: RL stopped early; resume with the same `pirlctl train` command."]
     text = "\n".join(lines) + "\n"
