@@ -131,11 +131,11 @@ class Dashboard:
                 if done:
                     return procs[0].returncode == 0
                 time.sleep(1.0)
-        with Live(self.render(procs), console=console, refresh_per_second=2, transient=False) as live:
+        with Live(self.render(procs), console=console, refresh_per_second=2, transient=False) as screen:
             while procs[0].poll() is None:
                 self.update()
-                live.update(self.render(procs))
+                screen.update(self.render(procs))
                 time.sleep(0.5)
             self.update()
-            live.update(self.render(procs))
+            screen.update(self.render(procs))
         return procs[0].returncode == 0
