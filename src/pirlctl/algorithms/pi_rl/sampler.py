@@ -211,7 +211,15 @@ def sample_chain(
         sigma = sigma_fn(out.hidden) if (method == "flow_noise" and sigma_fn is not None) else None
         mean, std = step_moments(out.x0_hat, out.x1_hat, t, delta, method, noise_level=noise_level, sigma=sigma)
         sto = stochastic[:, k].view(-1, 1, 1)
-        if bool(sto.any()):
+        if sampling == "full_chain" and method != "flow_ode":
+            # every sample stochastic at every step: the same maths as below without the per-sample selects
+            # (B1: they are a visible share of a small model's step on CPU)
+            x_next = mean + std * torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+            lp = gaussian_log_prob(x_next, mean, std.clamp_min(1e-12))
+            std_k = std
+            if k + 1 < num_steps:
+                hint = noise_estimate_from_latent(x_next, out.x0_hat, ts[k + 1].expand(B))
+        elif bool(sto.any()):
             z = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
             x_next = torch.where(sto, mean + std * z, mean)
             lp = torch.where(sto, gaussian_log_prob(x_next, mean, std.clamp_min(1e-12)), torch.zeros_like(mean))
