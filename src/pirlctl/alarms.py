@@ -46,7 +46,7 @@ def train_alarms(rec: dict[str, Any], state: AlarmState, settings: Any) -> list[
 
 def episode_alarms(rec: dict[str, Any], state: AlarmState, settings: Any) -> list[str]:
     """Alarm once when rolling training success falls ``alarm_success_drop`` below the starting level; re-arms
-    when it recovers."""
+    when it recovers to within half that drop."""
     state.successes.append(bool(rec.get(M.ACTOR_SUCCESS)))
     w = settings.alarm_window
     if len(state.successes) < w:
@@ -57,7 +57,10 @@ def episode_alarms(rec: dict[str, Any], state: AlarmState, settings: Any) -> lis
         return []
     below = rate < state.baseline - settings.alarm_success_drop
     fire = below and not state.collapsed
-    state.collapsed = below
+    # hysteresis: a rolling rate of a few dozen Bernoulli episodes wanders by ~10 points, so once collapsed the
+    # alarm re-arms only after recovering to half the drop, not on every crossing of the threshold
+    recovered = rate >= state.baseline - settings.alarm_success_drop / 2
+    state.collapsed = below or (state.collapsed and not recovered)
     if fire:
         return [
             f"rolling success {rate:.0%} fell more than {settings.alarm_success_drop:.0%} below its starting level "

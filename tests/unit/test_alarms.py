@@ -38,6 +38,11 @@ def test_success_collapse_alarms_once_against_the_starting_level_and_re_arms():
         fired += episode_alarms({M.ACTOR_SUCCESS: bool(ok)}, st, s)
     assert st.baseline == 0.75
     assert len(fired) == 2 and "fell more than 30% below its starting level 75%" in fired[0]
+    # wandering around the threshold (25% / 50% against a 45% threshold, re-arm at 60%) is one collapse
+    st2, fired2 = AlarmState(), []
+    for ok in [1, 1, 1, 0] + [0, 0, 0, 0] + [1, 0, 1, 0] + [0, 0] + [1, 0, 1, 0]:
+        fired2 += episode_alarms({M.ACTOR_SUCCESS: bool(ok)}, st2, s)
+    assert len(fired2) == 1
 
 
 def test_without_the_dashboard_alarms_are_still_raised_logged_and_printed(tmp_path, capsys):
