@@ -91,8 +91,9 @@ def run_sac(root: Path, seed: int, budget_s: float, port: int) -> Path:
         first = None
         while True:
             time.sleep(2)
-            if learner.poll() is not None or actor.poll() is not None:
-                raise RuntimeError(f"SAC {'learner' if learner.poll() is not None else 'actor'} exited: see {out}")
+            for role, proc in (("learner", learner), ("actor", actor)):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"SAC {role} exited ({proc.returncode}): see {out}")
             eps = _episodes(out)
             if eps and first is None:
                 first = eps[0]["time"]
@@ -118,16 +119,12 @@ def _episodes(run: Path) -> list[dict[str, Any]]:
 def curve(run: Path) -> dict[str, list[float]]:
     """Cumulative env steps, seconds since the first episode record, rolling training success."""
     from pirlctl import metrics as M
-    from pirlctl.reporting.plots import rolling
+    from pirlctl.reporting.plots import cumulative_env_steps, rolling
 
     eps = _episodes(run)
-    steps, total = [], 0
-    for r in eps:
-        total += int(r.get(M.ACTOR_EPISODE_LENGTH) or 0)
-        steps.append(total)
     succ = [float(bool(r.get(M.ACTOR_SUCCESS))) for r in eps]
     return {
-        "steps": steps,
+        "steps": cumulative_env_steps(eps),
         "seconds": [r["time"] - eps[0]["time"] for r in eps],
         "success": rolling(succ, WINDOW),
         "raw": succ,

@@ -48,8 +48,8 @@ def sac_demos(demos_root: Path, out_root: Path) -> Path:
     if marker.is_file():
         return out_root
     src = LeRobotDataset("pirlctl/demos", root=demos_root)
-    feats = {k: v for k, v in src.meta.features.items() if k not in {"timestamp", "frame_index", "episode_index"}}
-    feats = {k: v for k, v in feats.items() if k not in {"index", "task_index"}}
+    bookkeeping = {"timestamp", "frame_index", "episode_index", "index", "task_index"}  # LeRobot writes these
+    feats = {k: v for k, v in src.meta.features.items() if k not in bookkeeping}
     feats["next.reward"] = {"dtype": "float32", "shape": (1,), "names": None}
     feats["next.done"] = {"dtype": "bool", "shape": (1,), "names": None}
     if out_root.exists():
@@ -143,7 +143,7 @@ def _stats(demos: Path, cams: list[str]) -> dict[str, dict[str, list[float]]]:
     out: dict[str, dict[str, list[float]]] = {
         c: {"mean": [[[0.485]], [[0.456]], [[0.406]]], "std": [[[0.229]], [[0.224]], [[0.225]]]} for c in cams
     }
-    out["observation.state"] = {"min": lo, "max": info["observation.state"]["max"]}
+    out["observation.state"] = {"min": lo, "max": state["max"]}
     out["action"] = {"min": [-1.0, -1.0, -1.0, 0.0], "max": [1.0, 1.0, 1.0, 2.0]}
     return out
 

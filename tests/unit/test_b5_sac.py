@@ -28,8 +28,7 @@ def _fake_demos(root, settings, lengths):
     rng = np.random.default_rng(0)
     for n in lengths:
         for _ in range(n):
-            frame = {k: rng.random((64, 64, 3), dtype=np.float32) for k in ("observation.images.front",)}
-            frame["observation.images.wrist"] = rng.random((64, 64, 3), dtype=np.float32)
+            frame = {f"observation.images.{cam}": rng.random((64, 64, 3), dtype=np.float32) for cam in settings.cameras}
             frame["observation.state"] = rng.random(18, dtype=np.float32)
             frame["action"] = np.array([0.1, -0.2, 0.3, 2.0], dtype=np.float32)
             frame["task"] = "pick up the cube"

@@ -19,6 +19,15 @@ def rolling(values: list[float], window: int) -> list[float]:
     return out
 
 
+def cumulative_env_steps(episodes: list[dict[str, Any]]) -> list[int]:
+    """Env steps across all actors after each episode record: the honest global x-axis of a learning curve."""
+    total, xs = 0, []
+    for r in episodes:
+        total += int(r.get(M.ACTOR_EPISODE_LENGTH) or 0)
+        xs.append(total)
+    return xs
+
+
 def learning_curve(
     metrics_path: str | Path,
     out_png: str | Path,
@@ -34,11 +43,7 @@ def learning_curve(
 
     episodes = read_metrics(metrics_path, "episode")
     t0 = min((r["time"] for r in read_metrics(metrics_path)), default=0.0)
-    # env steps across actors: cumulative count of episode lengths is the honest global x-axis
-    total, xs = 0, []
-    for r in episodes:
-        total += int(r.get(M.ACTOR_EPISODE_LENGTH, 0))
-        xs.append(total)
+    xs = cumulative_env_steps(episodes)
     wall = [(r["time"] - t0) / 60.0 for r in episodes]
     succ = rolling([float(bool(r.get(M.ACTOR_SUCCESS))) for r in episodes], window)
     ret = rolling([float(r.get(M.ACTOR_EPISODE_RETURN) or 0.0) for r in episodes], window)
