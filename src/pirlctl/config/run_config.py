@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,11 @@ class EnvSettings:
     shadows: bool = False
     # Off-screen multisampling (MuJoCo offsamples). 0 nearly doubles CPU render speed.
     multisamples: int = 0
+    # Robot geometry the cameras draw: "visual" (gym_hil's detailed meshes, ~190 k triangles) or "collision" (the
+    # Panda's convex collision hulls and finger pads; the cube and floor are the same in both). On CPU, software
+    # rasterisation cost follows the triangle count: "collision" renders ~2.4x faster per camera. Physics is
+    # identical; demos, training and eval must agree on this.
+    render_geometry: str = "visual"
     # Episode time limit in env steps (10 Hz control). gym_hil registers 100; the scripted picker needs ~20, and a
     # failed episode costs its full length in rendering, so the CPU default is 60.
     max_episode_steps: int = 60
@@ -101,6 +107,9 @@ class PipelineSettings:
     demo_noise_std: float = 0.3
     # Per-episode aiming error of the demonstrator (metres, std of the believed cube xy).
     demo_aim_error: float = 0.01
+    # Constant offset (metres, xyz) of where the demonstrator believes the cube is: a miscalibrated demonstrator
+    # (e.g. an off camera-to-robot transform). Behaviour cloning copies it faithfully; reward does not. 0 = none.
+    demo_aim_bias: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     # Behaviour-cloning optimiser steps.
     sft_steps: int = 2000
     # Behaviour-cloning minibatch size (frames).
@@ -170,6 +179,15 @@ class PiRLRunConfig:
             raise RunConfigError(f"env.cameras={self.env.cameras!r} is invalid; use 'front' and/or 'wrist'")
         if self.env.reward_type not in ("sparse", "dense"):
             raise RunConfigError(f"env.reward_type={self.env.reward_type!r} is invalid; use 'sparse' or 'dense'")
+        bias = self.pipeline.demo_aim_bias
+        if len(bias) != 3 or not all(isinstance(b, int | float) and math.isfinite(b) for b in bias):
+            raise RunConfigError(
+                f"pipeline.demo_aim_bias={bias!r} is invalid; give three finite offsets in metres, e.g. [0, 0.015, 0]"
+            )
+        if self.env.render_geometry not in ("visual", "collision"):
+            raise RunConfigError(
+                f"env.render_geometry={self.env.render_geometry!r} is invalid; use 'visual' or 'collision'"
+            )
         if not (isinstance(self.env.shaping, int | float) and 0.0 <= self.env.shaping < float("inf")):
             raise RunConfigError(f"env.shaping={self.env.shaping!r} is invalid; use a weight >= 0 (0 turns it off)")
         if self.job_name is None:

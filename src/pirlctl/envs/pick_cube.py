@@ -66,16 +66,39 @@ def set_cube_range(half_width: float | None) -> None:
         pick._SAMPLING_BOUNDS = np.asarray([[cx - half_width, cy - half_width], [cx + half_width, cy + half_width]])
 
 
+# MuJoCo geom groups in gym_hil's pick-cube scene: 0 = floor, cube and target; 2 = the Panda's visual meshes;
+# 3 = its collision hulls and finger pads.
+RENDER_GEOM_GROUPS = {"visual": (0, 1, 2), "collision": (0, 3)}
+
+
+def render_geom_groups(geometry: str) -> tuple[int, ...]:
+    try:
+        return RENDER_GEOM_GROUPS[geometry]
+    except KeyError:
+        raise ValueError(
+            f"env.render_geometry={geometry!r} is not known; use one of {sorted(RENDER_GEOM_GROUPS)}"
+        ) from None
+
+
 def configure_renderer(base_env: Any, settings: EnvSettings) -> None:
-    """Rebuild the env's renderer with the configured multisampling and shadows."""
+    """Rebuild the env's renderer with the configured multisampling, shadows and robot geometry.
+
+    gym_hil renders with ``update_scene(data, camera=...)`` and no scene option, which falls back to the
+    renderer's own ``_scene_option``: the geom-group mask is set there.
+    """
     import mujoco
 
+    groups = render_geom_groups(settings.render_geometry)
     model = base_env._model
     model.vis.quality.offsamples = int(settings.multisamples)
     if base_env._viewer is not None:
         base_env._viewer.close()
-    base_env._viewer = mujoco.Renderer(model, height=settings.image_size, width=settings.image_size)
-    base_env._viewer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = int(bool(settings.shadows))
+    renderer = mujoco.Renderer(model, height=settings.image_size, width=settings.image_size)
+    renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = int(bool(settings.shadows))
+    option = renderer._scene_option
+    for g in range(len(option.geomgroup)):
+        option.geomgroup[g] = int(g in groups)
+    base_env._viewer = renderer
 
 
 def reset_episode(env: Any, seed: int) -> dict[str, Any]:
@@ -135,22 +158,26 @@ class ScriptedPicker:
     :meth:`act` returns ``(executed, label)``. ``noise_std`` perturbs the *executed* xyz command while the label
     stays the controller's clean command (DART-style noise injection: the demos visit off-nominal states and show
     how to recover from them). ``aim_error`` offsets the believed cube xy per episode, so the labels themselves are
-    imperfect: behaviour cloning on a few such demos gives a mediocre policy.
+    imperfect: behaviour cloning on a few such demos gives a mediocre policy. ``aim_bias`` (xyz metres) is a constant
+    offset of the believed cube position, a miscalibrated demonstrator: every label aims beside the cube.
     """
 
     STEP = 0.025  # metres per unit action
 
-    def __init__(self, noise_std: float = 0.0, aim_error: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self, noise_std: float = 0.0, aim_error: float = 0.0, aim_bias: list[float] | None = None, seed: int = 0
+    ) -> None:
         self.noise_std, self.aim_error = noise_std, aim_error
+        self.aim_bias = np.zeros(3) if aim_bias is None else np.asarray(aim_bias, dtype=float)
         self.rng = np.random.default_rng(seed)
         self.reset()
 
     def reset(self) -> None:
         self.phase = "approach"
         self.timer = 0
-        self.offset = np.zeros(3)
+        self.offset = self.aim_bias.copy()
         if self.aim_error > 0:
-            self.offset[:2] = self.rng.normal(0.0, self.aim_error, size=2)
+            self.offset[:2] += self.rng.normal(0.0, self.aim_error, size=2)
 
     def act(self, env: Any) -> tuple[np.ndarray, np.ndarray]:
         pose = privileged_pose(env)

@@ -2,7 +2,8 @@
 
 The scripted picker reads the cube pose (privileged); the dataset stores only what the policy sees: camera
 images, robot state, the task text, and the demonstrator's clean EE-delta command while a noisy one is executed
-(DART-style). Imperfection comes from a per-episode aiming error and from the few demos.
+(DART-style). Imperfection comes from a per-episode aiming error, an optional constant aiming bias (a miscalibrated
+demonstrator) and from the few demos.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def record_demos(
     episodes: int,
     noise_std: float,
     aim_error: float,
+    aim_bias: list[float] | None = None,
     keep_failures: bool = False,
     fresh: bool = False,
 ) -> DemoReport:
@@ -81,7 +83,7 @@ def record_demos(
         "pirlctl/demos", fps=FPS, features=dataset_features(settings), root=root, use_videos=False
     )
     env = make_env(settings)
-    picker = ScriptedPicker(noise_std=noise_std, aim_error=aim_error, seed=settings.seed)
+    picker = ScriptedPicker(noise_std=noise_std, aim_error=aim_error, aim_bias=aim_bias, seed=settings.seed)
     saved = successes = frames = 0
     attempt = 0
     while saved < episodes:

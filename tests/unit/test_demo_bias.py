@@ -1,0 +1,57 @@
+"""pipeline.demo_aim_bias: a miscalibrated demonstrator aims at a constant offset from the cube; its labels carry
+the offset, the demo cache key tells biased and unbiased demos apart, and bad values are refused in one line."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pirlctl.config.run_config import RunConfigError, load_run_config
+from pirlctl.envs.pick_cube import ScriptedPicker
+from pirlctl.pipeline.train_job import TrainJob
+from pirlctl.policies.loading import DEFAULT_RUN_CONFIG
+
+
+def _env(cube, tcp):
+    sensors = {"block_pos": np.asarray(cube, float), "2f85/pinch_pos": np.asarray(tcp, float)}
+    data = SimpleNamespace(sensor=lambda name: SimpleNamespace(data=sensors[name]))
+    return SimpleNamespace(unwrapped=SimpleNamespace(_data=data))
+
+
+def _descend_label(bias):
+    """The clean label once the picker hovers above where it believes the cube is."""
+    picker = ScriptedPicker(aim_bias=bias)
+    cube = np.array([0.40, 0.0, 0.02])
+    believed = cube + np.asarray(bias or [0, 0, 0])
+    picker.act(_env(cube, believed + [0, 0, 0.05]))  # hovering above the believed cube: switches to descend
+    assert picker.phase == "descend"
+    _, label = picker.act(_env(cube, believed + [0, 0, 0.05]))
+    return label
+
+
+def test_a_biased_demonstrator_descends_beside_the_cube_and_an_unbiased_one_onto_it():
+    unbiased = _descend_label(None)
+    assert unbiased[:2] == pytest.approx([0.0, 0.0])  # straight down onto the cube
+    assert unbiased[2] < 0
+    biased = _descend_label([0.0, 0.015, 0.0])
+    assert biased[:3] == pytest.approx(unbiased[:3])  # it descends the same way, 1.5 cm beside the cube
+    picker = ScriptedPicker(aim_bias=[0.0, 0.015, 0.0])
+    _, label = picker.act(_env([0.40, 0.0, 0.02], [0.40, 0.0, 0.07]))  # above the true cube: moves to +y
+    assert label[1] == pytest.approx(0.015 / ScriptedPicker.STEP)
+
+
+def test_the_bias_is_part_of_the_demo_cache_key_and_zero_keeps_the_old_key():
+    base = load_run_config(DEFAULT_RUN_CONFIG)
+    zero = load_run_config(DEFAULT_RUN_CONFIG, ["--pipeline.demo_aim_bias=[0.0,0.0,0.0]"])
+    biased = load_run_config(DEFAULT_RUN_CONFIG, ["--pipeline.demo_aim_bias=[0.0,0.015,0.0]"])
+    assert TrainJob(base).demo_key == TrainJob(zero).demo_key
+    assert TrainJob(biased).demo_key != TrainJob(base).demo_key
+    assert TrainJob(biased).sft_key != TrainJob(base).sft_key
+
+
+@pytest.mark.parametrize("value", ["[0.0,0.01]", "[0.0,NaN,0.0]"])
+def test_a_bad_bias_is_refused_naming_the_field(value):
+    with pytest.raises(RunConfigError, match=r"pipeline.demo_aim_bias=.* is invalid; give three finite offsets"):
+        load_run_config(DEFAULT_RUN_CONFIG, [f"--pipeline.demo_aim_bias={value}"])
