@@ -78,10 +78,14 @@ def test_second_run_reuses_every_stage(trained):
 
 def test_eval_on_the_saved_checkpoint_and_one_line_errors(trained, tmp_path):
     run, _, _ = trained
-    proc = _pirlctl("eval", str(run / "checkpoints" / "last"), "--episodes", "1", "--json")
+    proc = _pirlctl("eval", str(run / "checkpoints" / "last"), "--episodes", "2", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rep = json.loads(proc.stdout)
-    assert rep["episodes"] == 1 and 0.0 <= rep["ci95_low"] <= rep["success_rate"] <= rep["ci95_high"] <= 1.0
+    assert rep["episodes"] == 2 and 0.0 <= rep["ci95_low"] <= rep["success_rate"] <= rep["ci95_high"] <= 1.0
+    # the job evaluated the same checkpoint in two processes (one episode each): merged, it is this one evaluation
+    split = json.loads((run / "eval_rl.json").read_text())
+    for key in ("episodes", "successes", "mean_return", "mean_length", "env_steps", "ci95_low", "ci95_high"):
+        assert split[key] == pytest.approx(rep[key]), key
 
     missing = _pirlctl("eval", str(tmp_path / "nope"), "--episodes", "1")
     assert missing.returncode == 2

@@ -30,7 +30,14 @@ def test_pi_rl_run_config_keeps_policy_type_and_takes_dotted_overrides():
 
 
 @pytest.mark.parametrize(
-    "name", ["pick_cube_tiny", "pick_cube_tiny_flow_noise", "pick_cube_tiny_1actor", "pick_cube_tiny_full_range"]
+    "name",
+    [
+        "pick_cube_tiny",
+        "pick_cube_tiny_flow_noise",
+        "pick_cube_tiny_1actor",
+        "pick_cube_tiny_exact_demos",
+        "pick_cube_tiny_full_range",
+    ],
 )
 def test_shipped_configs_parse(name):
     cfg = load_run_config(CONFIGS_DIR / f"{name}.json")

@@ -16,6 +16,9 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         checkpoint: Path = typer.Argument(..., help="Checkpoint folder, run folder, or a LeRobot policy folder."),
         episodes: int = typer.Option(50, help="Evaluation episodes."),
+        first_episode: int = typer.Option(
+            0, "--first-episode", help="Index of the first episode (seeds follow it): to split one evaluation."
+        ),
         config_path: Path | None = typer.Option(
             None, "--config_path", "--config-path", help="Run config (default: the checkpoint's own)."
         ),
@@ -34,6 +37,8 @@ def register(app: typer.Typer) -> None:
 
             if episodes < 1:
                 raise RunConfigError(f"--episodes={episodes} is invalid; use 1 or more")
+            if first_episode < 0:
+                raise RunConfigError(f"--first-episode={first_episode} is invalid; use 0 or more")
             policy_dir = checkpoint
             conf = config_path
             if (checkpoint / "config.json").is_file() and (checkpoint / "model.safetensors").is_file():
@@ -46,7 +51,9 @@ def register(app: typer.Typer) -> None:
                 policy_dir = info.path / "pretrained_model"
                 conf = conf or info.path / "run_config.json"
             cfg = load_run_config(conf, overrides(ctx))
-            report = evaluate_policy_dir(cfg, policy_dir, episodes=episodes, strip_path=strip)
+            report = evaluate_policy_dir(
+                cfg, policy_dir, episodes=episodes, first_episode=first_episode, strip_path=strip
+            )
             report.checkpoint = str(checkpoint if policy_dir == checkpoint else policy_dir.parent)
             return report
 

@@ -118,6 +118,8 @@ class PipelineSettings:
     sft_lr: float = 1e-3
     # ODE evaluation episodes before and after RL (>= 50 for the published figures).
     eval_episodes: int = 50
+    # Evaluation processes run side by side, each on a consecutive range of the episodes (same result as one).
+    eval_workers: int = 2
     # Where demos, the SFT policy and its evaluation are cached, keyed by the settings that produce them.
     cache_dir: str = ".cache/pirlctl"
     # Alarm: approx_kl of a PPO iteration above this.
@@ -166,6 +168,8 @@ class PiRLRunConfig:
         if getattr(self.algorithm, "policy_config", None) is None:
             self.algorithm.policy_config = self.policy
         rt = self.runtime
+        if not isinstance(self.pipeline.eval_workers, int) or self.pipeline.eval_workers < 1:
+            raise RunConfigError(f"pipeline.eval_workers={self.pipeline.eval_workers!r} is invalid; use 1 or more")
         for name in ("num_actors", "rollout_chunks", "total_env_steps", "checkpoint_every"):
             value = getattr(rt, name)
             if not isinstance(value, int) or value < 1:

@@ -1,8 +1,9 @@
 """ODE evaluation: the one evaluation everyone uses (flow_ode with the training K, fixed episode seeds).
 
-Success rate with a Wilson 95% interval, mean return, optional PNG strip of the first episode. Episode seeds are
-``env.seed + EVAL_SEED_OFFSET + j``: the same cube positions for every policy evaluated with the same settings,
-disjoint from demo and training seeds.
+Success rate with a Wilson 95% interval, mean return, optional PNG strip of the first episode. Episode j's seed is
+``env.seed + EVAL_SEED_OFFSET + j``, for the cube position and for the ODE's initial noise: every policy evaluated
+with the same settings meets the same episodes (a paired comparison), disjoint from demo and training seeds, and an
+evaluation split over processes (:func:`merge_eval_reports`) gives exactly the result of one process.
 """
 
 from __future__ import annotations
@@ -54,11 +55,13 @@ def evaluate_algorithm(
     cfg: PiRLRunConfig,
     *,
     episodes: int,
+    first_episode: int = 0,
     label: str = "",
     strip_path: str | Path | None = None,
     env: Any = None,
 ) -> EvalReport:
-    """Run ``episodes`` ODE episodes of ``algo`` (a PiRLAlgorithm) and summarise them."""
+    """Run ODE episodes ``first_episode ..< first_episode + episodes`` of ``algo`` (a PiRLAlgorithm) and summarise
+    them; the strip shows the first of them."""
     started = time.monotonic()
     env = env if env is not None else make_env(cfg.env)
     tokens = tokenize_task(cfg.env.instruction, cfg.policy, 1)[0]
@@ -66,16 +69,19 @@ def evaluate_algorithm(
     high = np.asarray(env.action_space.high, dtype=np.float32)
     successes, returns, lengths, steps = 0, [], [], 0
     frames: list[np.ndarray] = []
-    for j in range(episodes):
-        obs = reset_episode(env, cfg.env.seed + EVAL_SEED_OFFSET + j)
+    generator = torch.Generator(device=algo.device)
+    for j in range(first_episode, first_episode + episodes):
+        seed = cfg.env.seed + EVAL_SEED_OFFSET + j
+        obs = reset_episode(env, seed)
+        generator.manual_seed(seed)
         ret, length, done, success = 0.0, 0, False, False
         while not done:
             pobs = observation_to_policy(obs, cfg.env)
             pobs[LANGUAGE_TOKENS_KEY] = tokens[0]
             batch = {k: v.unsqueeze(0).to(algo.device) for k, v in pobs.items()}
-            chunk = algo.act(batch, deterministic=True).actions[0].cpu().numpy()
+            chunk = algo.act(batch, deterministic=True, generator=generator).actions[0].cpu().numpy()
             for a in chunk:
-                if j == 0 and strip_path is not None and length % 3 == 0:
+                if j == first_episode and strip_path is not None and length % 3 == 0:
                     frames.append(np.concatenate([obs["pixels"][c] for c in cfg.env.cameras], axis=1))
                 obs, r, terminated, truncated, info = env.step(np.clip(a, low, high))
                 ret += float(r)
@@ -110,8 +116,36 @@ def evaluate_algorithm(
     )
 
 
+def merge_eval_reports(parts: list[EvalReport]) -> EvalReport:
+    """One report from evaluations of consecutive episode ranges (run side by side): counts and means pooled,
+    the interval recomputed from the pooled count, wall time that of the slowest part."""
+    if not parts:
+        raise ValueError("no evaluation parts to merge")
+    n = sum(p.episodes for p in parts)
+    successes = sum(p.successes for p in parts)
+    lo, hi = wilson_interval(successes, n)
+    return EvalReport(
+        checkpoint=parts[0].checkpoint,
+        episodes=n,
+        successes=successes,
+        success_rate=successes / max(n, 1),
+        ci95_low=lo,
+        ci95_high=hi,
+        mean_return=sum(p.mean_return * p.episodes for p in parts) / max(n, 1),
+        mean_length=sum(p.mean_length * p.episodes for p in parts) / max(n, 1),
+        env_steps=sum(p.env_steps for p in parts),
+        seconds=max(p.seconds for p in parts),
+        strip=next((p.strip for p in parts if p.strip), None),
+    )
+
+
 def evaluate_policy_dir(
-    cfg: PiRLRunConfig, policy_dir: str | Path, *, episodes: int, strip_path: str | Path | None = None
+    cfg: PiRLRunConfig,
+    policy_dir: str | Path,
+    *,
+    episodes: int,
+    first_episode: int = 0,
+    strip_path: str | Path | None = None,
 ) -> EvalReport:
     """ODE evaluation of a LeRobot policy folder (an SFT output or a checkpoint's pretrained_model)."""
     from pirlctl.runtime.learner import build_algorithm
@@ -119,4 +153,6 @@ def evaluate_policy_dir(
     cfg.policy_path = str(policy_dir)
     torch.manual_seed(cfg.seed)
     algo = build_algorithm(cfg, cfg.runtime.actor_device)
-    return evaluate_algorithm(algo, cfg, episodes=episodes, label=str(policy_dir), strip_path=strip_path)
+    return evaluate_algorithm(
+        algo, cfg, episodes=episodes, first_episode=first_episode, label=str(policy_dir), strip_path=strip_path
+    )

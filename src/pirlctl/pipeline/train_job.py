@@ -9,6 +9,7 @@ process, see ``envs.pick_cube``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -48,6 +49,11 @@ class TrainJobReport:
     curve_png: str
     stages_reused: list[str] = field(default_factory=list)
     interrupted: bool = False
+
+
+# Version of the evaluation protocol: a cached SFT evaluation made under another one is not reused.
+# 2: the ODE's initial noise is seeded per episode (paired comparisons; split evaluations give the same result).
+EVAL_PROTOCOL = 2
 
 
 def _key(*parts: Any) -> str:
@@ -96,7 +102,8 @@ class TrainJob:
         self.sft_key = _key(self.demo_key, pol_json, p.sft_steps, p.sft_batch_size, p.sft_lr, cfg.seed)
         self.demo_dir = self.cache / f"demos-{self.demo_key}"
         self.sft_dir = self.cache / f"sft-{self.sft_key}"
-        self.sft_eval = self.cache / f"eval-{self.sft_key}-{_key(cfg.pirl.num_denoise_steps, p.eval_episodes)}.json"
+        eval_key = _key(cfg.pirl.num_denoise_steps, p.eval_episodes, EVAL_PROTOCOL)
+        self.sft_eval = self.cache / f"eval-{self.sft_key}-{eval_key}.json"
 
     # -- stages ------------------------------------------------------------------------------------------
     def pretrain(self) -> None:
@@ -132,22 +139,41 @@ class TrainJob:
             self.reused.append(STAGE_SFT)
 
     def evaluate(self, target: str, out_json: Path, stage: str, strip: Path | None = None) -> dict[str, Any]:
-        """ODE evaluation in a child process (``pirlctl eval``); cached in ``out_json``."""
+        """ODE evaluation in child processes (``pirlctl eval``, ``pipeline.eval_workers`` of them side by side on
+        consecutive episode ranges, merged); cached in ``out_json``."""
+        from pirlctl.pipeline.evaluate import EvalReport, merge_eval_reports
+
         if out_json.is_file() and not self.fresh:
             self.reused.append(stage)
             return json.loads(out_json.read_text())
         n = self.cfg.pipeline.eval_episodes
-        self.on_event(stage, f"ODE evaluation, {n} episodes")
-        args = ["eval", target, "--config_path", str(self.run_dir / "run_config.json"), "--episodes", str(n), "--json"]
-        if strip is not None:
-            args += ["--strip", str(strip)]
-        proc = subprocess.run(_pirlctl(*args), capture_output=True, text=True, env=_child_env())
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise RuntimeError(f"evaluation of {target} failed: {tail[0]}")
+        workers = min(self.cfg.pipeline.eval_workers, n)
+        self.on_event(stage, f"ODE evaluation, {n} episodes, {workers} process(es)")
+        bounds = [n * w // workers for w in range(workers + 1)]
+        procs = []
+        for w in range(workers):
+            args = ["eval", target, "--config_path", str(self.run_dir / "run_config.json"), "--json"]
+            args += ["--episodes", str(bounds[w + 1] - bounds[w]), "--first-episode", str(bounds[w])]
+            if strip is not None and w == 0:
+                args += ["--strip", str(strip)]
+            procs.append(
+                subprocess.Popen(
+                    _pirlctl(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_child_env()
+                )
+            )
+        parts = []
+        for proc in procs:
+            stdout, stderr = proc.communicate()
+            if proc.returncode != 0:
+                for other in procs:
+                    other.kill()
+                tail = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
+                raise RuntimeError(f"evaluation of {target} failed: {tail[0]}")
+            parts.append(EvalReport(**json.loads(stdout)))
+        report = dataclasses.asdict(merge_eval_reports(parts))
         out_json.parent.mkdir(parents=True, exist_ok=True)
-        out_json.write_text(proc.stdout)
-        return json.loads(proc.stdout)
+        out_json.write_text(json.dumps(report, indent=2) + "\n")
+        return report
 
     def rl(self, watch: Callable[[list[subprocess.Popen]], bool]) -> bool:
         """Learner and actors as child processes; returns False when interrupted. Resumes from a checkpoint."""
