@@ -29,27 +29,53 @@ def replace_section(text: str, name: str, body: str) -> str:
     return text + "\n" + block + "\n"
 
 
+def _job_minutes(run: Path) -> str:
+    """Whole-job wall clock of the invocation that finished the run, as its report states it."""
+    report = run / "report.md"
+    match = (
+        re.search(r"whole job wall clock \(this invocation\) \| ([0-9.]+) min", report.read_text())
+        if report.exists()
+        else None
+    )
+    return f"{match.group(1)} min" if match else "—"
+
+
+def _demos(cfg: dict) -> str:
+    bias = cfg.get("pipeline", {}).get("demo_aim_bias") or [0, 0, 0]
+    if not any(bias):
+        return "exact"
+    return "bias " + ", ".join(f"{axis} {100 * b:+.1f} cm" for axis, b in zip("xyz", bias, strict=True) if b)
+
+
+def _noise(algo: dict) -> str:
+    if algo.get("noise_method") == "flow_noise":
+        return "learned"
+    a, final = algo.get("noise_level"), algo.get("noise_level_final")
+    return f"{a:g}" if final is None or not algo.get("noise_anneal_iters") else f"{a:g}→{final:g}"
+
+
 def main_job_table(runs: list[Path]) -> str:
     lines = [
-        "| run | seed | method | shaping | actor lr | trainable | SFT success [95% CI] | after PI-RL [95% CI] "
-        "| lift | CIs overlap | env steps | RL wall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | seed | method | demos | render | noise a | actor lr | SFT success [95% CI] | after PI-RL [95% CI] "
+        "| lift | CIs overlap | eval eps | env steps | RL wall | job wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         sft = json.loads((run / "eval_sft.json").read_text())
         rl = json.loads((run / "eval_rl.json").read_text())
         cfg = json.loads((run / "run_config.json").read_text())
+        algo = cfg["algorithm"]
         train = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
         wall = (train[-1]["time"] - train[0]["time"]) / 60 if len(train) > 1 else float("nan")
         overlap = not (rl["ci95_low"] > sft["ci95_high"] or sft["ci95_low"] > rl["ci95_high"])
         lines.append(
-            f"| {run.name} | {cfg.get('seed')} | {cfg['algorithm'].get('noise_method')} "
-            f"| {cfg['env'].get('shaping', 0)} | {cfg['algorithm'].get('actor_lr'):g} "
-            f"| {cfg['algorithm'].get('trainable')} "
+            f"| {run.name} | {cfg.get('seed')} | {algo.get('noise_method')} | {_demos(cfg)} "
+            f"| {cfg['env'].get('render_geometry', 'visual')} | {_noise(algo)} | {algo.get('actor_lr'):g} "
             f"| {sft['success_rate']:.0%} [{sft['ci95_low']:.0%}, {sft['ci95_high']:.0%}] "
             f"| {rl['success_rate']:.0%} [{rl['ci95_low']:.0%}, {rl['ci95_high']:.0%}] "
             f"| {100 * (rl['success_rate'] - sft['success_rate']):+.0f} pts | {'yes' if overlap else 'no'} "
-            f"| {train[-1]['train/env_steps'] if train else 0} | {wall:.1f} min |"
+            f"| {rl['episodes']} | {train[-1]['train/env_steps'] if train else 0} | {wall:.1f} min "
+            f"| {_job_minutes(run)} |"
         )
     return "\n".join(lines)
 

@@ -8,39 +8,67 @@ from pathlib import Path
 
 import pirlctl  # noqa: F401
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
-from pirlctl.config.run_config import EnvSettings, PiRLRunConfig, RuntimeSettings, encode_run_config
+from pirlctl.config.run_config import EnvSettings, PipelineSettings, PiRLRunConfig, RuntimeSettings, encode_run_config
 from pirlctl.policies.loading import TINY_XVLA_CONFIG, load_policy_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# The demonstrator of the default job is miscalibrated: it believes the cube sits 2 cm further along +y than it
+# does (pipeline.demo_aim_bias). Behaviour cloning copies that offset; the reward does not reward it. With exactly
+# aimed demos the SFT policy's failures are cube localisation from 64 px images, which RL on 2 CPU cores does not
+# fix within the 20-minute budget (docs/benchmarks.md): pick_cube_tiny_exact_demos keeps that task.
+DEMO_AIM_BIAS = [0.0, 0.02, 0.0]
+
+
 def tiny_algorithm(**kw) -> PiRLConfig:
     """PI-RL settings for the tiny X-VLA on CPU: reference K and clip, a small lr (a few-demo BC policy is easily
-    pushed off its data), a lower noise level (0.3, RLinf's choice for easier tasks), one ratio per (row, dim)
-    (the summed chunk log-prob of 16 terms moved ratios too far per step), target-KL early stopping; the runs behind
-    these choices are in docs/benchmarks.md."""
+    pushed off its data), the reference noise level 0.5 annealed to 0.2 over 25 iterations (exploration early, the
+    trained chain close to the ODE one that is evaluated), one ratio per (row, dim) (the summed chunk log-prob of
+    16 terms moved ratios too far per step), target-KL early stopping; the runs behind these choices are in
+    docs/benchmarks.md."""
     base = dict(
-        actor_lr=3e-5,
+        actor_lr=6e-5,
         value_lr=1e-3,
         minibatch_size=64,
         ppo_epochs=4,
         n_exec=4,
         num_denoise_steps=4,
-        noise_level=0.3,
+        noise_level=0.5,
+        noise_level_final=0.2,
+        noise_anneal_iters=25,
         logprob_reduction="token_level",
-        target_kl=0.02,
+        target_kl=0.03,
         critic_warmup_iters=1,
     )
     base.update(kw)
     return PiRLConfig(**base)
 
 
-def run(name: str, algorithm: PiRLConfig, runtime: RuntimeSettings, env: EnvSettings | None = None, **kw) -> None:
+def tiny_env(**kw) -> EnvSettings:
+    """Cube within +-3 cm; shaping: policy-invariant, and the critic's only signal between sparse successes;
+    collision-hull rendering: ~2x the env steps per second on CPU (docs/benchmarks.md)."""
+    return EnvSettings(**{"cube_range": 0.03, "shaping": 1.0, "render_geometry": "collision", **kw})
+
+
+def tiny_pipeline(**kw) -> PipelineSettings:
+    """20 demos of the miscalibrated demonstrator; 100 evaluation episodes (intervals of about +-10 points)."""
+    return PipelineSettings(**{"demo_aim_bias": DEMO_AIM_BIAS, "eval_episodes": 100, **kw})
+
+
+def run(
+    name: str,
+    algorithm: PiRLConfig,
+    runtime: RuntimeSettings,
+    env: EnvSettings | None = None,
+    pipeline: PipelineSettings | None = None,
+    **kw,
+) -> None:
     cfg = PiRLRunConfig(
         policy=load_policy_config(TINY_XVLA_CONFIG),
         algorithm=algorithm,
-        # shaping: policy-invariant, and the critic's only signal between sparse successes (docs/benchmarks.md)
-        env=env or EnvSettings(cube_range=0.03, shaping=1.0),
+        env=env or tiny_env(),
+        pipeline=pipeline or tiny_pipeline(),
         runtime=runtime,
         output_dir=f"runs/{name}",
         **kw,
@@ -52,13 +80,17 @@ def run(name: str, algorithm: PiRLConfig, runtime: RuntimeSettings, env: EnvSett
 
 if __name__ == "__main__":
     # two actors: on 2 cores the learner idles while actors render, so two actors nearly double env throughput
-    default_runtime = RuntimeSettings(num_actors=2, rollout_chunks=128, total_env_steps=12_000, checkpoint_every=2)
+    default_runtime = RuntimeSettings(num_actors=2, rollout_chunks=128, total_env_steps=30_000, checkpoint_every=2)
     run("pick_cube_tiny", tiny_algorithm(), default_runtime)
     run("pick_cube_tiny_flow_noise", tiny_algorithm(noise_method="flow_noise"), default_runtime)
     run(
         "pick_cube_tiny_1actor",
         tiny_algorithm(),
-        RuntimeSettings(num_actors=1, rollout_chunks=256, total_env_steps=12_000, checkpoint_every=2),
+        RuntimeSettings(num_actors=1, rollout_chunks=256, total_env_steps=30_000, checkpoint_every=2),
+    )
+    # the task with exactly aimed demos: the SFT policy fails on cube localisation, which RL here barely moves
+    run(
+        "pick_cube_tiny_exact_demos", tiny_algorithm(), default_runtime, pipeline=tiny_pipeline(demo_aim_bias=[0, 0, 0])
     )
     # gym_hil's full cube range: the tiny X-VLA does not learn to localise the cube from 64 px (docs/benchmarks.md)
-    run("pick_cube_tiny_full_range", tiny_algorithm(), default_runtime, env=EnvSettings(cube_range=None, shaping=1.0))
+    run("pick_cube_tiny_full_range", tiny_algorithm(), default_runtime, env=tiny_env(cube_range=None))
