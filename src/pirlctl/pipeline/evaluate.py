@@ -151,6 +151,9 @@ def evaluate_policy_dir(
     from pirlctl.runtime.learner import build_algorithm
 
     cfg.policy_path = str(policy_dir)
+    # like the actor: one intra-op thread (side-by-side evaluation processes otherwise oversubscribe the cores)
+    if cfg.runtime.torch_threads > 0:
+        torch.set_num_threads(cfg.runtime.torch_threads)
     torch.manual_seed(cfg.seed)
     algo = build_algorithm(cfg, cfg.runtime.actor_device)
     return evaluate_algorithm(
