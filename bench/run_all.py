@@ -80,6 +80,38 @@ def main_job_table(runs: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def main_job_plot(runs: list[Path], out_png: Path, window: int = 50) -> Path:
+    """Each run's training success (its own stochastic sampler, rolling ``window`` episodes) vs env steps, with its
+    SFT and after-RL ODE evaluations as dashed/dotted levels, one panel per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pirlctl import metrics as M
+    from pirlctl.metrics import read_metrics
+    from pirlctl.reporting.plots import cumulative_env_steps, rolling
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), sharey=True, squeeze=False)
+    for ax, run in zip(axes[0], runs, strict=True):
+        episodes = read_metrics(run / "metrics.jsonl", "episode")
+        success = [float(bool(r.get(M.ACTOR_SUCCESS))) for r in episodes]
+        ax.plot(cumulative_env_steps(episodes), rolling(success, window), label=f"training (rolling {window})")
+        sft = json.loads((run / "eval_sft.json").read_text())["success_rate"]
+        rl = json.loads((run / "eval_rl.json").read_text())["success_rate"]
+        ax.axhline(sft, ls="--", color="gray", label=f"SFT, ODE eval {sft:.0%}")
+        ax.axhline(rl, ls=":", color="tab:red", label=f"after RL, ODE eval {rl:.0%}")
+        ax.set_title(run.name)
+        ax.set_xlabel("env steps")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0][0].set_ylabel("success rate")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+    return out_png
+
+
 def main() -> None:
     from bench.b1_b3_sampling import b1, b3, render
     from bench.common import machine
@@ -106,7 +138,8 @@ def main() -> None:
 
         b5_learning.main([])
     if args.runs:
-        sections.append(("main-job", main_job_table(args.runs)))
+        png = main_job_plot(args.runs, DOC.parent / "main_job_curves.png")
+        sections.append(("main-job", main_job_table(args.runs) + f"\n\n![main-job learning curves]({png.name})"))
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     for name, body in sections:  # each section is written as soon as all are measured
         text = replace_section(text, name, stamp + "\n\n" + body)
