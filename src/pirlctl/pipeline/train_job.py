@@ -95,10 +95,7 @@ class TrainJob:
         env_json = draccus.encode(cfg.env)
         pol_json = encode_run_config(cfg)["policy"]
         p = cfg.pipeline
-        demo_parts: list[Any] = [env_json, p.demo_episodes, p.demo_noise_std, p.demo_aim_error]
-        if any(p.demo_aim_bias):  # keys of unbiased demos stay as they were
-            demo_parts.append(list(p.demo_aim_bias))
-        self.demo_key = _key(*demo_parts)
+        self.demo_key = _key(env_json, p.demo_episodes, p.demo_noise_std, p.demo_aim_error, list(p.demo_aim_bias))
         self.sft_key = _key(self.demo_key, pol_json, p.sft_steps, p.sft_batch_size, p.sft_lr, cfg.seed)
         self.demo_dir = self.cache / f"demos-{self.demo_key}"
         self.sft_dir = self.cache / f"sft-{self.sft_key}"
