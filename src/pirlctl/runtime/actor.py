@@ -255,6 +255,8 @@ class Actor:
                     break
             self.env_time += time.perf_counter() - t1
             chunk_reward = reward
+            # The time limit ends the task unless pirl.bootstrap_time_limit says to look past it.
+            ended = terminated or (truncated and not self.cfg.pirl.bootstrap_time_limit)
             if self.cfg.env.shaping:
                 phi_next = progress_potential(self.env)
                 chunk_reward = shaped_reward(
@@ -263,7 +265,7 @@ class Actor:
                     phi_next,
                     gamma=self.cfg.pirl.gamma,
                     weight=self.cfg.env.shaping,
-                    terminal=terminated,
+                    terminal=ended,
                 )
                 self.phi = phi_next
             self.actions_done += n
@@ -271,8 +273,8 @@ class Actor:
             ep["length"] += n
             last = i == self.cfg.runtime.rollout_chunks - 1
             done = terminated or truncated
-            boot = 0.0
-            if truncated or (last and not done):
+            boot = 0.0  # with truncated set, chunk_gae bootstraps from this: 0 when the time limit ended the task
+            if (done and not ended) or (last and not done):
                 nb = {k: v.unsqueeze(0).to(device) for k, v in self._policy_obs(obs).items()}
                 t2 = time.perf_counter()
                 boot = float(self.algo.value(nb)[0])

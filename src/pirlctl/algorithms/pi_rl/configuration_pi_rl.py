@@ -72,6 +72,12 @@ class PiRLConfig(RLAlgorithmConfig):
     gamma: float = 0.99
     # GAE λ per chunk.
     gae_lambda: float = 0.95
+    # What the env's time limit means. False: it is part of the task (success must come within
+    # max_episode_steps, as evaluation counts it), so a time-limited episode ends there like a terminated one: no
+    # V(final obs) bootstrap, and the shaping potential is 0 at every episode end (the shaped return is then exactly
+    # the sparse one minus w·Phi(s_0)). True: the infinite-horizon view, bootstrap V(final obs) at the limit and
+    # keep Phi(s_T); a critic that overrates "cube held, not lifted" states then pays the policy for ending there.
+    bootstrap_time_limit: bool = False
     # PPO clip range ε on the probability ratio.
     clip_ratio: float = 0.2
     # Value clipping range around the rollout's value (None disables value clipping).
