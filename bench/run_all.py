@@ -30,14 +30,11 @@ def replace_section(text: str, name: str, body: str) -> str:
 
 
 def _job_minutes(run: Path) -> str:
-    """Whole-job wall clock of the invocation that finished the run, as its report states it."""
-    report = run / "report.md"
-    match = (
-        re.search(r"whole job wall clock \(this invocation\) \| ([0-9.]+) min", report.read_text())
-        if report.exists()
-        else None
-    )
-    return f"{match.group(1)} min" if match else "—"
+    """Whole-job wall clock of the invocation that finished the run (its report.json; runs older than it: "—")."""
+    report = run / "report.json"
+    if not report.exists():
+        return "—"
+    return f"{json.loads(report.read_text())['total_wall_seconds'] / 60:.1f} min"
 
 
 def _demos(cfg: dict) -> str:

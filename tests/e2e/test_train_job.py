@@ -51,6 +51,7 @@ def test_train_writes_the_run_folder_and_the_report_comes_from_the_metrics(train
         "metrics.jsonl",
         "learning_curve.png",
         "report.md",
+        "report.json",
         "eval_sft.json",
         "eval_rl.json",
         "learner.log",
@@ -64,6 +65,7 @@ def test_train_writes_the_run_folder_and_the_report_comes_from_the_metrics(train
     assert report["sft_success"] == sft["success_rate"] and report["rl_success"] == rl["success_rate"]
     assert report["rl_ci95"] == [rl["ci95_low"], rl["ci95_high"]]
     assert report["env_steps"] == train[-1]["train/env_steps"] >= 64
+    assert json.loads((run / "report.json").read_text()) == report  # what --json printed, kept in the run folder
     md = (run / "report.md").read_text()
     assert f"| {report['iterations']} |" in md and f"{100 * rl['success_rate']:.1f}%" in md
     assert json.loads((run / "run_config.json").read_text())["policy_path"]  # RL started from the SFT policy

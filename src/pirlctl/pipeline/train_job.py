@@ -295,6 +295,7 @@ class TrainJob:
             interrupted=not finished,
         )
         write_report(report, self.cfg, Path(report.report_md), sft_eval=sft, rl_eval=rl, train=train)
+        (self.run_dir / "report.json").write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
         return report
 
 
