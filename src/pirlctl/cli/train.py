@@ -53,7 +53,9 @@ def register(app: typer.Typer) -> None:
                 from rich.markdown import Markdown
 
                 console.print(Markdown(Path(report.report_md).read_text()))
-                console.print(f"run folder: {report.run_dir} (report.md, report.json, learning_curve.png, metrics.jsonl)")
+                console.print(
+                    f"run folder: {report.run_dir} (report.md, report.json, learning_curve.png, metrics.jsonl)"
+                )
                 if report.interrupted:
                     console.print(
                         f"[yellow]stopped early with a checkpoint; resume with: pirlctl train --config_path "

@@ -27,6 +27,11 @@ class RunConfigError(PirlError, ValueError):
     """The run config is invalid; the message names the field and the fix."""
 
 
+# env.render_geometry -> the MuJoCo geom groups the cameras draw, in gym_hil's pick-cube scene: 0 = floor, cube and
+# target; 2 = the Panda's visual meshes; 3 = its collision hulls and finger pads.
+RENDER_GEOM_GROUPS: dict[str, tuple[int, ...]] = {"visual": (0, 1, 2), "collision": (0, 3)}
+
+
 @dataclass
 class EnvSettings:
     """The MuJoCo task the actor runs (gym_hil pick-cube by default)."""
@@ -188,9 +193,9 @@ class PiRLRunConfig:
             raise RunConfigError(
                 f"pipeline.demo_aim_bias={bias!r} is invalid; give three finite offsets in metres, e.g. [0, 0.015, 0]"
             )
-        if self.env.render_geometry not in ("visual", "collision"):
+        if self.env.render_geometry not in RENDER_GEOM_GROUPS:
             raise RunConfigError(
-                f"env.render_geometry={self.env.render_geometry!r} is invalid; use 'visual' or 'collision'"
+                f"env.render_geometry={self.env.render_geometry!r} is invalid; use one of {sorted(RENDER_GEOM_GROUPS)}"
             )
         if not (isinstance(self.env.shaping, int | float) and 0.0 <= self.env.shaping < float("inf")):
             raise RunConfigError(f"env.shaping={self.env.shaping!r} is invalid; use a weight >= 0 (0 turns it off)")

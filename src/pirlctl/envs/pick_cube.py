@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pirlctl.config.run_config import EnvSettings
+from pirlctl.config.run_config import RENDER_GEOM_GROUPS, EnvSettings
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
@@ -64,11 +64,6 @@ def set_cube_range(half_width: float | None) -> None:
     else:
         cx, cy = CUBE_CENTRE
         pick._SAMPLING_BOUNDS = np.asarray([[cx - half_width, cy - half_width], [cx + half_width, cy + half_width]])
-
-
-# MuJoCo geom groups in gym_hil's pick-cube scene: 0 = floor, cube and target; 2 = the Panda's visual meshes;
-# 3 = its collision hulls and finger pads.
-RENDER_GEOM_GROUPS = {"visual": (0, 1, 2), "collision": (0, 3)}
 
 
 def render_geom_groups(geometry: str) -> tuple[int, ...]:
