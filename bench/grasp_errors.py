@@ -3,14 +3,16 @@ the moment it first closes, split into successes and failures (reads the simulat
 
     python -m bench.grasp_errors RUN_CONFIG.json POLICY_DIR [POLICY_DIR ...] --episodes 30
 
-Each policy gets the same episode seeds as ``pirlctl eval``. A failure is counted as an x-miss when the
-offset's |x| exceeds 2.5 cm (x is depth for the front camera), as a y-miss when |y| exceeds 1.2 cm, else "other".
+Each policy runs ``pirlctl eval``'s episodes (same seeds for the cube and the ODE's initial noise). A failure is
+counted as an x-miss when the offset's |x| exceeds 2.5 cm (x is depth for the front camera), as a y-miss when |y|
+exceeds 1.2 cm, else "other".
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,10 +27,10 @@ class Episode:
 
 
 def run_episodes(config_path: str, policy_dir: str, episodes: int, overrides: list[str]) -> list[Episode]:
+    """Evaluation episodes 0..episodes-1 exactly as ``pirlctl eval`` runs them, reading the offset at first close."""
     from pirlctl.config.run_config import load_run_config
-    from pirlctl.envs.pick_cube import is_success, make_env, observation_to_policy, privileged_pose, reset_episode
-    from pirlctl.pipeline.evaluate import EVAL_SEED_OFFSET
-    from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
+    from pirlctl.envs.pick_cube import make_env, privileged_pose
+    from pirlctl.pipeline.evaluate import evaluate_algorithm
     from pirlctl.runtime.learner import build_algorithm
 
     cfg = load_run_config(config_path, overrides)
@@ -36,25 +38,17 @@ def run_episodes(config_path: str, policy_dir: str, episodes: int, overrides: li
     torch.manual_seed(cfg.seed)
     algo = build_algorithm(cfg, "cpu")
     env = make_env(cfg.env)
-    tokens = tokenize_task(cfg.env.instruction, cfg.policy, 1)[0]
-    low, high = env.action_space.low, env.action_space.high
+    offsets: dict[int, np.ndarray] = {}
+
+    def at_close(episode: int, env: Any, action: np.ndarray) -> None:
+        if episode not in offsets and action[3] > 1.0:
+            pose = privileged_pose(env)
+            offsets[episode] = pose.tcp - pose.cube
+
     out = []
     for j in range(episodes):
-        obs = reset_episode(env, cfg.env.seed + EVAL_SEED_OFFSET + j)
-        offset, success, done = None, False, False
-        while not done:
-            pobs = observation_to_policy(obs, cfg.env)
-            pobs[LANGUAGE_TOKENS_KEY] = tokens[0]
-            chunk = algo.act({k: v.unsqueeze(0) for k, v in pobs.items()}, deterministic=True).actions[0].numpy()
-            for a in chunk:
-                if offset is None and a[3] > 1.0:
-                    pose = privileged_pose(env)
-                    offset = pose.tcp - pose.cube
-                obs, r, terminated, truncated, info = env.step(np.clip(a, low, high))
-                if terminated or truncated:
-                    done, success = True, is_success(float(r), bool(terminated), info)
-                    break
-        out.append(Episode(success, offset))
+        report = evaluate_algorithm(algo, cfg, episodes=1, first_episode=j, env=env, on_step=at_close)
+        out.append(Episode(report.successes == 1, offsets.get(j)))
     return out
 
 

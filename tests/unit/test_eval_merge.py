@@ -1,10 +1,17 @@
-"""Split evaluations merge into the one-process result: counts and means pooled, the interval recomputed."""
+"""Split evaluations merge into the one-process result: counts and means pooled, the interval recomputed; the
+evaluation loop's per-step hook."""
 
 from __future__ import annotations
 
-import pytest
+from types import SimpleNamespace
 
-from pirlctl.pipeline.evaluate import EvalReport, merge_eval_reports, wilson_interval
+import numpy as np
+import pytest
+import torch
+
+from pirlctl.config.run_config import load_run_config
+from pirlctl.pipeline.evaluate import EvalReport, evaluate_algorithm, merge_eval_reports, wilson_interval
+from pirlctl.policies.loading import DEFAULT_RUN_CONFIG
 
 
 def _part(successes, episodes, mean_length, seconds, strip=None):
@@ -37,3 +44,42 @@ def test_merged_report_pools_counts_and_recomputes_the_interval():
 def test_merging_nothing_is_an_error():
     with pytest.raises(ValueError, match="no evaluation parts"):
         merge_eval_reports([])
+
+
+class _ThreeStepEnv:
+    """Episodes of 3 steps; the 2nd episode (seed offset 1) succeeds."""
+
+    action_space = type("Box", (), {"low": -np.ones(4, np.float32), "high": np.full(4, 2.0, np.float32)})()
+
+    def reset(self, seed):
+        self.seed, self.t = seed, 0
+        return self._obs(), {}
+
+    def _obs(self):
+        return {"pixels": {"front": np.zeros((8, 8, 3), np.uint8)}, "agent_pos": np.zeros(18, np.float32)}
+
+    def step(self, action):
+        self.t += 1
+        done = self.t == 3
+        win = done and self.seed % 2 == 1
+        return self._obs(), float(win), win, done and not win, {"succeed": win}
+
+
+class _FixedChunkAlgo:
+    device = torch.device("cpu")
+
+    def act(self, batch, deterministic, generator):
+        assert deterministic
+        return SimpleNamespace(actions=torch.tensor([[[5.0, 0.0, -5.0, 3.0], [0.5, 0.0, 0.0, 0.0]]]))
+
+
+def test_on_step_sees_every_clipped_action_of_every_episode_before_it_is_stepped():
+    cfg = load_run_config(DEFAULT_RUN_CONFIG, ["--env.seed=0"])
+    cfg.env.cameras = ["front"]
+    seen = []
+    report = evaluate_algorithm(
+        _FixedChunkAlgo(), cfg, episodes=2, env=_ThreeStepEnv(), on_step=lambda j, env, a: seen.append((j, env.t, a))
+    )
+    assert [(j, t) for j, t, _ in seen] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    np.testing.assert_array_equal(seen[0][2], [2.0, 0.0, -1.0, 2.0])  # clipped to the action space
+    assert (report.episodes, report.successes, report.env_steps) == (2, 1, 6)

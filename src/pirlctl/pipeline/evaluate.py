@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,11 @@ def evaluate_algorithm(
     label: str = "",
     strip_path: str | Path | None = None,
     env: Any = None,
+    on_step: Callable[[int, Any, np.ndarray], None] | None = None,
 ) -> EvalReport:
     """Run ODE episodes ``first_episode ..< first_episode + episodes`` of ``algo`` (a PiRLAlgorithm) and summarise
-    them; the strip shows the first of them."""
+    them; the strip shows the first of them. ``on_step(episode, env, action)`` is called before every env step
+    (the clipped action), for tools that read the simulator during evaluation (bench/grasp_errors.py)."""
     started = time.monotonic()
     env = env if env is not None else make_env(cfg.env)
     tokens = tokenize_task(cfg.env.instruction, cfg.policy, 1)[0]
@@ -83,7 +86,10 @@ def evaluate_algorithm(
             for a in chunk:
                 if j == first_episode and strip_path is not None and length % 3 == 0:
                     frames.append(np.concatenate([obs["pixels"][c] for c in cfg.env.cameras], axis=1))
-                obs, r, terminated, truncated, info = env.step(np.clip(a, low, high))
+                action = np.clip(a, low, high)
+                if on_step is not None:
+                    on_step(j, env, action)
+                obs, r, terminated, truncated, info = env.step(action)
                 ret += float(r)
                 length += 1
                 if terminated or truncated:
