@@ -1,5 +1,7 @@
 """Render cost of pick-cube on this CPU: one camera render and one env step (both cameras), for gym_hil's visual
-meshes and for the collision hulls (``env.render_geometry``), side by side in one process.
+meshes and for the collision hulls (``env.render_geometry``), and an env step inside a 4-action chunk
+(``run_chunk``: the cameras render once per chunk, for the observation the policy reads), side by side in one
+process.
 
     python -m bench.render_speed [--image-size 64] [--repeats 5]
 """
@@ -15,11 +17,14 @@ from bench.common import fmt, machine, stats, timeit
 
 def measure(image_size: int, repeats: int) -> dict[str, dict[str, dict[str, float]]]:
     from pirlctl.config.run_config import EnvSettings
-    from pirlctl.envs.pick_cube import configure_renderer, make_env, reset_episode
+    from pirlctl.envs.pick_cube import configure_renderer, make_env, reset_episode, run_chunk
 
-    settings = EnvSettings(cube_range=0.03, image_size=image_size, render_geometry="visual")
+    # no time limit inside the timings: a truncated chunk stops after one action
+    settings = EnvSettings(cube_range=0.03, image_size=image_size, render_geometry="visual", max_episode_steps=10_000)
     env = make_env(settings)  # one GL context per process: reconfigure this env rather than make a second one
     hold = np.array([0.0, 0.0, 0.0, 1.0], dtype=np.float32)
+    chunk = np.stack([hold] * 4)
+    low, high = env.action_space.low, env.action_space.high
     out: dict[str, dict[str, dict[str, float]]] = {}
     for geometry in ("visual", "collision"):
         settings.render_geometry = geometry
@@ -34,6 +39,10 @@ def measure(image_size: int, repeats: int) -> dict[str, dict[str, dict[str, floa
         out[geometry] = {
             "render_ms": stats([1e3 * s for s in timeit(render_front, repeats=repeats, number=20)]),
             "step_ms": stats([1e3 * s for s in timeit(lambda: env.step(hold), repeats=repeats, number=20)]),
+            # ms per chunk of 4 actions
+            "chunk_step_ms": stats(
+                [1e3 * s for s in timeit(lambda: run_chunk(env, chunk, low, high), repeats=repeats, number=5)]
+            ),
         }
     return out
 
@@ -43,17 +52,22 @@ def render(res: dict[str, dict[str, dict[str, float]]], image_size: int) -> str:
     lines = [
         f"{image_size}×{image_size} px, median of repeats (min–max); an env step renders both cameras.",
         "",
-        "| render_geometry | one camera render (ms) | env step (ms) | env steps/s |",
-        "|---|---|---|---|",
+        "| render_geometry | one camera render (ms) | env step (ms) | env steps/s | env step in a 4-action chunk "
+        "(ms) | env steps/s |",
+        "|---|---|---|---|---|---|",
     ]
     for name, r in (("visual", v), ("collision", c)):
         lines.append(
-            f"| {name} | {fmt(r['render_ms'], 1)} | {fmt(r['step_ms'], 1)} | {1e3 / r['step_ms']['median']:.0f} |"
+            f"| {name} | {fmt(r['render_ms'], 1)} | {fmt(r['step_ms'], 1)} | {1e3 / r['step_ms']['median']:.0f} "
+            f"| {fmt({k: x / 4 for k, x in r['chunk_step_ms'].items()}, 1)} "
+            f"| {4e3 / r['chunk_step_ms']['median']:.0f} |"
         )
     lines.append("")
     lines.append(
         f"Collision hulls: {v['render_ms']['median'] / c['render_ms']['median']:.2f}× faster per camera render, "
-        f"{v['step_ms']['median'] / c['step_ms']['median']:.2f}× faster per env step."
+        f"{v['step_ms']['median'] / c['step_ms']['median']:.2f}× faster per env step. Rendering once per "
+        f"4-action chunk: {4 * c['step_ms']['median'] / c['chunk_step_ms']['median']:.2f}× more env steps/s "
+        f"than rendering every step (collision hulls)."
     )
     return "\n".join(lines)
 

@@ -51,6 +51,12 @@ class _ThreeStepEnv:
 
     action_space = type("Box", (), {"low": -np.ones(4, np.float32), "high": np.full(4, 2.0, np.float32)})()
 
+    def __init__(self):
+        self.unwrapped = self
+
+    def render(self):
+        return [np.zeros((8, 8, 3), np.uint8)] * 2
+
     def reset(self, seed):
         self.seed, self.t = seed, 0
         return self._obs(), {}

@@ -31,7 +31,9 @@ class HalfLiftEnv:
         self.cube = np.array([0.4, 0.0, Z_INIT])
         sensors = {"block_pos": self.cube, "2f85/pinch_pos": self.cube}
         data = SimpleNamespace(sensor=lambda name: SimpleNamespace(data=sensors[name]))
-        self.unwrapped = SimpleNamespace(_data=data, _z_init=Z_INIT, _z_success=Z_SUCCESS)
+        self.unwrapped = SimpleNamespace(
+            _data=data, _z_init=Z_INIT, _z_success=Z_SUCCESS, render=lambda: [np.zeros((8, 8, 3), np.uint8)] * 2
+        )
 
     def step(self, action):
         self.t += 1

@@ -24,7 +24,7 @@ import torch
 
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import ChunkTransition, PiRLAlgorithm
 from pirlctl.config.run_config import PiRLRunConfig
-from pirlctl.envs.pick_cube import make_env, observation_to_policy, reset_episode
+from pirlctl.envs.pick_cube import make_env, observation_to_policy, reset_episode, run_chunk
 from pirlctl.errors import PirlError
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 from pirlctl.runtime.wire import encode_segment
@@ -110,16 +110,10 @@ def _profile_k(
             dt = time.perf_counter() - t0
             act_s += dt
             chunk = step.actions[0].numpy()
-            n = 0
             t1 = time.perf_counter()
-            ended = False
-            for a in chunk:
-                obs, _, term, trunc, _ = env.step(np.clip(a, low, high))
-                n += 1
-                if term or trunc:
-                    ended = True
-                    break
+            out = run_chunk(env, chunk, low, high)
             env_s += time.perf_counter() - t1
+            obs, n, ended = out.obs, out.steps, out.terminated or out.truncated
             per_chunk_policy.append(n / max(dt, 1e-9))
             done_steps += n
             chunks += 1

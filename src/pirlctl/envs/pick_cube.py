@@ -9,6 +9,7 @@ each episode seeds it; shadows and multisampling are set on a fresh renderer; on
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +47,77 @@ def make_env(settings: EnvSettings) -> Any:
         max_episode_steps=settings.max_episode_steps,
     )
     configure_renderer(env.unwrapped, settings)
+    _install_render_switch(env.unwrapped)
     set_cube_range(settings.cube_range)
     return env
+
+
+def _install_render_switch(base_env: Any) -> None:
+    """Let :func:`run_chunk` skip the cameras on the steps whose observation nobody reads. gym_hil renders every
+    camera inside every ``step``; with the switch off its observation carries ``None`` frames instead."""
+    render = base_env.render
+
+    def switched_render() -> list[Any]:
+        return render() if base_env.pirl_render else [None] * len(base_env.camera_id)
+
+    base_env.pirl_render = True
+    base_env.render = switched_render
+
+
+def camera_frames(env: Any) -> dict[str, np.ndarray]:
+    """Every camera's frame of the simulator's current state, rendered now (gym_hil's cameras: front, wrist)."""
+    front, wrist = env.unwrapped.render()
+    return {"front": front, "wrist": wrist}
+
+
+def render_observation(env: Any, obs: dict[str, Any]) -> dict[str, Any]:
+    """``obs`` with its camera frames rendered now, exactly as the step that produced it would have."""
+    return {**obs, "pixels": camera_frames(env)}
+
+
+@dataclass
+class ChunkOutcome:
+    obs: dict[str, Any]  # the observation after the chunk's last executed step, frames rendered
+    reward: float  # sum of the executed steps' env rewards
+    terminated: bool
+    truncated: bool
+    success: bool
+    steps: int  # actions executed (fewer than the chunk when the episode ended inside it)
+
+
+def run_chunk(
+    env: Any,
+    actions: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    on_step: Callable[[np.ndarray], None] | None = None,
+) -> ChunkOutcome:
+    """Execute a chunk's actions in order (clipped to [low, high]) until the episode ends.
+
+    The policy reads only the observation after the chunk, so the cameras render once per chunk, not once per
+    env step: rendering is most of an env step on CPU (bench/render_speed.py). Physics, rewards and the returned
+    observation are exactly those of stepping with rendering on. ``on_step(action)`` runs before each step.
+    """
+    base = env.unwrapped
+    reward, terminated, truncated, success, n = 0.0, False, False, False, 0
+    obs: dict[str, Any] = {}
+    try:
+        for i, a in enumerate(actions):
+            action = np.clip(a, low, high)
+            if on_step is not None:
+                on_step(action)
+            base.pirl_render = i == len(actions) - 1
+            obs, r, terminated, truncated, info = env.step(action)
+            reward += float(r)
+            n += 1
+            if terminated or truncated:
+                success = is_success(float(r), bool(terminated), info)
+                break
+    finally:
+        base.pirl_render = True
+    if n < len(actions):
+        obs = render_observation(env, obs)
+    return ChunkOutcome(obs, reward, bool(terminated), bool(truncated), success, n)
 
 
 GYM_HIL_CUBE_BOUNDS = ((0.3, -0.15), (0.5, 0.15))
@@ -107,6 +177,11 @@ def observation_to_policy(obs: dict[str, Any], settings: EnvSettings) -> dict[st
     """gym_hil observation -> LeRobot policy keys, unbatched: images [3,H,W] in [0,1], state [18]."""
     out: dict[str, torch.Tensor] = {}
     for cam in settings.cameras:
+        if obs["pixels"][cam] is None:
+            raise ValueError(
+                f"camera {cam!r} was not rendered for this observation; step with run_chunk, which renders the "
+                "observation after each chunk, or call render_observation(env, obs)"
+            )
         img = np.asarray(obs["pixels"][cam])
         out[image_key(cam)] = torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0)
     state = torch.as_tensor(np.asarray(obs["agent_pos"], dtype=np.float32)).clone()

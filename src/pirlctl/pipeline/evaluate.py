@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from pirlctl.config.run_config import PiRLRunConfig
-from pirlctl.envs.pick_cube import is_success, make_env, observation_to_policy, reset_episode
+from pirlctl.envs.pick_cube import camera_frames, make_env, observation_to_policy, reset_episode, run_chunk
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 
 EVAL_SEED_OFFSET = 1_000_000
@@ -78,24 +78,23 @@ def evaluate_algorithm(
         obs = reset_episode(env, seed)
         generator.manual_seed(seed)
         ret, length, done, success = 0.0, 0, False, False
+        strip_episode = j == first_episode and strip_path is not None
+
+        def before_step(action: np.ndarray, j: int = j, strip_episode: bool = strip_episode) -> None:
+            nonlocal length
+            if strip_episode and length % 3 == 0:
+                frames.append(np.concatenate([camera_frames(env)[c] for c in cfg.env.cameras], axis=1))
+            if on_step is not None:
+                on_step(j, env, action)
+            length += 1
+
         while not done:
             pobs = observation_to_policy(obs, cfg.env)
             pobs[LANGUAGE_TOKENS_KEY] = tokens[0]
             batch = {k: v.unsqueeze(0).to(algo.device) for k, v in pobs.items()}
             chunk = algo.act(batch, deterministic=True, generator=generator).actions[0].cpu().numpy()
-            for a in chunk:
-                if j == first_episode and strip_path is not None and length % 3 == 0:
-                    frames.append(np.concatenate([obs["pixels"][c] for c in cfg.env.cameras], axis=1))
-                action = np.clip(a, low, high)
-                if on_step is not None:
-                    on_step(j, env, action)
-                obs, r, terminated, truncated, info = env.step(action)
-                ret += float(r)
-                length += 1
-                if terminated or truncated:
-                    done = True
-                    success = is_success(float(r), bool(terminated), info)
-                    break
+            out = run_chunk(env, chunk, low, high, on_step=before_step)
+            obs, ret, done, success = out.obs, ret + out.reward, out.terminated or out.truncated, out.success
         successes += int(success)
         returns.append(ret)
         lengths.append(length)

@@ -25,11 +25,11 @@ from pirlctl import metrics as M
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import ChunkTransition, PiRLAlgorithm
 from pirlctl.config.run_config import PiRLRunConfig
 from pirlctl.envs.pick_cube import (
-    is_success,
     make_env,
     observation_to_policy,
     progress_potential,
     reset_episode,
+    run_chunk,
     shaped_reward,
 )
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
@@ -244,16 +244,10 @@ class Actor:
             step = self.algo.act(batch, generator=self.generator)
             self.infer_time += time.perf_counter() - t0
             chunk = step.actions[0].cpu().numpy()
-            reward, terminated, truncated, n = 0.0, False, False, 0
-            info: dict[str, Any] = {}
             t1 = time.perf_counter()
-            for a in chunk:
-                obs, r, terminated, truncated, info = self.env.step(np.clip(a, self.action_low, self.action_high))
-                reward += float(r)
-                n += 1
-                if terminated or truncated:
-                    break
+            out = run_chunk(self.env, chunk, self.action_low, self.action_high)
             self.env_time += time.perf_counter() - t1
+            obs, reward, terminated, truncated, n = out.obs, out.reward, out.terminated, out.truncated, out.steps
             chunk_reward = reward
             # The time limit ends the task unless pirl.bootstrap_time_limit says to look past it.
             ended = terminated or (truncated and not self.cfg.pirl.bootstrap_time_limit)
@@ -298,7 +292,7 @@ class Actor:
             env_steps.append(n)
             self.report.env_steps += n
             if done:
-                self._end_episode(ep, is_success(reward, terminated, info))
+                self._end_episode(ep, out.success)
                 self.episode_index += 1
                 t3 = time.perf_counter()
                 obs = self._reset()
