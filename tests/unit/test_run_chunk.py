@@ -11,7 +11,7 @@ CHILD = r"""
 import json
 import numpy as np
 from pirlctl.config.run_config import EnvSettings
-from pirlctl.envs.pick_cube import make_env, observation_to_policy, reset_episode, run_chunk
+from pirlctl.envs.pick_cube import camera_frames, make_env, observation_to_policy, reset_episode, run_chunk
 
 settings = EnvSettings(cube_range=0.03, image_size=32, cameras=["front", "wrist"], max_episode_steps=6)
 env = make_env(settings)
@@ -39,6 +39,11 @@ second = run_chunk(env, actions[4:8], low, high)  # the time limit (6 steps) cut
 out["chunked"] = [dict(snapshot(first.obs), steps=first.steps, trunc=first.truncated),
                   dict(snapshot(second.obs), steps=second.steps, trunc=second.truncated)]
 out["renders"] = len(renders)
+# frames read from inside a chunk (the evaluation strip does) are rendered whatever the step's switch
+reset_episode(env, 3)
+seen = []
+run_chunk(env, actions[:4], low, high, on_step=lambda a: seen.append(camera_frames(env)["front"].tolist()))
+out["inside"] = seen
 # a skipped observation is refused with the fix named, not read as frames
 env.unwrapped.pirl_render = False
 reset_episode(env, 3)
@@ -66,3 +71,5 @@ def test_run_chunk_renders_once_per_chunk_and_returns_what_eager_stepping_return
     # 2 cameras x (the first chunk's last step + the episode's last step), not 2 x 6
     assert out["renders"] == 4
     assert "was not rendered" in out["refused"] and "run_chunk" in out["refused"]
+    # before steps 1..3 of the chunk: the observations eager stepping gave after steps 0..2
+    assert out["inside"][1:] == [eager[i]["front"] for i in range(3)]

@@ -65,8 +65,15 @@ def _install_render_switch(base_env: Any) -> None:
 
 
 def camera_frames(env: Any) -> dict[str, np.ndarray]:
-    """Every camera's frame of the simulator's current state, rendered now (gym_hil's cameras: front, wrist)."""
-    front, wrist = env.unwrapped.render()
+    """Every camera's frame of the simulator's current state, rendered now (gym_hil's cameras: front, wrist), also
+    from inside :func:`run_chunk` (whose switch may be off for the step)."""
+    base = env.unwrapped
+    switch = getattr(base, "pirl_render", True)
+    base.pirl_render = True
+    try:
+        front, wrist = base.render()
+    finally:
+        base.pirl_render = switch
     return {"front": front, "wrist": wrist}
 
 
