@@ -45,6 +45,8 @@ def make_env(settings: EnvSettings) -> Any:
         reset_delay_seconds=0.0,
         render_spec=GymRenderingSpec(height=settings.image_size, width=settings.image_size),
         max_episode_steps=settings.max_episode_steps,
+        # gymnasium's passive checker inspects the first step's observation, which run_chunk leaves unrendered
+        disable_env_checker=True,
     )
     configure_renderer(env.unwrapped, settings)
     _install_render_switch(env.unwrapped)
