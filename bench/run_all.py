@@ -53,9 +53,9 @@ def _noise(algo: dict) -> str:
 
 def main_job_table(runs: list[Path]) -> str:
     lines = [
-        "| run | seed | method | demos | render | noise a | actor lr | SFT success [95% CI] | after PI-RL [95% CI] "
-        "| lift | CIs overlap | eval eps | env steps | RL wall | job wall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | seed | method | demos | render | noise a | actor lr | chunks / update | time limit | SFT success "
+        "[95% CI] | after PI-RL [95% CI] | lift | CIs overlap | eval eps | env steps | RL wall | job wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         sft = json.loads((run / "eval_sft.json").read_text())
@@ -68,6 +68,9 @@ def main_job_table(runs: list[Path]) -> str:
         lines.append(
             f"| {run.name} | {cfg.get('seed')} | {algo.get('noise_method')} | {_demos(cfg)} "
             f"| {cfg['env'].get('render_geometry', 'visual')} | {_noise(algo)} | {algo.get('actor_lr'):g} "
+            f"| {cfg['runtime']['num_actors'] * cfg['runtime']['rollout_chunks']} "
+            # runs from before algorithm.bootstrap_time_limit existed bootstrapped at the time limit
+            f"| {'bootstrap' if algo.get('bootstrap_time_limit', True) else 'ends'} "
             f"| {sft['success_rate']:.0%} [{sft['ci95_low']:.0%}, {sft['ci95_high']:.0%}] "
             f"| {rl['success_rate']:.0%} [{rl['ci95_low']:.0%}, {rl['ci95_high']:.0%}] "
             f"| {100 * (rl['success_rate'] - sft['success_rate']):+.0f} pts | {'yes' if overlap else 'no'} "
