@@ -83,7 +83,8 @@ def evaluate_algorithm(
         def before_step(action: np.ndarray, j: int = j, strip_episode: bool = strip_episode) -> None:
             nonlocal length
             if strip_episode and length % 3 == 0:
-                frames.append(np.concatenate([camera_frames(env)[c] for c in cfg.env.cameras], axis=1))
+                now = camera_frames(env)  # renders every camera once
+                frames.append(np.concatenate([now[c] for c in cfg.env.cameras], axis=1))
             if on_step is not None:
                 on_step(j, env, action)
             length += 1
