@@ -25,9 +25,10 @@ def chunk_gae(
 
     rewards [N]: chunk rewards r̃_t.  values [N]: V(s_t) recorded at sampling time.
     terminated [N] bool: the episode ended inside chunk t by termination (no bootstrap: V(s_{t+1}) = 0).
-    truncated [N] bool: the episode was cut inside chunk t by a time limit (bootstrap from V(final obs)).
+    truncated [N] bool: the episode was cut inside chunk t by a time limit (bootstrap from bootstrap_values[t]).
     bootstrap_values [N]: V(s_{t+1}) of the observation after chunk t; read where chunk t is truncated or is
-    the last of the stream (the rollout boundary), ignored elsewhere (there V(s_{t+1}) = values[t+1]).
+    the last of the stream (the rollout boundary), ignored elsewhere (there V(s_{t+1}) = values[t+1]). The actor
+    sends 0 at a truncation when the time limit ends the task (PiRLConfig.bootstrap_time_limit false, the default).
 
         δ_t = r̃_t + γ·V_next_t·(1 − term_t) − V(s_t)
         Â_t = δ_t + γλ·(1 − end_t)·Â_{t+1},   end_t = term_t or trunc_t

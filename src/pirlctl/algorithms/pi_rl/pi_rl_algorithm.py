@@ -83,7 +83,7 @@ class ChunkTransition:
     reward: float  # sum of the env rewards of the chunk's executed steps
     terminated: bool
     truncated: bool
-    bootstrap_value: float  # V(next obs); used at truncation and at the end of the stream
+    bootstrap_value: float  # V(next obs) at a truncation (0 if the time limit ends the task) and at the stream's end
     policy_version: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
