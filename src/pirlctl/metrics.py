@@ -26,6 +26,7 @@ TRAIN_ONPOLICY_LOG_RATIO = "train/onpolicy_max_abs_log_ratio"  # first minibatch
 TRAIN_ACTOR_GRAD_NORM = "train/actor_grad_norm"
 TRAIN_CRITIC_GRAD_NORM = "train/critic_grad_norm"
 TRAIN_NOISE_LEVEL = "train/noise_level"
+TRAIN_ACTOR_LR = "train/actor_lr"
 TRAIN_UPDATE_SECONDS = "train/update_seconds"
 TRAIN_MEAN_RETURN = "train/mean_chunk_return"
 DATA_USED = "data/chunks_used"

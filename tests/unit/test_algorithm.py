@@ -78,6 +78,28 @@ def test_critic_warmup_leaves_the_policy_untouched():
     assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
 
 
+def test_the_actor_optimizer_follows_the_lr_schedule_and_the_critic_keeps_its_own():
+    torch.manual_seed(0)
+    policy = ToyFlowPolicy(obs_dim=3, chunk_size=2, action_dim=2)
+    cfg = PiRLConfig(actor_lr=1e-2, actor_lr_final=0.0, lr_anneal_iters=2, value_lr=1e-3, trainable="all")
+    algo = PiRLAlgorithm(policy, cfg)
+    obs = {"observation.state": torch.randn(16, 3)}
+    seen = []
+    for _ in range(3):
+        step = algo.act(obs)
+        batch = RolloutBatch(
+            obs, step.chain, step.stochastic, step.log_prob, step.value, torch.randn(16), torch.randn(16)
+        )
+        before = {k: v.clone() for k, v in policy.state_dict().items()}
+        stats = algo.update(iter([batch]))
+        moved = any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
+        seen.append((stats.extra["actor_lr"], algo.optimizers["actor"].param_groups[0]["lr"], moved))
+    assert [s[0] for s in seen] == pytest.approx([1e-2, 5e-3, 0.0])
+    assert all(s[0] == s[1] for s in seen)
+    assert [s[2] for s in seen] == [True, True, False]  # lr 0: the policy stays where it is
+    assert algo.optimizers["critic"].param_groups[0]["lr"] == 1e-3
+
+
 def test_get_weights_are_cpu_tensors_and_load_weights_applies_them():
     torch.manual_seed(0)
     learner = PiRLAlgorithm(ToyFlowPolicy(obs_dim=3, chunk_size=2), PiRLConfig(noise_method="flow_noise"))

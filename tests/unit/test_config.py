@@ -55,6 +55,16 @@ def test_noise_level_annealing_is_linear_and_clamped():
     assert cfg.noise_level_at(100) == pytest.approx(0.3)
 
 
+def test_actor_lr_annealing_is_linear_clamped_and_off_by_default():
+    cfg = PiRLConfig(actor_lr=6e-5, actor_lr_final=0.0, lr_anneal_iters=30)
+    assert cfg.actor_lr_at(0) == pytest.approx(6e-5)
+    assert cfg.actor_lr_at(15) == pytest.approx(3e-5)
+    assert cfg.actor_lr_at(45) == pytest.approx(0.0)
+    assert PiRLConfig(actor_lr=6e-5, lr_anneal_iters=30).actor_lr_at(29) == pytest.approx(6e-5)
+    with pytest.raises(PiRLConfigError, match="actor_lr_final=-1"):
+        PiRLConfig(actor_lr_final=-1.0)
+
+
 def test_n_exec_cannot_exceed_the_chunk():
     with pytest.raises(PiRLConfigError, match="n_exec=9 exceeds"):
         PiRLConfig(n_exec=9).resolved_n_exec(chunk_size=8)

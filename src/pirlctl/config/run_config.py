@@ -30,6 +30,9 @@ class RunConfigError(PirlError, ValueError):
 # env.render_geometry -> the MuJoCo geom groups the cameras draw, in gym_hil's pick-cube scene: 0 = floor, cube and
 # target; 2 = the Panda's visual meshes; 3 = its collision hulls and finger pads.
 RENDER_GEOM_GROUPS: dict[str, tuple[int, ...]] = {"visual": (0, 1, 2), "collision": (0, 3)}
+# Width of pick-cube's simulator-only critic input (envs.pick_cube.privileged_state): the gripper-to-cube offset
+# (3) and the lift fraction (1). `algorithm.critic_privileged_dim` is 0 or this.
+PRIVILEGED_STATE_DIM = 4
 
 
 @dataclass
@@ -199,6 +202,12 @@ class PiRLRunConfig:
             )
         if not (isinstance(self.env.shaping, int | float) and 0.0 <= self.env.shaping < float("inf")):
             raise RunConfigError(f"env.shaping={self.env.shaping!r} is invalid; use a weight >= 0 (0 turns it off)")
+        priv = getattr(self.algorithm, "critic_privileged_dim", 0)
+        if priv not in (0, PRIVILEGED_STATE_DIM):
+            raise RunConfigError(
+                f"algorithm.critic_privileged_dim={priv!r} does not match pick-cube's privileged state; use "
+                f"{PRIVILEGED_STATE_DIM} (asymmetric critic) or 0 (the critic reads policy features only)"
+            )
         if self.job_name is None:
             self.job_name = Path(self.output_dir).name
 

@@ -24,9 +24,10 @@ import torch
 
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import ChunkTransition, PiRLAlgorithm
 from pirlctl.config.run_config import PiRLRunConfig
-from pirlctl.envs.pick_cube import make_env, observation_to_policy, reset_episode, run_chunk
+from pirlctl.envs.pick_cube import make_env, reset_episode, run_chunk
 from pirlctl.errors import PirlError
-from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
+from pirlctl.policies.xvla import tokenize_task
+from pirlctl.runtime.actor import actor_observation
 from pirlctl.runtime.wire import encode_segment
 
 CONTROL_FPS = 10.0  # gym_hil pick-cube runs at 10 Hz
@@ -103,8 +104,7 @@ def _profile_k(
     started = time.perf_counter()
     try:
         while done_steps < steps:
-            pobs = observation_to_policy(obs, cfg.env)
-            pobs[LANGUAGE_TOKENS_KEY] = tokens[0]
+            pobs = actor_observation(env, obs, cfg, tokens[0])
             t0 = time.perf_counter()
             step = algo.act({k_: v.unsqueeze(0) for k_, v in pobs.items()})
             dt = time.perf_counter() - t0

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PiRLAlgorithm, RolloutBatch, WeightsContractError
 from pirlctl.config.run_config import PiRLRunConfig
 from pirlctl.errors import PirlError, one_line
@@ -385,6 +386,8 @@ def synthetic_observations(cfg: PiRLRunConfig, batch_size: int, seed: int = 0) -
             torch.rand(shape, generator=g) if key.startswith("observation.images") else torch.randn(shape, generator=g)
         )
     obs[LANGUAGE_TOKENS_KEY] = tokenize_task(cfg.env.instruction, policy_cfg, batch_size)[0]
+    if cfg.pirl.critic_privileged_dim:
+        obs[PRIVILEGED_STATE_KEY] = torch.randn((batch_size, cfg.pirl.critic_privileged_dim), generator=g)
     return obs
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pirlctl.config.run_config import RENDER_GEOM_GROUPS, EnvSettings
+from pirlctl.config.run_config import PRIVILEGED_STATE_DIM, RENDER_GEOM_GROUPS, EnvSettings
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
@@ -218,11 +218,24 @@ def privileged_pose(env: Any) -> CubePose:
 def progress_potential(env: Any) -> float:
     """Phi(s) in [0, 1] for potential-based shaping: gym_hil's dense pick-cube reward (0.3 * exp(-20 * distance
     gripper-cube) + 0.7 * lift fraction), read from the simulator, never shown to the policy."""
-    base = env.unwrapped
     pose = privileged_pose(env)
     close = float(np.exp(-20.0 * np.linalg.norm(pose.cube - pose.tcp)))
-    lift = float(np.clip((pose.cube[2] - base._z_init) / (base._z_success - base._z_init), 0.0, 1.0))
-    return 0.3 * close + 0.7 * lift
+    return 0.3 * close + 0.7 * lift_fraction(env, pose)
+
+
+def lift_fraction(env: Any, pose: CubePose) -> float:
+    """How far the cube is lifted towards gym_hil's success height, in [0, 1]."""
+    base = env.unwrapped
+    return float(np.clip((pose.cube[2] - base._z_init) / (base._z_success - base._z_init), 0.0, 1.0))
+
+
+def privileged_state(env: Any) -> np.ndarray:
+    """The asymmetric critic's simulator-only input (``PRIVILEGED_STATE_DIM`` numbers): the gripper-to-cube offset
+    in decimetres and the lift fraction. The policy never sees it; evaluation does not use it."""
+    pose = privileged_pose(env)
+    out = np.concatenate([10.0 * (pose.cube - pose.tcp), [lift_fraction(env, pose)]]).astype(np.float32)
+    assert out.shape == (PRIVILEGED_STATE_DIM,)
+    return out
 
 
 def shaped_reward(reward: float, phi: float, phi_next: float, *, gamma: float, weight: float, terminal: bool) -> float:

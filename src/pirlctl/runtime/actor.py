@@ -22,11 +22,13 @@ import numpy as np
 import torch
 
 from pirlctl import metrics as M
+from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import ChunkTransition, PiRLAlgorithm
 from pirlctl.config.run_config import PiRLRunConfig
 from pirlctl.envs.pick_cube import (
     make_env,
     observation_to_policy,
+    privileged_state,
     progress_potential,
     reset_episode,
     run_chunk,
@@ -44,6 +46,19 @@ from pirlctl.runtime.wire import (
 )
 
 logger = logging.getLogger("pirlctl.actor")
+
+
+def actor_observation(
+    env: Any, obs: dict[str, Any], cfg: PiRLRunConfig, tokens: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """One unbatched observation as the actor scores and sends it: the policy's inputs, the task tokens, and, for
+    an asymmetric critic, the simulator-only state (read from ``env``, whose state must be that of ``obs``)."""
+    o = observation_to_policy(obs, cfg.env)
+    o[LANGUAGE_TOKENS_KEY] = tokens
+    if cfg.pirl.critic_privileged_dim:
+        o[PRIVILEGED_STATE_KEY] = torch.from_numpy(privileged_state(env))
+    return o
+
 
 EPISODE_SEED_STRIDE = 100_000  # actor i's episodes use seeds env.seed + i·stride + j
 
@@ -219,9 +234,7 @@ class Actor:
 
     # -- env interaction ----------------------------------------------------------------------------------
     def _policy_obs(self, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
-        o = observation_to_policy(obs, self.cfg.env)
-        o[LANGUAGE_TOKENS_KEY] = self.tokens[0]
-        return o
+        return actor_observation(self.env, obs, self.cfg, self.tokens[0])
 
     def _reset(self) -> dict[str, Any]:
         obs = reset_episode(self.env, self._episode_seed())

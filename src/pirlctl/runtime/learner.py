@@ -20,6 +20,7 @@ from lerobot.rl.algorithms.factory import make_algorithm
 
 from pirlctl import metrics as M
 from pirlctl.alarms import AlarmState, train_alarms
+from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PiRLAlgorithm, build_rollout_batch
 from pirlctl.config.run_config import PiRLRunConfig, config_hash, encode_run_config, save_run_config
 from pirlctl.policies.loading import build_policy
@@ -45,9 +46,11 @@ class LearnerReport:
     stopped_by: str  # "budget" | "signal"
 
 
-def expected_observation_shapes(policy_cfg: Any, token_len: int) -> dict[str, tuple[int, ...]]:
+def expected_observation_shapes(policy_cfg: Any, token_len: int, privileged_dim: int = 0) -> dict[str, tuple[int, ...]]:
     shapes = {k: tuple(f.shape) for k, f in policy_cfg.input_features.items()}
     shapes["observation.language.tokens"] = (token_len,)
+    if privileged_dim:
+        shapes[PRIVILEGED_STATE_KEY] = (privileged_dim,)
     return shapes
 
 
@@ -107,7 +110,11 @@ class Learner:
         K = pirl.num_denoise_steps
         self.chain_shape = (K + 1, T, D)
         self.log_prob_shape: tuple[int, ...] = () if pirl.logprob_reduction == "chunk_level" else (T, D)
-        self.obs_shapes = expected_observation_shapes(cfg.policy, int(cfg.policy.tokenizer_max_length))  # type: ignore[union-attr]
+        self.obs_shapes = expected_observation_shapes(
+            cfg.policy,
+            int(cfg.policy.tokenizer_max_length),  # type: ignore[union-attr]
+            cfg.pirl.critic_privileged_dim,
+        )
         self.last_checkpoint: str | None = None
         self.alarm_state = AlarmState()
         self.env_steps_offset = 0
@@ -238,6 +245,7 @@ class Learner:
             M.TRAIN_ACTOR_GRAD_NORM: stats.grad_norms["actor"],
             M.TRAIN_CRITIC_GRAD_NORM: stats.grad_norms["critic"],
             M.TRAIN_NOISE_LEVEL: stats.extra["noise_level"],
+            M.TRAIN_ACTOR_LR: stats.extra["actor_lr"],
             M.TRAIN_MEAN_RETURN: stats.extra["mean_return"],
             M.TRAIN_UPDATE_SECONDS: time.monotonic() - t0,
             M.DATA_USED: c.chunks_used,

@@ -24,6 +24,17 @@ CHAIN_AGGREGATIONS = ("sum", "mean")
 VALUE_HEAD_PLACEMENTS = ("vlm_prefix", "action_expert")
 TRAINABLE_SCOPES = ("action_expert", "all")
 STALE_SAMPLE_RULES = ("drop", "importance_weight")
+# Observation key of the simulator-only state the critic reads when `critic_privileged_dim` > 0.
+PRIVILEGED_STATE_KEY = "observation.privileged_state"
+
+
+def linear_anneal(start: float, final: float | None, iters: int, iteration: int) -> float:
+    """``start`` moved linearly to ``final`` over ``iters`` iterations, then held (``start`` when ``final`` is None
+    or ``iters`` <= 0)."""
+    if final is None or iters <= 0:
+        return start
+    frac = min(1.0, max(0.0, iteration / iters))
+    return start + frac * (final - start)
 
 
 class PiRLConfigError(PirlError, ValueError):
@@ -100,6 +111,10 @@ class PiRLConfig(RLAlgorithmConfig):
     # --- Optimisation ----------------------------------------------------------------------------------
     # Actor learning rate (policy action expert and noise head). RLinf: 5e-6 for a pretrained π0.
     actor_lr: float = 5e-6
+    # Optional linear annealing of `actor_lr` to this value (None = constant), as CleanRL's PPO anneals to 0.
+    actor_lr_final: float | None = None
+    # Number of PPO iterations over which `actor_lr` anneals to `actor_lr_final`.
+    lr_anneal_iters: int = 0
     # Critic (value head) learning rate. RLinf: 1e-4.
     value_lr: float = 1e-4
     # AdamW betas (RLinf: 0.9, 0.95).
@@ -118,6 +133,12 @@ class PiRLConfig(RLAlgorithmConfig):
     value_head: str = "vlm_prefix"
     # Hidden width of the value-head MLP.
     value_hidden_dim: int = 256
+    # Asymmetric actor-critic: width of a simulator-only state vector (observation key
+    # `observation.privileged_state`, which the actor adds to each transition) that the value head reads besides
+    # its features. The policy never sees it, and evaluation does not need it. 0 = none. Pick-cube provides 4
+    # numbers (gripper-to-cube offset and lift fraction); with it the critic sees where the cube is, which the
+    # mean-pooled features of a tiny frozen VLM barely encode.
+    critic_privileged_dim: int = 0
     # Hidden width of the Flow-Noise σ head.
     noise_head_hidden_dim: int = 128
     # Which policy parameters PPO trains: "action_expert" (VLM frozen; X-VLA's soft-prompted transformer, soft
@@ -213,6 +234,9 @@ class PiRLConfig(RLAlgorithmConfig):
                     f"{self.noise_method!r} (σ is not learned); set it to 0 or use flow_noise"
                 )
         positive("actor_lr", strict=False)
+        if self.actor_lr_final is not None:
+            positive("actor_lr_final", strict=False)
+        positive("lr_anneal_iters", strict=False)
         positive("value_lr", strict=False)
         positive("weight_decay", strict=False)
         positive("grad_clip_norm")
@@ -221,6 +245,11 @@ class PiRLConfig(RLAlgorithmConfig):
         if len(tuple(self.adam_betas)) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
             raise PiRLConfigError(f"pi_rl.adam_betas={self.adam_betas!r} is invalid; use two numbers in [0, 1)")
         positive("value_hidden_dim")
+        if not isinstance(self.critic_privileged_dim, int) or self.critic_privileged_dim < 0:
+            raise PiRLConfigError(
+                f"pi_rl.critic_privileged_dim={self.critic_privileged_dim!r} is invalid; use an integer >= 0 "
+                "(0 = the critic reads policy features only)"
+            )
         positive("noise_head_hidden_dim")
 
     # -- derived values (computed, never stored twice) -----------------------------------------------------
@@ -240,10 +269,11 @@ class PiRLConfig(RLAlgorithmConfig):
 
     def noise_level_at(self, iteration: int) -> float:
         """Flow-SDE noise level a after `iteration` PPO iterations (linear annealing when configured)."""
-        if self.noise_level_final is None or self.noise_anneal_iters <= 0:
-            return self.noise_level
-        frac = min(1.0, max(0.0, iteration / self.noise_anneal_iters))
-        return self.noise_level + frac * (self.noise_level_final - self.noise_level)
+        return linear_anneal(self.noise_level, self.noise_level_final, self.noise_anneal_iters, iteration)
+
+    def actor_lr_at(self, iteration: int) -> float:
+        """Actor learning rate for the PPO iteration that follows `iteration` completed ones."""
+        return linear_anneal(self.actor_lr, self.actor_lr_final, self.lr_anneal_iters, iteration)
 
     def resolved_n_exec(self, chunk_size: int, n_action_steps: int | None = None) -> int:
         """Executed chunk length n_exec, checked against the policy's chunk size."""

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from pirlctl.algorithms.pi_rl.advantages import chunk_gae, explained_variance, normalize
-from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig, PiRLConfigError
+from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY, PiRLConfig, PiRLConfigError
 from pirlctl.algorithms.pi_rl.heads import NoiseHead, ValueHead
 from pirlctl.algorithms.pi_rl.losses import clipped_surrogate, clipped_value_loss
 from pirlctl.algorithms.pi_rl.sampler import (
@@ -144,7 +144,7 @@ class PiRLAlgorithm(RLAlgorithm):
         self.n_exec = config.resolved_n_exec(self.adapter.chunk_size, self.adapter.n_action_steps)
         device = next(policy.parameters()).device
         feat_dim = self.adapter.prefix_feature_dim if config.value_head == "vlm_prefix" else self.adapter.hidden_size
-        self.value_head = ValueHead(feat_dim, config.value_hidden_dim).to(device)
+        self.value_head = ValueHead(feat_dim + config.critic_privileged_dim, config.value_hidden_dim).to(device)
         self.noise_head: NoiseHead | None = None
         if config.noise_method == "flow_noise":
             self.noise_head = NoiseHead(
@@ -206,6 +206,23 @@ class PiRLAlgorithm(RLAlgorithm):
         with torch.no_grad():
             return self.adapter.denoise_fn(prefix)(x0, t, x0).hidden.mean(dim=1)
 
+    def _critic(self, features: Tensor, observation: dict[str, Tensor]) -> Tensor:
+        """V(s) from the value features, plus the privileged state when the critic is asymmetric."""
+        if self.config.critic_privileged_dim:
+            priv = observation.get(PRIVILEGED_STATE_KEY)
+            if priv is None:
+                raise PiRLConfigError(
+                    f"pi_rl.critic_privileged_dim={self.config.critic_privileged_dim} but the observation has no "
+                    f"{PRIVILEGED_STATE_KEY!r}; the actor must add the simulator state (or set the dim to 0)"
+                )
+            if priv.shape[-1] != self.config.critic_privileged_dim:
+                raise PiRLConfigError(
+                    f"{PRIVILEGED_STATE_KEY!r} has {priv.shape[-1]} numbers but pi_rl.critic_privileged_dim="
+                    f"{self.config.critic_privileged_dim}; set the dim to what the env provides"
+                )
+            features = torch.cat([features.detach().float(), priv.to(self.device).float()], dim=-1)
+        return self.value_head(features)
+
     def _chunk_log_prob(self, step_log_prob: Tensor, stochastic: Tensor) -> Tensor:
         """The one reduction used by both the actor's sampling pass and the learner's re-score (ratio = 1 at lr 0)."""
         return reduce_chain_log_prob(
@@ -247,10 +264,12 @@ class PiRLAlgorithm(RLAlgorithm):
             generator=generator,
         )
         log_prob = self._chunk_log_prob(sample.step_log_prob, sample.stochastic)
-        if cfg.value_head == "vlm_prefix":
-            value = self.value_head(self.adapter.prefix_features(prefix))
+        if deterministic and cfg.critic_privileged_dim and PRIVILEGED_STATE_KEY not in observation:
+            value = torch.zeros(B, device=self.device)  # evaluation: no V needed, and no simulator state given
+        elif cfg.value_head == "vlm_prefix":
+            value = self._critic(self.adapter.prefix_features(prefix), observation)
         else:
-            value = self.value_head(sample.first_hidden.mean(dim=1))
+            value = self._critic(sample.first_hidden.mean(dim=1), observation)
         actions = self.adapter.postprocess(sample.actions)[:, : self.n_exec]
         return PolicyStep(actions, sample.chain, sample.stochastic, log_prob, value)
 
@@ -260,7 +279,7 @@ class PiRLAlgorithm(RLAlgorithm):
         self.policy.eval()
         prefix = self.adapter.encode(observation)
         B = next(iter(observation.values())).shape[0]
-        return self.value_head(self._value_features(prefix, B))
+        return self._critic(self._value_features(prefix, B), observation)
 
     # -- learning --------------------------------------------------------------------------------------------
     def evaluate(self, batch: RolloutBatch) -> tuple[Tensor, Tensor, Tensor]:
@@ -283,7 +302,7 @@ class PiRLAlgorithm(RLAlgorithm):
             feats = self.adapter.prefix_features(prefix)
         else:
             feats = self._value_features(prefix, len(batch), batch.chain[:, 0])
-        values = self.value_head(feats)
+        values = self._critic(feats, batch.observations)
         sto = batch.stochastic[:, :, None, None].to(rescore.step_std.dtype) * self.mask
         ent = gaussian_entropy(rescore.step_std.clamp_min(1e-12)) * sto
         entropy = ent.sum(dim=(1, 2, 3)) / sto.sum(dim=(1, 2, 3)).clamp_min(1.0)
@@ -304,6 +323,9 @@ class PiRLAlgorithm(RLAlgorithm):
         adv = normalize(batch.advantages) if cfg.normalize_advantages else batch.advantages
         batch.advantages = adv
         warmup = self.iteration < cfg.critic_warmup_iters
+        actor_lr = cfg.actor_lr_at(self.iteration)
+        for group in self.optimizers["actor"].param_groups:
+            group["lr"] = actor_lr
         ent_coef = cfg.resolved_entropy_coef
         actor_params = list(self.trainable_policy_parameters().values())
         if self.noise_head is not None:
@@ -382,6 +404,7 @@ class PiRLAlgorithm(RLAlgorithm):
                 "max_abs_log_ratio": max_abs_lr,
                 "onpolicy_max_abs_log_ratio": onpolicy_lr if onpolicy_lr is not None else 0.0,
                 "noise_level": cfg.noise_level_at(self.iteration - 1),
+                "actor_lr": actor_lr,
                 "epochs": float(epochs_run),
                 "samples": float(N),
                 "critic_warmup": float(warmup),
