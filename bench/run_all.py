@@ -51,11 +51,17 @@ def _noise(algo: dict) -> str:
     return f"{a:g}" if final is None or not algo.get("noise_anneal_iters") else f"{a:g}→{final:g}"
 
 
+def _actor_lr(algo: dict) -> str:
+    lr, final = algo.get("actor_lr"), algo.get("actor_lr_final")
+    return f"{lr:g}" if final is None or not algo.get("lr_anneal_iters") else f"{lr:g}→{final:g}"
+
+
 def main_job_table(runs: list[Path]) -> str:
     lines = [
-        "| run | seed | method | demos | render | noise a | actor lr | chunks / update | time limit | SFT success "
-        "[95% CI] | after PI-RL [95% CI] | lift | CIs overlap | eval eps | env steps | RL wall | job wall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | seed | method | demos | render | noise a | actor lr | critic | chunks / update | time limit "
+        "| SFT success [95% CI] | after PI-RL [95% CI] | lift | CIs overlap | eval eps | env steps | RL wall "
+        "| job wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         sft = json.loads((run / "eval_sft.json").read_text())
@@ -67,7 +73,8 @@ def main_job_table(runs: list[Path]) -> str:
         overlap = not (rl["ci95_low"] > sft["ci95_high"] or sft["ci95_low"] > rl["ci95_high"])
         lines.append(
             f"| {run.name} | {cfg.get('seed')} | {algo.get('noise_method')} | {_demos(cfg)} "
-            f"| {cfg['env'].get('render_geometry', 'visual')} | {_noise(algo)} | {algo.get('actor_lr'):g} "
+            f"| {cfg['env'].get('render_geometry', 'visual')} | {_noise(algo)} | {_actor_lr(algo)} "
+            f"| {'+ sim state' if algo.get('critic_privileged_dim') else 'features'} "
             f"| {cfg['runtime']['num_actors'] * cfg['runtime']['rollout_chunks']} "
             # runs from before algorithm.bootstrap_time_limit existed bootstrapped at the time limit
             f"| {'bootstrap' if algo.get('bootstrap_time_limit', True) else 'ends'} "

@@ -210,7 +210,8 @@ class CubePose:
 
 
 def privileged_pose(env: Any) -> CubePose:
-    """Cube and gripper positions, for the scripted demonstrator only (the policy never sees the cube pose)."""
+    """Cube and gripper positions from the simulator, for the scripted demonstrator, the reward shaping and the
+    asymmetric critic (the policy never sees the cube pose)."""
     data = env.unwrapped._data
     return CubePose(np.array(data.sensor("block_pos").data), np.array(data.sensor("2f85/pinch_pos").data))
 
