@@ -220,8 +220,8 @@ class PiRLAlgorithm(RLAlgorithm):
                     f"{PRIVILEGED_STATE_KEY!r} has {priv.shape[-1]} numbers but pi_rl.critic_privileged_dim="
                     f"{self.config.critic_privileged_dim}; set the dim to what the env provides"
                 )
-            features = torch.cat([features.detach().float(), priv.to(self.device).float()], dim=-1)
-        return self.value_head(features)
+            features = torch.cat([features.float(), priv.to(self.device).float()], dim=-1)
+        return self.value_head(features)  # detaches its input
 
     def _chunk_log_prob(self, step_log_prob: Tensor, stochastic: Tensor) -> Tensor:
         """The one reduction used by both the actor's sampling pass and the learner's re-score (ratio = 1 at lr 0)."""
