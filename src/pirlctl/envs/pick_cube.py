@@ -8,6 +8,7 @@ each episode seeds it; shadows and multisampling are set on a fresh renderer; on
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,9 +18,12 @@ import numpy as np
 import torch
 
 from pirlctl.config.run_config import PRIVILEGED_STATE_DIM, RENDER_GEOM_GROUPS, EnvSettings
+from pirlctl.envs.opspace import install_fast_controller
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+log = logging.getLogger("pirlctl.env")
 
 STATE_KEY = "observation.state"
 GRIPPER_STATE_INDEX = 14  # commanded gripper, raw 0..255 in gym_hil
@@ -31,8 +35,10 @@ def image_key(camera: str) -> str:
     return f"observation.images.{camera}"
 
 
-def make_env(settings: EnvSettings) -> Any:
-    """The gymnasium env with images on, configured for CPU rendering."""
+def make_env(settings: EnvSettings, *, fast_controller: bool = True) -> Any:
+    """The gymnasium env with images on, configured for CPU rendering. ``fast_controller`` swaps in
+    :class:`pirlctl.envs.opspace.OpspaceController`, gym_hil's arm controller without its per-call overhead (same
+    torques; checked against gym_hil's at install)."""
     import gym_hil  # noqa: F401  (registers the gym_hil ids)
     import gymnasium as gym
     from gym_hil.mujoco_gym_env import GymRenderingSpec
@@ -50,8 +56,19 @@ def make_env(settings: EnvSettings) -> Any:
     )
     configure_renderer(env.unwrapped, settings)
     _install_render_switch(env.unwrapped)
+    if fast_controller and not install_fast_controller(env.unwrapped):
+        log.warning(
+            "gym_hil's arm controller differs from pirlctl's copy (gym_hil %s); stepping with gym_hil's own, slower",
+            _gym_hil_version(),
+        )
     set_cube_range(settings.cube_range)
     return env
+
+
+def _gym_hil_version() -> str:
+    from importlib.metadata import version
+
+    return version("gym-hil")
 
 
 def _install_render_switch(base_env: Any) -> None:
