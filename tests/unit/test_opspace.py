@@ -76,3 +76,20 @@ def test_fast_controller_reproduces_gym_hil() -> None:
     assert out["free_space_diff"] < 1e-9, out["free_space_diff"]
     # a controller with other gains fails the install-time check, so gym_hil's own loop stays
     assert not out["other_gains_match"]
+
+
+def test_install_declines_what_it_does_not_know() -> None:
+    from gym_hil.mujoco_gym_env import FrankaGymEnv
+
+    from pirlctl.envs.opspace import install_fast_controller
+
+    class OwnLoop(FrankaGymEnv):
+        def apply_action(self, action):
+            raise NotImplementedError
+
+    own = OwnLoop.__new__(OwnLoop)  # no simulator needed: the override is seen first
+    assert install_fast_controller(own) is False
+    assert "apply_action" not in vars(own)
+    bare = FrankaGymEnv.__new__(FrankaGymEnv)  # gym_hil's loop, but none of the attributes the copy reads
+    assert install_fast_controller(bare) is False
+    assert "apply_action" not in vars(bare)

@@ -141,17 +141,23 @@ def install_fast_controller(base_env: Any, controller: Any = None) -> bool:
     """Replace ``base_env.apply_action`` (gym_hil ``FrankaGymEnv``) by the same loop driving
     :class:`OpspaceController`; the mocap target, gripper command and substep count are gym_hil's own.
 
-    Returns False, leaving gym_hil's loop in place, when the env overrides ``apply_action`` or the controller
-    does not reproduce gym_hil's torques (:func:`matches_gym_hil`). ``controller`` (tests) replaces
-    :class:`OpspaceController` with any callable of the same signature and ``site_id``/``dof_ids``."""
+    Returns False, leaving gym_hil's loop in place, when the env overrides ``apply_action``, a gym_hil release no
+    longer has the module, function or attributes this copy reads, or the controller does not reproduce gym_hil's
+    torques (:func:`matches_gym_hil`). ``controller`` (tests) replaces :class:`OpspaceController` with any callable
+    of the same signature and ``site_id``/``dof_ids``."""
     import mujoco
-    from gym_hil.mujoco_gym_env import FrankaGymEnv
 
-    if type(base_env).apply_action is not FrankaGymEnv.apply_action:
-        return False
-    if controller is None:
-        controller = OpspaceController(base_env._model, base_env._pinch_site_id, base_env._panda_dof_ids)
-    if not matches_gym_hil(base_env, controller):
+    try:
+        from gym_hil.mujoco_gym_env import FrankaGymEnv
+
+        if type(base_env).apply_action is not FrankaGymEnv.apply_action:
+            return False
+        if controller is None:
+            controller = OpspaceController(base_env._model, base_env._pinch_site_id, base_env._panda_dof_ids)
+        if not matches_gym_hil(base_env, controller):
+            return False
+        _ = (base_env._gripper_ctrl_id, base_env._panda_ctrl_ids, base_env._cartesian_bounds, base_env._n_substeps)
+    except (ImportError, AttributeError, TypeError):
         return False
     model, data = base_env._model, base_env._data
     gripper, arm = base_env._gripper_ctrl_id, base_env._panda_ctrl_ids
