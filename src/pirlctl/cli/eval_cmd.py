@@ -14,7 +14,13 @@ def register(app: typer.Typer) -> None:
     @app.command(name="eval", context_settings=EXTRA_ARGS)
     def eval_(
         ctx: typer.Context,
-        checkpoint: Path = typer.Argument(..., help="Checkpoint folder, run folder, or a LeRobot policy folder."),
+        checkpoint_arg: Path | None = typer.Argument(
+            None,
+            metavar="CHECKPOINT",
+            help="Checkpoint folder, run folder, or a LeRobot policy folder (or give it as --checkpoint).",
+            show_default=False,
+        ),
+        checkpoint_opt: Path | None = typer.Option(None, "--checkpoint", help="The same, as an option."),
         episodes: int = typer.Option(50, help="Evaluation episodes."),
         first_episode: int = typer.Option(
             0, "--first-episode", help="Index of the first episode (seeds follow it): to split one evaluation."
@@ -35,6 +41,13 @@ def register(app: typer.Typer) -> None:
             from pirlctl.pipeline.evaluate import evaluate_policy_dir
             from pirlctl.runtime import checkpoint as ckpt
 
+            if checkpoint_arg and checkpoint_opt and checkpoint_arg != checkpoint_opt:
+                raise RunConfigError(
+                    f"two checkpoints given ({checkpoint_arg} and --checkpoint {checkpoint_opt}); pass one"
+                )
+            checkpoint = checkpoint_arg or checkpoint_opt
+            if checkpoint is None:
+                raise RunConfigError("no checkpoint given; pass CHECKPOINT or --checkpoint PATH")
             if episodes < 1:
                 raise RunConfigError(f"--episodes={episodes} is invalid; use 1 or more")
             if first_episode < 0:
