@@ -16,10 +16,8 @@ from bench.common import fmt, machine, stats, timeit
 
 
 def measure(image_size: int, repeats: int) -> dict[str, dict[str, dict[str, float]]]:
-    from gym_hil.controllers import opspace
-
     from pirlctl.config.run_config import EnvSettings
-    from pirlctl.envs.opspace import OpspaceController, install_fast_controller
+    from pirlctl.envs.opspace import GymHilOpspace, OpspaceController, install_fast_controller
     from pirlctl.envs.pick_cube import make_env, reset_episode, run_chunk
 
     # no time limit inside the timings: a truncated chunk stops after one action
@@ -30,19 +28,11 @@ def measure(image_size: int, repeats: int) -> dict[str, dict[str, dict[str, floa
     low, high = env.action_space.low, env.action_space.high
     chunk = np.tile(np.array([0.0, 0.0, 0.0, 1.0], dtype=np.float32), (4, 1))
     controller = OpspaceController(base._model, base._pinch_site_id, base._panda_dof_ids)
+    reference = GymHilOpspace(base._model, base._pinch_site_id, base._panda_dof_ids)
     data, home = base._data, np.asarray(base._home_position, dtype=np.float64)
 
     def call_gym_hil() -> None:
-        opspace(
-            model=base._model,
-            data=data,
-            site_id=base._pinch_site_id,
-            dof_ids=base._panda_dof_ids,
-            pos=data.mocap_pos[0],
-            ori=data.mocap_quat[0],
-            joint=home,
-            gravity_comp=True,
-        )
+        reference(data, data.mocap_pos[0], data.mocap_quat[0], home)
 
     def call_fast() -> None:
         controller(data, data.mocap_pos[0], data.mocap_quat[0], home)

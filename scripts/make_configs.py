@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -27,20 +28,20 @@ ROOT = Path(__file__).resolve().parents[1]
 # fix within the 20-minute budget (docs/benchmarks.md): pick_cube_tiny_exact_demos keeps that task.
 DEMO_AIM_BIAS = [0.0, 0.02, 0.0]
 
-# two actors x 256 chunks x 4 actions = 2048 env steps per PPO update
+# two actors x 256 chunks x 4 executed actions = 2048 env steps per PPO update: 37 updates
+DEFAULT_ACTORS, DEFAULT_ROLLOUT_CHUNKS, N_EXEC = 2, 256, 4
 DEFAULT_ENV_STEPS = 75_000
-DEFAULT_ITERATIONS = 37  # ceil(75 000 / 2048)
+DEFAULT_ITERATIONS = math.ceil(DEFAULT_ENV_STEPS / (DEFAULT_ACTORS * DEFAULT_ROLLOUT_CHUNKS * N_EXEC))
 
 
 def tiny_algorithm(**kw) -> PiRLConfig:
     """PI-RL settings for the tiny X-VLA on CPU: reference K and clip, a small lr (a few-demo BC policy is easily
-    pushed off its data), the reference noise level 0.5 annealed to 0.2 over the first 31 of the run's 37
-    iterations (exploration early, the
-    trained chain close to the ODE one that is evaluated), one ratio per (row, dim) (the summed chunk log-prob of
-    16 terms moved ratios too far per step), target-KL early stopping, the actor lr annealed linearly to 0 over
-    the run's 37 iterations (with a constant lr, training success rose and then fell back in the last third), and
-    an asymmetric critic that also reads the gripper-to-cube offset (simulator-only; the policy never sees it);
-    the runs behind these choices are in docs/benchmarks.md."""
+    pushed off its data), the reference noise level 0.5 annealed to 0.2 over the first 31 of the run's 37 iterations
+    (exploration early, the trained chain close to the ODE one that is evaluated), one ratio per (row, dim) (the
+    summed chunk log-prob of 16 terms moved ratios too far per step), target-KL early stopping, the actor lr
+    annealed linearly to 0 over the run's 37 iterations (with a constant lr, training success rose and then fell
+    back in the last third), and an asymmetric critic that also reads the gripper-to-cube offset (simulator-only;
+    the policy never sees it); the runs behind these choices are in docs/benchmarks.md."""
     base = dict(
         actor_lr=6e-5,
         actor_lr_final=0.0,
@@ -49,7 +50,7 @@ def tiny_algorithm(**kw) -> PiRLConfig:
         value_lr=1e-3,
         minibatch_size=64,
         ppo_epochs=4,
-        n_exec=4,
+        n_exec=N_EXEC,
         num_denoise_steps=4,
         noise_level=0.5,
         noise_level_final=0.2,
@@ -100,7 +101,10 @@ if __name__ == "__main__":
     # 256 chunks each: ~50 episodes per PPO update, 37 updates in 75 k env steps (rendering once per chunk and
     # the fast arm controller made room for 2.5x the steps of the earlier 128-chunk, 30 k default)
     default_runtime = RuntimeSettings(
-        num_actors=2, rollout_chunks=256, total_env_steps=DEFAULT_ENV_STEPS, checkpoint_every=2
+        num_actors=DEFAULT_ACTORS,
+        rollout_chunks=DEFAULT_ROLLOUT_CHUNKS,
+        total_env_steps=DEFAULT_ENV_STEPS,
+        checkpoint_every=2,
     )
     run("pick_cube_tiny", tiny_algorithm(), default_runtime)
     run("pick_cube_tiny_flow_noise", tiny_algorithm(noise_method="flow_noise"), default_runtime)

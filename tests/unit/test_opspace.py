@@ -10,9 +10,8 @@ import sys
 CHILD = r"""
 import json
 import numpy as np
-from gym_hil.controllers import opspace
 from pirlctl.config.run_config import EnvSettings
-from pirlctl.envs.opspace import OpspaceController, install_fast_controller, matches_gym_hil
+from pirlctl.envs.opspace import GymHilOpspace, OpspaceController, install_fast_controller, matches_gym_hil
 from pirlctl.envs.pick_cube import make_env, reset_episode
 
 settings = EnvSettings(cube_range=0.03, image_size=16, cameras=["front", "wrist"], max_episode_steps=100)
@@ -30,17 +29,12 @@ def roll():
         states.append(np.concatenate([base._data.qpos, base._data.qvel, base._data.ctrl]).tolist())
     return np.asarray(states)
 
-class GymHilOpspace:
-    # gym_hil's own function behind the controller signature: isolates pirlctl's substep loop
-    def __init__(self):
-        self.site_id, self.dof_ids = base._pinch_site_id, base._panda_dof_ids
-    def __call__(self, data, pos, quat, home):
-        return opspace(model=base._model, data=data, site_id=self.site_id, dof_ids=self.dof_ids, pos=pos, ori=quat,
-                       joint=home, gravity_comp=True)
-
 reference = roll()
 out = {"class_loop": "apply_action" not in vars(base), "moved": float(np.abs(reference[7] - reference[0]).max())}
-out["loop_installed"] = install_fast_controller(base, GymHilOpspace())
+# gym_hil's own function inside pirlctl's substep loop: isolates the loop
+out["loop_installed"] = install_fast_controller(
+    base, GymHilOpspace(base._model, base._pinch_site_id, base._panda_dof_ids)
+)
 out["loop_diff"] = float(np.abs(roll() - reference).max())
 del base.apply_action
 out["installed"] = install_fast_controller(base)

@@ -104,13 +104,36 @@ class OpspaceController:
         return tau
 
 
+class GymHilOpspace:
+    """gym_hil's own ``opspace`` behind :class:`OpspaceController`'s call signature, called as gym_hil's
+    ``apply_action`` calls it: the reference the copy is checked and benchmarked against."""
+
+    def __init__(self, model: Any, site_id: int, dof_ids: np.ndarray) -> None:
+        from gym_hil.controllers import opspace
+
+        self._opspace = opspace
+        self.model, self.site_id, self.dof_ids = model, int(site_id), np.asarray(dof_ids)
+
+    def __call__(self, data: Any, pos: np.ndarray, quat_des: np.ndarray, q_des: np.ndarray) -> np.ndarray:
+        return self._opspace(
+            model=self.model,
+            data=data,
+            site_id=self.site_id,
+            dof_ids=self.dof_ids,
+            pos=pos,
+            ori=quat_des,
+            joint=q_des,
+            gravity_comp=True,
+        )
+
+
 def matches_gym_hil(base_env: Any, controller: Any, trials: int = 8, rtol: float = 1e-9) -> bool:
     """Whether ``controller`` gives gym_hil's own ``opspace`` torque on ``trials`` random arm states (a scratch
     copy of the simulator state; the env is untouched). A gym_hil release that changes its controller fails this."""
     import mujoco
-    from gym_hil.controllers import opspace
 
     model = base_env._model
+    reference = GymHilOpspace(model, controller.site_id, controller.dof_ids)
     data = mujoco.MjData(model)
     dof = controller.dof_ids
     home = np.asarray(base_env._home_position, dtype=np.float64)
@@ -121,16 +144,7 @@ def matches_gym_hil(base_env: Any, controller: Any, trials: int = 8, rtol: float
         data.mocap_pos[0] = base_env._data.mocap_pos[0] + rng.normal(0.0, 0.05, 3)
         data.mocap_quat[0] = base_env._data.mocap_quat[0]
         mujoco.mj_forward(model, data)
-        ref = opspace(
-            model=model,
-            data=data,
-            site_id=controller.site_id,
-            dof_ids=dof,
-            pos=data.mocap_pos[0],
-            ori=data.mocap_quat[0],
-            joint=home,
-            gravity_comp=True,
-        )
+        ref = reference(data, data.mocap_pos[0], data.mocap_quat[0], home)
         got = controller(data, data.mocap_pos[0], data.mocap_quat[0], home)
         if not np.allclose(got, ref, rtol=rtol, atol=rtol * max(1.0, float(np.abs(ref).max()))):
             return False
@@ -156,13 +170,13 @@ def install_fast_controller(base_env: Any, controller: Any = None) -> bool:
             controller = OpspaceController(base_env._model, base_env._pinch_site_id, base_env._panda_dof_ids)
         if not matches_gym_hil(base_env, controller):
             return False
-        _ = (base_env._gripper_ctrl_id, base_env._panda_ctrl_ids, base_env._cartesian_bounds, base_env._n_substeps)
+        model, data = base_env._model, base_env._data
+        gripper, arm = base_env._gripper_ctrl_id, base_env._panda_ctrl_ids
+        home = np.asarray(base_env._home_position, dtype=np.float64)
+        lo, hi = base_env._cartesian_bounds
+        substeps = base_env._n_substeps
     except (ImportError, AttributeError, TypeError):
         return False
-    model, data = base_env._model, base_env._data
-    gripper, arm = base_env._gripper_ctrl_id, base_env._panda_ctrl_ids
-    home = np.asarray(base_env._home_position, dtype=np.float64)
-    lo, hi = base_env._cartesian_bounds
 
     def apply_action(action: np.ndarray) -> None:
         x, y, z, _rx, _ry, _rz, grasp_command = action
@@ -170,7 +184,7 @@ def install_fast_controller(base_env: Any, controller: Any = None) -> bool:
         g = data.ctrl[gripper] / MAX_GRIPPER_COMMAND
         data.ctrl[gripper] = np.clip(g + grasp_command, 0.0, 1.0) * MAX_GRIPPER_COMMAND
         target, quat = data.mocap_pos[0], data.mocap_quat[0]
-        for _ in range(base_env._n_substeps):
+        for _ in range(substeps):
             data.ctrl[arm] = controller(data, target, quat, home)
             mujoco.mj_step(model, data)
 
