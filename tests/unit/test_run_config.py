@@ -37,6 +37,7 @@ def test_pi_rl_run_config_keeps_policy_type_and_takes_dotted_overrides():
         "pick_cube_tiny_1actor",
         "pick_cube_tiny_exact_demos",
         "pick_cube_tiny_full_range",
+        "pick_cube_tiny_cube_obs",
     ],
 )
 def test_shipped_configs_parse(name):

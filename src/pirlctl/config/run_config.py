@@ -33,6 +33,8 @@ RENDER_GEOM_GROUPS: dict[str, tuple[int, ...]] = {"visual": (0, 1, 2), "collisio
 # Width of pick-cube's simulator-only critic input (envs.pick_cube.privileged_state): the gripper-to-cube offset
 # (3) and the lift fraction (1). `algorithm.critic_privileged_dim` is 0 or this.
 PRIVILEGED_STATE_DIM = 4
+AGENT_STATE_DIM = 18  # gym_hil agent_pos: joint pos (7), joint vel (7), gripper (1), TCP xyz (3)
+CUBE_OFFSET_DIM = 3  # env.observe_cube: gripper-to-cube offset appended to the policy's state
 
 
 @dataclass
@@ -71,6 +73,10 @@ class EnvSettings:
     # after a terminal step. It leaves the optimal policy unchanged and gives the critic a signal between sparse
     # successes. Logged returns and success stay the env's own. 0 = off.
     shaping: float = 0.0
+    # Append the gripper-to-cube offset (simulator, decimetres, 3 numbers) to the policy's state: the state-based
+    # variant of the task, which takes cube localisation out of what the policy must learn from pixels. The
+    # policy's state feature then has AGENT_STATE_DIM + CUBE_OFFSET_DIM entries. Off: images and robot state only.
+    observe_cube: bool = False
     # Seed of the first episode; episode i uses seed + i (the cube comes from numpy's global RNG, seeded per reset).
     seed: int = 0
 
@@ -202,6 +208,14 @@ class PiRLRunConfig:
             )
         if not (isinstance(self.env.shaping, int | float) and 0.0 <= self.env.shaping < float("inf")):
             raise RunConfigError(f"env.shaping={self.env.shaping!r} is invalid; use a weight >= 0 (0 turns it off)")
+        state_feature = getattr(self.policy, "robot_state_feature", None)
+        want = policy_state_dim(self.env)
+        if state_feature is not None and tuple(state_feature.shape) != (want,):
+            raise RunConfigError(
+                f"policy.input_features.observation.state has shape {list(state_feature.shape)} but "
+                f"env.observe_cube={self.env.observe_cube} feeds {want} numbers; set the state feature (and "
+                f"max_state_dim) to [{want}] or flip env.observe_cube"
+            )
         priv = getattr(self.algorithm, "critic_privileged_dim", 0)
         if priv not in (0, PRIVILEGED_STATE_DIM):
             raise RunConfigError(
@@ -221,6 +235,12 @@ class PiRLRunConfig:
                 "lerobot-train-rl, or convert it with `pirlctl migrate-config`"
             )
         return self.algorithm
+
+
+def policy_state_dim(env: EnvSettings) -> int:
+    """Length of the policy's ``observation.state`` for this env: the robot state, plus the cube offset with
+    ``env.observe_cube``."""
+    return AGENT_STATE_DIM + (CUBE_OFFSET_DIM if env.observe_cube else 0)
 
 
 def encode_run_config(cfg: PiRLRunConfig) -> dict[str, Any]:

@@ -28,7 +28,13 @@ from lerobot.configs.policies import PreTrainedConfig
 from lerobot.configs.types import FeatureType, PolicyFeature
 
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
-from pirlctl.config.run_config import EnvSettings, PiRLRunConfig, RuntimeSettings, encode_run_config
+from pirlctl.config.run_config import (
+    EnvSettings,
+    PiRLRunConfig,
+    RuntimeSettings,
+    encode_run_config,
+    policy_state_dim,
+)
 from pirlctl.errors import PirlError, one_line
 from pirlctl.policies.loading import TINY_XVLA_CONFIG, load_policy_config
 
@@ -43,7 +49,6 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 GYM_HIL_CAMERAS = ("front", "wrist")
 GYM_HIL_FPS = 10
 GYM_HIL_TIME_LIMIT = 100  # gym_hil registers its tasks with max_episode_steps=100
-GYM_HIL_STATE_DIM = 18  # agent_pos: joint pos (7), joint vel (7), gripper (1), TCP xyz (3)
 GYM_HIL_ACTION_DIM = 4  # dx, dy, dz, gripper
 GYM_HIL_VARIANTS = ("Keyboard", "Gamepad", "Viewer", "Base")  # teleop/display wrappers of one task
 PICK_CUBE_TASK = "PandaPickCube-v0"
@@ -1023,8 +1028,9 @@ class _Migration:
 
     def _check_pick_cube_dims(self) -> None:
         """The flow policy's state and action must be what pirlctl's pick-cube actor produces and consumes."""
+        state_dim = policy_state_dim(self.env)
         for fld, feature, want in (
-            (f"policy.input_features.{STATE_KEY}", self.policy_cfg.robot_state_feature, GYM_HIL_STATE_DIM),
+            (f"policy.input_features.{STATE_KEY}", self.policy_cfg.robot_state_feature, state_dim),
             (f"policy.output_features.{ACTION_KEY}", self.policy_cfg.action_feature, GYM_HIL_ACTION_DIM),
         ):
             got = list(feature.shape) if feature is not None else None
@@ -1034,7 +1040,7 @@ class _Migration:
                     got,
                     got,
                     fld,
-                    f"pirlctl's gym_hil pick-cube actor feeds an {GYM_HIL_STATE_DIM}-dim state and takes a "
+                    f"pirlctl's gym_hil pick-cube actor feeds an {state_dim}-dim state and takes a "
                     f"{GYM_HIL_ACTION_DIM}-dim action (dx, dy, dz, gripper); make this feature [{want}]",
                 )
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pirlctl.config.run_config import PRIVILEGED_STATE_DIM, RENDER_GEOM_GROUPS, EnvSettings
+from pirlctl.config.run_config import CUBE_OFFSET_DIM, PRIVILEGED_STATE_DIM, RENDER_GEOM_GROUPS, EnvSettings
 from pirlctl.envs.opspace import install_fast_controller
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
@@ -199,8 +199,10 @@ def reset_episode(env: Any, seed: int) -> dict[str, Any]:
     return obs
 
 
-def observation_to_policy(obs: dict[str, Any], settings: EnvSettings) -> dict[str, torch.Tensor]:
-    """gym_hil observation -> LeRobot policy keys, unbatched: images [3,H,W] in [0,1], state [18]."""
+def observation_to_policy(obs: dict[str, Any], settings: EnvSettings, env: Any = None) -> dict[str, torch.Tensor]:
+    """gym_hil observation -> LeRobot policy keys, unbatched: images [3,H,W] in [0,1], state [18] (with
+    ``settings.observe_cube``, [21]: the gripper-to-cube offset read from ``env``, whose state must be that of
+    ``obs``)."""
     out: dict[str, torch.Tensor] = {}
     for cam in settings.cameras:
         if obs["pixels"][cam] is None:
@@ -212,6 +214,10 @@ def observation_to_policy(obs: dict[str, Any], settings: EnvSettings) -> dict[st
         out[image_key(cam)] = torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0)
     state = torch.as_tensor(np.asarray(obs["agent_pos"], dtype=np.float32)).clone()
     state[GRIPPER_STATE_INDEX] = state[GRIPPER_STATE_INDEX] / GRIPPER_SCALE
+    if settings.observe_cube:
+        if env is None:
+            raise ValueError("env.observe_cube is on: pass the env to observation_to_policy to read the cube offset")
+        state = torch.cat([state, torch.from_numpy(cube_offset(env))])
     out[STATE_KEY] = state
     return out
 
@@ -228,7 +234,7 @@ class CubePose:
 
 def privileged_pose(env: Any) -> CubePose:
     """Cube and gripper positions from the simulator, for the scripted demonstrator, the reward shaping and the
-    asymmetric critic (the policy never sees the cube pose)."""
+    asymmetric critic (the policy sees it only with ``env.observe_cube``)."""
     data = env.unwrapped._data
     return CubePose(np.array(data.sensor("block_pos").data), np.array(data.sensor("2f85/pinch_pos").data))
 
@@ -247,11 +253,19 @@ def lift_fraction(env: Any, pose: CubePose) -> float:
     return float(np.clip((pose.cube[2] - base._z_init) / (base._z_success - base._z_init), 0.0, 1.0))
 
 
+def cube_offset(env: Any) -> np.ndarray:
+    """Cube minus pinch point, in decimetres (``CUBE_OFFSET_DIM`` numbers): what ``env.observe_cube`` shows the
+    policy, and the first part of the critic's privileged state."""
+    pose = privileged_pose(env)
+    out = (10.0 * (pose.cube - pose.tcp)).astype(np.float32)
+    assert out.shape == (CUBE_OFFSET_DIM,)
+    return out
+
+
 def privileged_state(env: Any) -> np.ndarray:
     """The asymmetric critic's simulator-only input (``PRIVILEGED_STATE_DIM`` numbers): the gripper-to-cube offset
     in decimetres and the lift fraction. The policy never sees it; evaluation does not use it."""
-    pose = privileged_pose(env)
-    out = np.concatenate([10.0 * (pose.cube - pose.tcp), [lift_fraction(env, pose)]]).astype(np.float32)
+    out = np.concatenate([cube_offset(env), [lift_fraction(env, privileged_pose(env))]]).astype(np.float32)
     assert out.shape == (PRIVILEGED_STATE_DIM,)
     return out
 

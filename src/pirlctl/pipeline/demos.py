@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pirlctl.config.run_config import EnvSettings
+from pirlctl.config.run_config import EnvSettings, policy_state_dim
 from pirlctl.envs.pick_cube import (
     ACTION_DIM,
     STATE_KEY,
@@ -52,7 +52,7 @@ def dataset_features(settings: EnvSettings) -> dict:
         image_key(c): {"dtype": "image", "shape": (s, s, 3), "names": ["height", "width", "channels"]}
         for c in settings.cameras
     }
-    feats[STATE_KEY] = {"dtype": "float32", "shape": (18,), "names": None}
+    feats[STATE_KEY] = {"dtype": "float32", "shape": (policy_state_dim(settings),), "names": None}
     feats["action"] = {"dtype": "float32", "shape": (ACTION_DIM,), "names": None}
     return feats
 
@@ -94,7 +94,7 @@ def record_demos(
         success = False
         for _ in range(settings.max_episode_steps):
             executed, label = picker.act(env)
-            pobs = observation_to_policy(obs, settings)
+            pobs = observation_to_policy(obs, settings, env)
             frame: dict[str, Any] = {
                 k: (v.permute(1, 2, 0).numpy() if k.startswith("observation.images") else v.numpy())
                 for k, v in pobs.items()

@@ -90,7 +90,7 @@ def evaluate_algorithm(
             length += 1
 
         while not done:
-            pobs = observation_to_policy(obs, cfg.env)
+            pobs = observation_to_policy(obs, cfg.env, env)
             pobs[LANGUAGE_TOKENS_KEY] = tokens[0]
             batch = {k: v.unsqueeze(0).to(algo.device) for k, v in pobs.items()}
             chunk = algo.act(batch, deterministic=True, generator=generator).actions[0].cpu().numpy()

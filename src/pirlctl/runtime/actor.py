@@ -53,7 +53,7 @@ def actor_observation(
 ) -> dict[str, torch.Tensor]:
     """One unbatched observation as the actor scores and sends it: the policy's inputs, the task tokens, and, for
     an asymmetric critic, the simulator-only state (read from ``env``, whose state must be that of ``obs``)."""
-    o = observation_to_policy(obs, cfg.env)
+    o = observation_to_policy(obs, cfg.env, env)
     o[LANGUAGE_TOKENS_KEY] = tokens
     if cfg.pirl.critic_privileged_dim:
         o[PRIVILEGED_STATE_KEY] = torch.from_numpy(privileged_state(env))
