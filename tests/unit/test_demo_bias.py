@@ -57,3 +57,24 @@ def test_the_bias_is_part_of_the_demo_and_sft_cache_keys():
 def test_a_bad_bias_is_refused_naming_the_field(value):
     with pytest.raises(RunConfigError, match=r"pipeline.demo_aim_bias=.* is invalid; give three finite offsets"):
         load_run_config(DEFAULT_RUN_CONFIG, [f"--pipeline.demo_aim_bias={value}"])
+
+
+def _missed_lift(retry):
+    """Drive the picker through a grasp that leaves the cube on the table."""
+    picker = ScriptedPicker(retry=retry)
+    cube = np.array([0.40, 0.0, 0.02])
+    picker.phase, picker.timer = "lift", 0
+    for _ in range(10):
+        picker.act(_env(cube, cube + [0, 0, 0.06]))
+    return picker
+
+
+def test_without_retry_the_first_missed_lift_is_final():
+    again = _missed_lift(retry=True)
+    assert again.missed and again.phase == "approach"  # re-opens and tries again
+    final = _missed_lift(retry=False)
+    assert final.missed and final.phase == "lift"  # no second attempt: record_demos drops the episode
+    _, label = final.act(_env([0.40, 0.0, 0.02], [0.40, 0.0, 0.08]))
+    assert label[3] == 2.0  # it never re-opens
+    jobs = [TrainJob(load_run_config(DEFAULT_RUN_CONFIG, [f"--pipeline.demo_retry={r}"])) for r in ("true", "false")]
+    assert jobs[0].demo_key != jobs[1].demo_key and jobs[0].sft_key != jobs[1].sft_key

@@ -124,6 +124,9 @@ class PipelineSettings:
     # Constant offset (metres, xyz) of where the demonstrator believes the cube is: a miscalibrated demonstrator
     # (e.g. an off camera-to-robot transform). Behaviour cloning copies it faithfully; reward does not. 0 = none.
     demo_aim_bias: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    # The demonstrator re-opens and tries again after a missed lift. False: its first miss ends the attempt (and the
+    # episode is discarded), so the demos show one grasp each, never a recovery.
+    demo_retry: bool = True
     # Behaviour-cloning optimiser steps.
     sft_steps: int = 2000
     # Behaviour-cloning minibatch size (frames).

@@ -283,15 +283,21 @@ class ScriptedPicker:
     stays the controller's clean command (DART-style noise injection: the demos visit off-nominal states and show
     how to recover from them). ``aim_error`` offsets the believed cube xy per episode, so the labels themselves are
     imperfect: behaviour cloning on a few such demos gives a mediocre policy. ``aim_bias`` (xyz metres) is a constant
-    offset of the believed cube position, a miscalibrated demonstrator: every label aims beside the cube.
+    offset of the believed cube position, a miscalibrated demonstrator: every label aims beside the cube. With
+    ``retry`` a missed lift re-opens and tries again; without it the first miss is final (:attr:`missed`).
     """
 
     STEP = 0.025  # metres per unit action
 
     def __init__(
-        self, noise_std: float = 0.0, aim_error: float = 0.0, aim_bias: list[float] | None = None, seed: int = 0
+        self,
+        noise_std: float = 0.0,
+        aim_error: float = 0.0,
+        aim_bias: list[float] | None = None,
+        seed: int = 0,
+        retry: bool = True,
     ) -> None:
-        self.noise_std, self.aim_error = noise_std, aim_error
+        self.noise_std, self.aim_error, self.retry = noise_std, aim_error, retry
         self.aim_bias = np.zeros(3) if aim_bias is None else np.asarray(aim_bias, dtype=float)
         self.rng = np.random.default_rng(seed)
         self.reset()
@@ -299,6 +305,7 @@ class ScriptedPicker:
     def reset(self) -> None:
         self.phase = "approach"
         self.timer = 0
+        self.missed = False  # a lift that left the cube on the table (without retry, the episode is lost)
         self.offset = self.aim_bias.copy()
         if self.aim_error > 0:
             self.offset[:2] += self.rng.normal(0.0, self.aim_error, size=2)
@@ -326,7 +333,9 @@ class ScriptedPicker:
             target = pose.tcp + np.array([0.0, 0.0, 0.05])
             gripper = 2.0
             if self.timer > 8 and pose.cube[2] < 0.04:  # missed: re-open and retry
-                self.phase, self.timer = "approach", 0
+                self.missed = True
+                if self.retry:
+                    self.phase, self.timer = "approach", 0
         self.timer += 1
         xyz = np.clip((target - pose.tcp) / self.STEP, -1.0, 1.0)
         label = np.concatenate([xyz, [gripper]]).astype(np.float32)

@@ -65,6 +65,7 @@ def record_demos(
     noise_std: float,
     aim_error: float,
     aim_bias: list[float] | None = None,
+    retry: bool = True,
     keep_failures: bool = False,
     fresh: bool = False,
 ) -> DemoReport:
@@ -83,7 +84,9 @@ def record_demos(
         "pirlctl/demos", fps=FPS, features=dataset_features(settings), root=root, use_videos=False
     )
     env = make_env(settings)
-    picker = ScriptedPicker(noise_std=noise_std, aim_error=aim_error, aim_bias=aim_bias, seed=settings.seed)
+    picker = ScriptedPicker(
+        noise_std=noise_std, aim_error=aim_error, aim_bias=aim_bias, seed=settings.seed, retry=retry
+    )
     saved = successes = frames = 0
     attempt = 0
     while saved < episodes:
@@ -105,6 +108,8 @@ def record_demos(
             obs, reward, terminated, truncated, info = env.step(executed)
             if terminated or truncated:
                 success = is_success(float(reward), bool(terminated), info)
+                break
+            if picker.missed and not retry:  # a lost episode: stop rendering it
                 break
         if not success and not keep_failures:
             continue

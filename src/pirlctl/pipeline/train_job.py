@@ -95,7 +95,9 @@ class TrainJob:
         env_json = draccus.encode(cfg.env)
         pol_json = encode_run_config(cfg)["policy"]
         p = cfg.pipeline
-        self.demo_key = _key(env_json, p.demo_episodes, p.demo_noise_std, p.demo_aim_error, list(p.demo_aim_bias))
+        self.demo_key = _key(
+            env_json, p.demo_episodes, p.demo_noise_std, p.demo_aim_error, list(p.demo_aim_bias), p.demo_retry
+        )
         self.sft_key = _key(self.demo_key, pol_json, p.sft_steps, p.sft_batch_size, p.sft_lr, cfg.seed)
         self.demo_dir = self.cache / f"demos-{self.demo_key}"
         self.sft_dir = self.cache / f"sft-{self.sft_key}"
@@ -116,6 +118,7 @@ class TrainJob:
             noise_std=p.demo_noise_std,
             aim_error=p.demo_aim_error,
             aim_bias=p.demo_aim_bias,
+            retry=p.demo_retry,
             fresh=self.fresh,
         )
         if demos.reused:
