@@ -89,3 +89,12 @@ def test_on_step_sees_every_clipped_action_of_every_episode_before_it_is_stepped
     assert [(j, t) for j, t, _ in seen] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
     np.testing.assert_array_equal(seen[0][2], [2.0, 0.0, -1.0, 2.0])  # clipped to the action space
     assert (report.episodes, report.successes, report.env_steps) == (2, 1, 6)
+
+
+@pytest.mark.parametrize("episodes", [1, 7, 50, 100, 1000])
+def test_the_wilson_interval_contains_the_rate_even_at_0_and_100_percent(episodes):
+    for successes in (0, episodes // 2, episodes):
+        lo, hi = wilson_interval(successes, episodes)
+        assert 0.0 <= lo <= successes / episodes <= hi <= 1.0
+    assert wilson_interval(episodes, episodes)[1] == 1.0  # not 0.9999999999999999: a plot's error bar was negative
+    assert wilson_interval(0, episodes)[0] == 0.0
