@@ -61,9 +61,11 @@ def test_the_policy_state_gains_the_cube_offset_only_when_asked():
 
 
 def test_a_policy_state_width_that_disagrees_with_observe_cube_is_one_line():
-    cfg = load_run_config(CONFIGS_DIR / "pick_cube_tiny_cube_obs.json")
+    cfg = load_run_config(CONFIGS_DIR / "pick_cube_tiny.json")  # the default observes the cube offset
     assert cfg.env.observe_cube and cfg.policy.robot_state_feature.shape == (AGENT_STATE_DIM + CUBE_OFFSET_DIM,)
+    pixels = load_run_config(CONFIGS_DIR / "pick_cube_tiny_pixels.json")
+    assert not pixels.env.observe_cube and pixels.policy.robot_state_feature.shape == (AGENT_STATE_DIM,)
     with pytest.raises(RunConfigError, match=r"shape \[21\] but env.observe_cube=False feeds 18 numbers"):
-        load_run_config(CONFIGS_DIR / "pick_cube_tiny_cube_obs.json", ["--env.observe_cube=false"])
+        load_run_config(CONFIGS_DIR / "pick_cube_tiny.json", ["--env.observe_cube=false"])
     with pytest.raises(RunConfigError, match=r"shape \[18\] but env.observe_cube=True feeds 21 numbers"):
-        load_run_config(CONFIGS_DIR / "pick_cube_tiny.json", ["--env.observe_cube=true"])
+        load_run_config(CONFIGS_DIR / "pick_cube_tiny_pixels.json", ["--env.observe_cube=true"])

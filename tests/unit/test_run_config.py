@@ -35,9 +35,9 @@ def test_pi_rl_run_config_keeps_policy_type_and_takes_dotted_overrides():
         "pick_cube_tiny",
         "pick_cube_tiny_flow_noise",
         "pick_cube_tiny_1actor",
-        "pick_cube_tiny_exact_demos",
-        "pick_cube_tiny_full_range",
-        "pick_cube_tiny_cube_obs",
+        "pick_cube_tiny_pixels",
+        "pick_cube_tiny_pixels_exact_demos",
+        "pick_cube_tiny_pixels_full_range",
     ],
 )
 def test_shipped_configs_parse(name):
