@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = {
-    "flow_sde": ROOT / "configs" / "pick_cube_tiny.json",
-    "flow_noise": ROOT / "configs" / "pick_cube_tiny_flow_noise.json",
+PIXELS = ROOT / "configs" / "pick_cube_tiny_pixels.json"  # B5 was measured on the pixel task
+# method -> (run config, overrides)
+METHODS: dict[str, tuple[Path, list[str]]] = {
+    "flow_sde": (PIXELS, []),
+    "flow_noise": (PIXELS, ["--algorithm.noise_method=flow_noise"]),
 }
 START = {
     "flow_sde": "SFT policy",
@@ -56,7 +58,8 @@ def run_pirl(root: Path, method: str, seed: int) -> Path:
     out = root / name
     if (out / "report.md").is_file():
         return out
-    cmd = [sys.executable, "-m", "pirlctl", "train", "--config_path", str(METHODS[method]), "--no-dashboard"]
+    config, overrides = METHODS[method]
+    cmd = [sys.executable, "-m", "pirlctl", "train", "--config_path", str(config), "--no-dashboard", *overrides]
     cmd += [f"--output_dir={out}", *_seed_args(seed)]
     subprocess.run(cmd, check=True, env=_env(), cwd=ROOT)
     return out
@@ -75,7 +78,7 @@ def run_sac(root: Path, seed: int, budget_s: float, port: int) -> Path:
     out = root / f"b5_s{seed}_sac"
     if (out / "done.json").is_file():
         return out
-    cfg = load_run_config(METHODS["flow_sde"], _seed_args(seed))
+    cfg = load_run_config(METHODS["flow_sde"][0], _seed_args(seed))
     demos = sac_demos(ROOT / TrainJob(cfg).demo_dir, root / f"demos_sac_s{seed}")
     if out.exists():
         import shutil

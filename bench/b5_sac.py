@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     from pirlctl.config.run_config import load_run_config
     from pirlctl.policies.loading import CONFIGS_DIR
 
-    run_cfg = load_run_config(args.config or CONFIGS_DIR / "pick_cube_tiny.json")
+    run_cfg = load_run_config(args.config or CONFIGS_DIR / "pick_cube_tiny_pixels.json")  # B5's task
     cfg = sac_config(run_cfg, args.demos, args.out, args.port, args.seed, args.role)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "started").write_text(f"{time.time()}\n")

@@ -264,7 +264,8 @@ def cube_offset(env: Any) -> np.ndarray:
 
 def privileged_state(env: Any) -> np.ndarray:
     """The asymmetric critic's simulator-only input (``PRIVILEGED_STATE_DIM`` numbers): the gripper-to-cube offset
-    in decimetres and the lift fraction. The policy never sees it; evaluation does not use it."""
+    in decimetres and the lift fraction. The policy does not read it (with ``env.observe_cube`` it reads the same
+    offset in its state); evaluation does not use it."""
     out = np.concatenate([cube_offset(env), [lift_fraction(env, privileged_pose(env))]]).astype(np.float32)
     assert out.shape == (PRIVILEGED_STATE_DIM,)
     return out

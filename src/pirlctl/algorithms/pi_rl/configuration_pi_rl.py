@@ -135,7 +135,7 @@ class PiRLConfig(RLAlgorithmConfig):
     value_hidden_dim: int = 256
     # Asymmetric actor-critic: width of a simulator-only state vector (observation key
     # `observation.privileged_state`, which the actor adds to each transition) that the value head reads besides
-    # its features. The policy never sees it, and evaluation does not need it. 0 = none. Pick-cube provides 4
+    # its features. The policy does not read this key, and evaluation does not need it. 0 = none. Pick-cube provides 4
     # numbers (gripper-to-cube offset and lift fraction); with it the critic sees where the cube is, which the
     # mean-pooled features of a tiny frozen VLM barely encode.
     critic_privileged_dim: int = 0
