@@ -58,10 +58,10 @@ def _actor_lr(algo: dict) -> str:
 
 def main_job_table(runs: list[Path]) -> str:
     lines = [
-        "| run | seed | method | demos | render | noise a | actor lr | critic | chunks / update | time limit "
-        "| SFT success [95% CI] | after PI-RL [95% CI] | lift | CIs overlap | eval eps | env steps | RL wall "
-        "| job wall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run | seed | method | policy sees | demos | render | noise a | actor lr | critic | chunks / update "
+        "| time limit | SFT success [95% CI] | after PI-RL [95% CI] | lift | CIs overlap | eval eps | env steps "
+        "| RL wall | job wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         sft = json.loads((run / "eval_sft.json").read_text())
@@ -72,7 +72,8 @@ def main_job_table(runs: list[Path]) -> str:
         wall = (train[-1]["time"] - train[0]["time"]) / 60 if len(train) > 1 else float("nan")
         overlap = not (rl["ci95_low"] > sft["ci95_high"] or sft["ci95_low"] > rl["ci95_high"])
         lines.append(
-            f"| {run.name} | {cfg.get('seed')} | {algo.get('noise_method')} | {_demos(cfg)} "
+            f"| {run.name} | {cfg.get('seed')} | {algo.get('noise_method')} "
+            f"| {'images, state, cube offset' if cfg['env'].get('observe_cube') else 'images, state'} | {_demos(cfg)} "
             f"| {cfg['env'].get('render_geometry', 'visual')} | {_noise(algo)} | {_actor_lr(algo)} "
             f"| {'+ sim state' if algo.get('critic_privileged_dim') else 'features'} "
             f"| {cfg['runtime']['num_actors'] * cfg['runtime']['rollout_chunks']} "
