@@ -12,9 +12,13 @@ from pirlctl import metrics as M
 class AlarmState:
     first_value_loss: float | None = None
     successes: list[bool] = field(default_factory=list)
-    # training success of the first window of episodes: the SFT level *under the stochastic training sampler*
-    # (the ODE evaluation of the SFT policy is higher, so comparing against it would alarm from the start)
+    # the SFT level *under the stochastic training sampler* (the ODE evaluation of the SFT policy differs, so
+    # comparing against it would alarm from the start): the success rate of all the episodes of the first policy
+    # version, fixed when an episode of a later version arrives. Not the first window of arrivals: successful
+    # episodes are shorter and finish first, so the first 20 to arrive overstate the level (70% against 50%).
     baseline: float | None = None
+    first_version: int | None = None
+    first_version_successes: list[bool] = field(default_factory=list)
     collapsed: bool = False
 
 
@@ -47,12 +51,23 @@ def train_alarms(rec: dict[str, Any], state: AlarmState, settings: Any) -> list[
 def episode_alarms(rec: dict[str, Any], state: AlarmState, settings: Any) -> list[str]:
     """Alarm once when rolling training success falls ``alarm_success_drop`` below the starting level; re-arms
     when it recovers to within half that drop."""
-    state.successes.append(bool(rec.get(M.ACTOR_SUCCESS)))
+    ok = bool(rec.get(M.ACTOR_SUCCESS))
+    state.successes.append(ok)
     w = settings.alarm_window
+    version = rec.get(M.ACTOR_POLICY_VERSION)
+    if state.baseline is None and version is not None:
+        if state.first_version is None:
+            state.first_version = version
+        if version == state.first_version:
+            state.first_version_successes.append(ok)
+            return []
+        first = state.first_version_successes
+        state.baseline = sum(first) / len(first)
+        state.successes = [ok]  # the rolling window covers later policies (the first one's failures come last)
     if len(state.successes) < w:
         return []
     rate = sum(state.successes[-w:]) / w
-    if state.baseline is None:
+    if state.baseline is None:  # records without a policy version: the first window is the baseline
         state.baseline = rate
         return []
     below = rate < state.baseline - settings.alarm_success_drop

@@ -63,3 +63,18 @@ def test_without_the_dashboard_alarms_are_still_raised_logged_and_printed(tmp_pa
     assert len(logged) == 2 and "rolling success" in logged[0] and "approx_kl" in logged[1]  # in record order
     printed = capsys.readouterr().err
     assert printed.count("ALARM") == 2 and "approx_kl" in printed
+
+
+def test_the_starting_level_is_the_first_policy_versions_own_rate_not_its_first_arrivals():
+    # successful episodes are shorter and arrive first: the first window of arrivals overstates the SFT level
+    s, st = PipelineSettings(alarm_window=4, alarm_success_drop=0.3), AlarmState()
+    fired = []
+    for ok in [1, 1, 1, 1, 0, 0, 0, 0]:  # version 0: 50%, successes first
+        fired += episode_alarms({M.ACTOR_SUCCESS: bool(ok), M.ACTOR_POLICY_VERSION: 0}, st, s)
+    assert st.baseline is None and fired == []  # not fixed while version 0 is still arriving
+    for ok in [0, 1, 0, 1, 0, 1]:  # version 1 holds the level: no collapse
+        fired += episode_alarms({M.ACTOR_SUCCESS: bool(ok), M.ACTOR_POLICY_VERSION: 1}, st, s)
+    assert st.baseline == 0.5 and fired == []
+    for _ in range(4):  # then it does collapse
+        fired += episode_alarms({M.ACTOR_SUCCESS: False, M.ACTOR_POLICY_VERSION: 2}, st, s)
+    assert len(fired) == 1 and "starting level 50%" in fired[0]
