@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from pirlctl.config.run_config import EnvSettings, policy_state_dim
 from pirlctl.envs.pick_cube import (
@@ -44,6 +47,7 @@ class DemoReport:
     successes: int
     frames: int
     reused: bool
+    attempts: int = -1  # scripted attempts played (kept or not); -1 when reused
 
 
 def dataset_features(settings: EnvSettings) -> dict:
@@ -57,6 +61,62 @@ def dataset_features(settings: EnvSettings) -> dict:
     return feats
 
 
+@dataclass
+class _Attempt:
+    executed: list[np.ndarray]
+    labels: list[np.ndarray]
+    frames: list[dict[str, Any]]  # empty when not rendered
+    success: bool
+
+
+def _play(
+    env: Any,
+    settings: EnvSettings,
+    seed: int,
+    act: Callable[[Any], tuple[np.ndarray, np.ndarray]],
+    *,
+    render: bool,
+    lost: Callable[[], bool] = lambda: False,
+    max_steps: int | None = None,
+) -> _Attempt:
+    """One scripted attempt from ``reset_episode(env, seed)``; ``act(env)`` gives (executed, label) per step, and
+    the attempt stops early once ``lost()`` or after ``max_steps``. With ``render`` every step's observation is
+    rendered and kept as a dataset frame (the label is its action)."""
+    base = env.unwrapped
+    base.pirl_render = render
+    try:
+        obs = reset_episode(env, seed)
+        out = _Attempt([], [], [], success=False)
+        for _ in range(min(settings.max_episode_steps, max_steps or settings.max_episode_steps)):
+            executed, label = act(env)
+            out.executed.append(executed)
+            out.labels.append(label)
+            if render:
+                pobs = observation_to_policy(obs, settings, env)
+                frame: dict[str, Any] = {
+                    k: (v.permute(1, 2, 0).numpy() if k.startswith("observation.images") else v.numpy())
+                    for k, v in pobs.items()
+                }
+                frame["action"] = label
+                frame["task"] = settings.instruction
+                out.frames.append(frame)
+            obs, reward, terminated, truncated, info = env.step(executed)
+            if terminated or truncated:
+                out.success = is_success(float(reward), bool(terminated), info)
+                break
+            if lost():
+                break
+        return out
+    finally:
+        base.pirl_render = True
+
+
+def _replayer(attempt: _Attempt) -> Callable[[Any], tuple[np.ndarray, np.ndarray]]:
+    """``act`` for :func:`_play` that gives back an attempt's (executed, label) pairs in order."""
+    steps = iter(zip(attempt.executed, attempt.labels, strict=True))
+    return lambda _env: next(steps)
+
+
 def record_demos(
     settings: EnvSettings,
     root: str | Path,
@@ -68,8 +128,13 @@ def record_demos(
     retry: bool = True,
     keep_failures: bool = False,
     fresh: bool = False,
+    two_pass: bool = True,
 ) -> DemoReport:
-    """Record ``episodes`` scripted episodes into a LeRobot dataset at ``root`` (reused when it exists)."""
+    """Record ``episodes`` scripted episodes into a LeRobot dataset at ``root`` (reused when it exists).
+
+    With ``two_pass`` each attempt first runs without rendering; only a kept attempt is replayed (same reset seed,
+    same executed actions: the simulator is deterministic) with the cameras on. A miscalibrated demonstrator fails
+    most attempts, and rendering them was most of the demo stage's time. The dataset is the same either way."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     quiet_video_backend_probe()
@@ -90,35 +155,27 @@ def record_demos(
     saved = successes = frames = 0
     attempt = 0
     while saved < episodes:
-        obs = reset_episode(env, settings.seed + DEMO_SEED_OFFSET + attempt)
+        seed = settings.seed + DEMO_SEED_OFFSET + attempt
         attempt += 1
         picker.reset()
-        buffer = []
-        success = False
-        for _ in range(settings.max_episode_steps):
-            executed, label = picker.act(env)
-            pobs = observation_to_policy(obs, settings, env)
-            frame: dict[str, Any] = {
-                k: (v.permute(1, 2, 0).numpy() if k.startswith("observation.images") else v.numpy())
-                for k, v in pobs.items()
-            }
-            frame["action"] = label
-            frame["task"] = settings.instruction
-            buffer.append(frame)
-            obs, reward, terminated, truncated, info = env.step(executed)
-            if terminated or truncated:
-                success = is_success(float(reward), bool(terminated), info)
-                break
-            if picker.missed and not retry:  # a lost episode: stop rendering it
-                break
-        if not success and not keep_failures:
-            continue
-        for frame in buffer:
+        # without retry the demonstrator's first miss is final: stop playing a lost attempt
+        scripted = _play(env, settings, seed, picker.act, render=not two_pass, lost=lambda: picker.missed and not retry)
+        if not scripted.success and not keep_failures:
+            continue  # a failed attempt, never rendered when two_pass
+        played = scripted
+        if two_pass:  # replay the kept attempt's executed actions, rendering the cameras this time
+            played = _play(env, settings, seed, _replayer(scripted), render=True, max_steps=len(scripted.executed))
+            if played.success != scripted.success or len(played.frames) != len(scripted.executed):
+                raise RuntimeError(
+                    f"demo attempt {attempt - 1} (seed {seed}) did not replay the same way; record with "
+                    "two_pass=False and report this (the simulator is expected to be deterministic)"
+                )
+        for frame in played.frames:
             ds.add_frame(frame)
         ds.save_episode()
         saved += 1
-        successes += int(success)
-        frames += len(buffer)
+        successes += int(played.success)
+        frames += len(played.frames)
     ds.finalize()
     marker.write_text("ok\n")
-    return DemoReport(str(root), saved, successes, frames, reused=False)
+    return DemoReport(str(root), saved, successes, frames, reused=False, attempts=attempt)
