@@ -15,7 +15,7 @@ from lerobot.rl.buffer import ReplayBuffer
 from lerobot.rl.data_sources.data_mixer import OnlineOfflineMixer
 from lerobot.rl.trainer import RLTrainer
 
-from pirlctl.config.run_config import load_run_config
+from pirlctl.config.run_config import load_run_config, policy_state_dim
 from pirlctl.pipeline.demos import dataset_features
 from pirlctl.policies.loading import CONFIGS_DIR
 
@@ -29,7 +29,7 @@ def _fake_demos(root, settings, lengths):
     for n in lengths:
         for _ in range(n):
             frame = {f"observation.images.{cam}": rng.random((64, 64, 3), dtype=np.float32) for cam in settings.cameras}
-            frame["observation.state"] = rng.random(18, dtype=np.float32)
+            frame["observation.state"] = rng.random(policy_state_dim(settings), dtype=np.float32)
             frame["action"] = np.array([0.1, -0.2, 0.3, 2.0], dtype=np.float32)
             frame["task"] = "pick up the cube"
             ds.add_frame(frame)
@@ -38,7 +38,7 @@ def _fake_demos(root, settings, lengths):
 
 
 def test_demos_convert_and_lerobots_own_sac_trains_on_them(tmp_path):
-    run_cfg = load_run_config(CONFIGS_DIR / "pick_cube_tiny.json")
+    run_cfg = load_run_config(CONFIGS_DIR / "pick_cube_tiny_pixels.json")  # B5's task
     _fake_demos(tmp_path / "demos", run_cfg.env, [3, 4])
     out = sac_demos(tmp_path / "demos", tmp_path / "demos_sac")
     ds = LeRobotDataset(SAC_REPO_ID, root=out)

@@ -11,7 +11,7 @@ import torch
 
 from pirlctl.config.run_config import load_run_config
 from pirlctl.pipeline.evaluate import EvalReport, evaluate_algorithm, merge_eval_reports, wilson_interval
-from pirlctl.policies.loading import DEFAULT_RUN_CONFIG
+from pirlctl.policies.loading import CONFIGS_DIR
 
 
 def _part(successes, episodes, mean_length, seconds, strip=None):
@@ -80,7 +80,8 @@ class _FixedChunkAlgo:
 
 
 def test_on_step_sees_every_clipped_action_of_every_episode_before_it_is_stepped():
-    cfg = load_run_config(DEFAULT_RUN_CONFIG, ["--env.seed=0"])
+    # the pixel task: the stand-in env has no simulator to read the cube offset from
+    cfg = load_run_config(CONFIGS_DIR / "pick_cube_tiny_pixels.json", ["--env.seed=0"])
     cfg.env.cameras = ["front"]
     seen = []
     report = evaluate_algorithm(
