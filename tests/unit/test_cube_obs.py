@@ -17,7 +17,7 @@ import json
 import numpy as np
 from pirlctl.config.run_config import EnvSettings
 from pirlctl.envs.pick_cube import (
-    STATE_KEY, cube_offset, make_env, observation_to_policy, privileged_pose, privileged_state, reset_episode,
+    STATE_KEY, make_env, observation_to_policy, privileged_pose, privileged_state, reset_episode,
     run_chunk,
 )
 from pirlctl.pipeline.demos import dataset_features

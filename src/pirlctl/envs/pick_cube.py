@@ -217,7 +217,7 @@ def observation_to_policy(obs: dict[str, Any], settings: EnvSettings, env: Any =
     if settings.observe_cube:
         if env is None:
             raise ValueError("env.observe_cube is on: pass the env to observation_to_policy to read the cube offset")
-        state = torch.cat([state, torch.from_numpy(cube_offset(env))])
+        state = torch.cat([state, torch.from_numpy(cube_offset(privileged_pose(env)))])
     out[STATE_KEY] = state
     return out
 
@@ -253,10 +253,9 @@ def lift_fraction(env: Any, pose: CubePose) -> float:
     return float(np.clip((pose.cube[2] - base._z_init) / (base._z_success - base._z_init), 0.0, 1.0))
 
 
-def cube_offset(env: Any) -> np.ndarray:
+def cube_offset(pose: CubePose) -> np.ndarray:
     """Cube minus pinch point, in decimetres (``CUBE_OFFSET_DIM`` numbers): what ``env.observe_cube`` shows the
     policy, and the first part of the critic's privileged state."""
-    pose = privileged_pose(env)
     out = (10.0 * (pose.cube - pose.tcp)).astype(np.float32)
     assert out.shape == (CUBE_OFFSET_DIM,)
     return out
@@ -266,7 +265,8 @@ def privileged_state(env: Any) -> np.ndarray:
     """The asymmetric critic's simulator-only input (``PRIVILEGED_STATE_DIM`` numbers): the gripper-to-cube offset
     in decimetres and the lift fraction. The policy does not read it (with ``env.observe_cube`` it reads the same
     offset in its state); evaluation does not use it."""
-    out = np.concatenate([cube_offset(env), [lift_fraction(env, privileged_pose(env))]]).astype(np.float32)
+    pose = privileged_pose(env)
+    out = np.concatenate([cube_offset(pose), [lift_fraction(env, pose)]]).astype(np.float32)
     assert out.shape == (PRIVILEGED_STATE_DIM,)
     return out
 
