@@ -115,7 +115,7 @@ class RuntimeSettings:
 class PipelineSettings:
     """The few-shot SFT -> PI-RL job around the runtime (``pirlctl train`` / ``pirlctl pretrain``)."""
 
-    # Scripted demonstrations kept for SFT (successful ones only): deliberately few.
+    # Scripted demonstrations kept for SFT (successful ones only, unless demo_keep_failures): deliberately few.
     demo_episodes: int = 20
     # Gaussian noise on the demonstrator's xyz command (in action units, 1 = 2.5 cm): imperfect demos.
     demo_noise_std: float = 0.3
@@ -127,6 +127,13 @@ class PipelineSettings:
     # The demonstrator re-opens and tries again after a missed lift. False: its first miss ends the attempt (and the
     # episode is discarded), so the demos show one grasp each, never a recovery.
     demo_retry: bool = True
+    # Scale error of where the demonstrator believes the cube is, about the table centre (a camera whose scale is
+    # off): it aims at cube + scale * (cube - centre) in xy, on target at the centre and further beside the cube the
+    # further out it lies. 0 = none.
+    demo_aim_scale: float = 0.0
+    # Keep the demonstrator's failed episodes too, as recorded (an uncurated session): the clone then copies where the
+    # demonstrator fails as well as where it succeeds. False keeps successful episodes only.
+    demo_keep_failures: bool = False
     # Behaviour-cloning optimiser steps.
     sft_steps: int = 2000
     # Behaviour-cloning minibatch size (frames).
@@ -206,6 +213,11 @@ class PiRLRunConfig:
         if len(bias) != 3 or not all(isinstance(b, int | float) and math.isfinite(b) for b in bias):
             raise RunConfigError(
                 f"pipeline.demo_aim_bias={bias!r} is invalid; give three finite offsets in metres, e.g. [0, 0.015, 0]"
+            )
+        if not (isinstance(self.pipeline.demo_aim_scale, int | float) and math.isfinite(self.pipeline.demo_aim_scale)):
+            raise RunConfigError(
+                f"pipeline.demo_aim_scale={self.pipeline.demo_aim_scale!r} is invalid; give a finite scale error, "
+                "e.g. 1.0 (0 = none)"
             )
         if self.env.render_geometry not in RENDER_GEOM_GROUPS:
             raise RunConfigError(

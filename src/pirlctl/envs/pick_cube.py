@@ -284,8 +284,11 @@ class ScriptedPicker:
     stays the controller's clean command (DART-style noise injection: the demos visit off-nominal states and show
     how to recover from them). ``aim_error`` offsets the believed cube xy per episode, so the labels themselves are
     imperfect: behaviour cloning on a few such demos gives a mediocre policy. ``aim_bias`` (xyz metres) is a constant
-    offset of the believed cube position, a miscalibrated demonstrator: every label aims beside the cube. With
-    ``retry`` a missed lift re-opens and tries again; without it the first miss is final (:attr:`missed`).
+    offset of the believed cube position, a miscalibrated demonstrator: every label aims beside the cube.
+    ``aim_scale`` is a scale error of the believed cube xy about the table centre (a camera whose scale is off): the
+    demonstrator aims at ``cube + aim_scale * (cube - centre)``, on target at the centre and further beside the cube
+    the further out it lies. With ``retry`` a missed lift re-opens and tries again; without it the first miss is
+    final (:attr:`missed`).
     """
 
     STEP = 0.025  # metres per unit action
@@ -297,8 +300,9 @@ class ScriptedPicker:
         aim_bias: list[float] | None = None,
         seed: int = 0,
         retry: bool = True,
+        aim_scale: float = 0.0,
     ) -> None:
-        self.noise_std, self.aim_error, self.retry = noise_std, aim_error, retry
+        self.noise_std, self.aim_error, self.retry, self.aim_scale = noise_std, aim_error, retry, aim_scale
         self.aim_bias = np.zeros(3) if aim_bias is None else np.asarray(aim_bias, dtype=float)
         self.rng = np.random.default_rng(seed)
         self.reset()
@@ -314,6 +318,7 @@ class ScriptedPicker:
     def act(self, env: Any) -> tuple[np.ndarray, np.ndarray]:
         pose = privileged_pose(env)
         cube = pose.cube + self.offset
+        cube[:2] += self.aim_scale * (pose.cube[:2] - np.asarray(CUBE_CENTRE))
         gripper = 1.0
         if self.phase == "approach":
             target = cube + np.array([0.0, 0.0, 0.05])

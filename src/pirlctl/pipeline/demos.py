@@ -126,6 +126,7 @@ def record_demos(
     aim_error: float,
     aim_bias: list[float] | None = None,
     retry: bool = True,
+    aim_scale: float = 0.0,
     keep_failures: bool = False,
     fresh: bool = False,
     two_pass: bool = True,
@@ -150,7 +151,12 @@ def record_demos(
     )
     env = make_env(settings)
     picker = ScriptedPicker(
-        noise_std=noise_std, aim_error=aim_error, aim_bias=aim_bias, seed=settings.seed, retry=retry
+        noise_std=noise_std,
+        aim_error=aim_error,
+        aim_bias=aim_bias,
+        seed=settings.seed,
+        retry=retry,
+        aim_scale=aim_scale,
     )
     saved = successes = frames = 0
     attempt = 0

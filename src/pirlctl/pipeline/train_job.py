@@ -96,7 +96,14 @@ class TrainJob:
         pol_json = encode_run_config(cfg)["policy"]
         p = cfg.pipeline
         self.demo_key = _key(
-            env_json, p.demo_episodes, p.demo_noise_std, p.demo_aim_error, list(p.demo_aim_bias), p.demo_retry
+            env_json,
+            p.demo_episodes,
+            p.demo_noise_std,
+            p.demo_aim_error,
+            list(p.demo_aim_bias),
+            p.demo_retry,
+            p.demo_aim_scale,
+            p.demo_keep_failures,
         )
         self.sft_key = _key(self.demo_key, pol_json, p.sft_steps, p.sft_batch_size, p.sft_lr, cfg.seed)
         self.demo_dir = self.cache / f"demos-{self.demo_key}"
@@ -119,6 +126,8 @@ class TrainJob:
             aim_error=p.demo_aim_error,
             aim_bias=p.demo_aim_bias,
             retry=p.demo_retry,
+            aim_scale=p.demo_aim_scale,
+            keep_failures=p.demo_keep_failures,
             fresh=self.fresh,
         )
         if demos.reused:
