@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from pirlctl import metrics as M
 from pirlctl.alarms import AlarmState, episode_alarms, train_alarms
 from pirlctl.config.run_config import PipelineSettings
@@ -46,9 +49,6 @@ def test_success_collapse_alarms_once_against_the_starting_level_and_re_arms():
 
 
 def test_without_the_dashboard_alarms_are_still_raised_logged_and_printed(tmp_path, capsys):
-    import subprocess
-    import sys
-
     from pirlctl.metrics import MetricsWriter
     from pirlctl.reporting.dashboard import Dashboard
 
@@ -78,3 +78,29 @@ def test_the_starting_level_is_the_first_policy_versions_own_rate_not_its_first_
     for _ in range(4):  # then it does collapse
         fired += episode_alarms({M.ACTOR_SUCCESS: False, M.ACTOR_POLICY_VERSION: 2}, st, s)
     assert len(fired) == 1 and "starting level 50%" in fired[0]
+
+
+def test_an_actor_that_dies_is_an_alarm_and_when_all_have_died_the_watch_stops(tmp_path, capsys):
+    from pirlctl.reporting.dashboard import Dashboard
+
+    learner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead.wait()
+        dash = Dashboard(tmp_path, 100, PipelineSettings(), sft_success=0.5)
+        procs = [learner, dead, alive]
+        first = dash.update(procs)
+        assert len(first) == 1 and "actor0 exited with code 3" in first[0] and "actor0.stderr" in first[0]
+        assert dash.update(procs) == []  # once per actor
+        assert not dash.actors_gone(procs)  # actor1 still rolls out: the job goes on
+        alive.kill()
+        alive.wait()
+        assert dash.watch(procs, live=False) is False  # no actor left: stop instead of waiting for rollouts
+        assert learner.poll() is None  # the caller stops the learner (checkpoint) as on Ctrl-C
+        assert "actor1 exited" in capsys.readouterr().err
+        assert len((tmp_path / "alarms.log").read_text().splitlines()) == 2
+    finally:
+        for p in (learner, alive):
+            p.kill()
+            p.wait()

@@ -204,12 +204,14 @@ class TrainJob:
         )
         names = ["learner", *[f"actor{i}" for i in range(cfg.runtime.num_actors)]]
         with contextlib.ExitStack() as stack:
+            # stdout: the child's JSON report; stderr: its log lines and, if it dies, its traceback
             logs = [stack.enter_context(open(self.run_dir / f"{n}.stdout", "a")) for n in names]
+            errs = [stack.enter_context(open(self.run_dir / f"{n}.stderr", "a")) for n in names]
             procs = [
                 subprocess.Popen(
                     _pirlctl("learner", *conf, *resume, "--json"),
                     stdout=logs[0],
-                    stderr=subprocess.DEVNULL,
+                    stderr=errs[0],
                     env=_child_env(),
                 )
             ]
@@ -218,7 +220,7 @@ class TrainJob:
                     subprocess.Popen(
                         _pirlctl("actor", *conf, "--actor-id", str(i), "--json"),
                         stdout=logs[i + 1],
-                        stderr=subprocess.DEVNULL,
+                        stderr=errs[i + 1],
                         env=_child_env(),
                     )
                 )

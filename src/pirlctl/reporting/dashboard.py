@@ -56,6 +56,7 @@ class Dashboard:
         self.last_train: dict[str, Any] = {}
         self.episodes: list[dict[str, Any]] = []
         self.alarms: list[str] = []
+        self.exited_actors: set[int] = set()
         self.progress = Progress(
             TextColumn("[bold]PI-RL"),
             BarColumn(),
@@ -66,9 +67,36 @@ class Dashboard:
         )
         self.task = self.progress.add_task("rl", total=total_env_steps)
 
-    def update(self) -> list[str]:
-        """Read new records, raise alarms (kept, appended to alarms.log); returns the new alarms."""
-        raised: list[str] = []
+    def _record(self, new: list[str]) -> None:
+        self.alarms.extend(new)
+        with open(self.alarm_log, "a") as f:
+            f.writelines(f"{time.strftime('%H:%M:%S')} {a}\n" for a in new)
+
+    def check_actors(self, procs: list[subprocess.Popen]) -> list[str]:
+        """An alarm (once each) for every actor that exited while the learner runs: the job would go on with fewer
+        actors, or none, and nothing else would say so. Its traceback is in ``actorN.stderr`` in the run folder."""
+        if procs[0].poll() is not None:
+            return []
+        new = []
+        for i, p in enumerate(procs[1:]):
+            if p.poll() is not None and i not in self.exited_actors:
+                self.exited_actors.add(i)
+                new.append(
+                    f"actor{i} exited with code {p.returncode} while the learner runs; its error is in "
+                    f"{self.alarm_log.parent / f'actor{i}.stderr'}"
+                )
+        if new:
+            self._record(new)
+        return new
+
+    def actors_gone(self, procs: list[subprocess.Popen]) -> bool:
+        """Every actor has exited while the learner still waits for rollouts."""
+        return len(procs) > 1 and procs[0].poll() is None and all(p.poll() is not None for p in procs[1:])
+
+    def update(self, procs: list[subprocess.Popen] | None = None) -> list[str]:
+        """Read new records, raise alarms (kept, appended to alarms.log); returns the new alarms. With ``procs``
+        (learner first, then the actors) an actor that exited early is an alarm too."""
+        raised: list[str] = self.check_actors(procs) if procs else []
         for rec in self.tail.poll():
             new: list[str] = []
             if rec.get("kind") == "train":
@@ -79,10 +107,8 @@ class Dashboard:
                 self.episodes.append(rec)
                 new = episode_alarms(rec, self.state, self.settings)
             if new:
-                self.alarms.extend(new)
+                self._record(new)
                 raised.extend(new)
-                with open(self.alarm_log, "a") as f:
-                    f.writelines(f"{time.strftime('%H:%M:%S')} {a}\n" for a in new)
         return raised
 
     def render(self, procs: list[subprocess.Popen]) -> Group:
@@ -120,22 +146,26 @@ class Dashboard:
 
     def watch(self, procs: list[subprocess.Popen], *, live: bool = True) -> bool:
         """Refresh until the learner exits (True when it finished cleanly); Ctrl-C raises KeyboardInterrupt.
+        When every actor has exited while the learner waits, returns False at once: the caller stops the learner
+        as on Ctrl-C (a checkpoint, a resume hint) instead of waiting for rollouts that will never come.
 
         ``live=False`` (``--no-dashboard``) draws nothing but still raises every alarm: each goes to alarms.log
         and is printed as a log line on stderr."""
         if not live:
             while True:
                 done = procs[0].poll() is not None
-                for alarm in self.update():
+                for alarm in self.update(procs):
                     err_console.print(f"[bold red]ALARM[/] {alarm}", highlight=False)
                 if done:
                     return procs[0].returncode == 0
+                if self.actors_gone(procs):
+                    return False
                 time.sleep(1.0)
         with Live(self.render(procs), console=console, refresh_per_second=2, transient=False) as screen:
-            while procs[0].poll() is None:
-                self.update()
+            while procs[0].poll() is None and not self.actors_gone(procs):
+                self.update(procs)
                 screen.update(self.render(procs))
                 time.sleep(0.5)
-            self.update()
+            self.update(procs)
             screen.update(self.render(procs))
-        return procs[0].returncode == 0
+        return procs[0].poll() is not None and procs[0].returncode == 0
