@@ -45,12 +45,12 @@ def test_a_biased_demonstrator_descends_beside_the_cube_and_an_unbiased_one_onto
 def test_the_bias_is_part_of_the_demo_and_sft_cache_keys():
     keys = {
         bias: TrainJob(load_run_config(DEFAULT_RUN_CONFIG, [f"--pipeline.demo_aim_bias={bias}"]))
-        for bias in ("[0.0,0.0,0.0]", "[0.0,0.02,0.0]", "[0.0,0.045,0.0]")
+        for bias in ("[0.0,0.0,0.0]", "[0.0,0.02,0.0]", "[0.0,0.0275,0.0]")
     }
     assert len({job.demo_key for job in keys.values()}) == 3
     assert len({job.sft_key for job in keys.values()}) == 3
     default = TrainJob(load_run_config(DEFAULT_RUN_CONFIG))
-    assert default.demo_key == keys["[0.0,0.045,0.0]"].demo_key  # the shipped default: 4.5 cm along +y
+    assert default.demo_key == keys["[0.0,0.0275,0.0]"].demo_key  # the shipped default: 2.75 cm along +y
 
 
 @pytest.mark.parametrize("value", ["[0.0,0.01]", "[0.0,NaN,0.0]"])

@@ -42,7 +42,8 @@ def test_a_scale_error_aims_on_target_at_the_centre_and_beside_the_cube_further_
 
 
 def test_scale_and_keep_failures_are_part_of_the_demo_and_sft_cache_keys():
-    variants = ([], ["--pipeline.demo_aim_scale=1.0"], ["--pipeline.demo_keep_failures=true"])
+    flipped = str(not load_run_config(DEFAULT_RUN_CONFIG).pipeline.demo_keep_failures).lower()
+    variants = ([], ["--pipeline.demo_aim_scale=1.0"], [f"--pipeline.demo_keep_failures={flipped}"])
     jobs = [TrainJob(load_run_config(DEFAULT_RUN_CONFIG, v)) for v in variants]
     assert len({j.demo_key for j in jobs}) == len({j.sft_key for j in jobs}) == 3
 
