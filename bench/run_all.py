@@ -38,10 +38,18 @@ def _job_minutes(run: Path) -> str:
 
 
 def _demos(cfg: dict) -> str:
-    bias = cfg.get("pipeline", {}).get("demo_aim_bias") or [0, 0, 0]
-    if not any(bias):
-        return "exact"
-    return "bias " + ", ".join(f"{axis} {100 * b:+.1f} cm" for axis, b in zip("xyz", bias, strict=True) if b)
+    """Count, demonstrator error, and whether failed episodes were kept."""
+    p = cfg.get("pipeline", {})
+    bias = p.get("demo_aim_bias") or [0, 0, 0]
+    parts = [str(p.get("demo_episodes", "?"))]
+    if any(bias):
+        parts.append("bias " + ", ".join(f"{axis} {100 * b:+.3g} cm" for axis, b in zip("xyz", bias, strict=True) if b))
+    if p.get("demo_aim_scale"):
+        parts.append(f"scale error {p['demo_aim_scale']:g}")
+    if not any(bias) and not p.get("demo_aim_scale"):
+        parts.append("exact")
+    parts.append("failures kept" if p.get("demo_keep_failures") else "successes only")
+    return ", ".join(parts)
 
 
 def _noise(algo: dict) -> str:
