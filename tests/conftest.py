@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
@@ -43,3 +47,16 @@ def make_xvla_batch(config, batch_size: int, seed: int = 0) -> dict[str, torch.T
 @pytest.fixture
 def xvla_batch(tiny_xvla_config):
     return make_xvla_batch(tiny_xvla_config, 6)
+
+
+@pytest.fixture
+def child_json():
+    """Runs a Python snippet in a fresh interpreter (rendering needs one GL context per process, pick_cube.py) and
+    returns its last stdout line parsed as JSON; a child that fails fails the test with its stderr."""
+
+    def run(code: str, *args: str, timeout: int = 600) -> Any:
+        res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
+    return run

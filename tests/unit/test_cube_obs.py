@@ -3,10 +3,6 @@ an observation is built (demos, actor, evaluation), and a policy whose state wid
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 from pirlctl.config.run_config import AGENT_STATE_DIM, CUBE_OFFSET_DIM, RunConfigError, load_run_config
@@ -44,10 +40,8 @@ print(json.dumps(out))
 """
 
 
-def test_the_policy_state_gains_the_cube_offset_only_when_asked():
-    res = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+def test_the_policy_state_gains_the_cube_offset_only_when_asked(child_json):
+    out = child_json(CHILD)
     for state, expected, plain, priv in zip(
         out["states"], out["expected"], out["plain"], out["privileged_head"], strict=True
     ):

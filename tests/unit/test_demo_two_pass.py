@@ -4,10 +4,6 @@ labels). Rendered in a child process: one GL context per process (pick_cube.py).
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 CHILD = r"""
 import json, sys
 import numpy as np
@@ -36,10 +32,8 @@ print(json.dumps(out))
 """
 
 
-def test_two_pass_demos_are_the_single_pass_demos(tmp_path):
-    res = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path)], capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+def test_two_pass_demos_are_the_single_pass_demos(tmp_path, child_json):
+    out = child_json(CHILD, str(tmp_path))
     single, two = out["False"], out["True"]
     assert single["episodes"] == two["episodes"] == 1
     assert single["attempts"] == two["attempts"] > 1  # failed attempts were played (and not rendered in two)

@@ -3,10 +3,6 @@ that builds or checks an observation agrees on the key."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -116,10 +112,8 @@ print(json.dumps(out))
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_the_actor_adds_the_gripper_to_cube_offset_only_for_an_asymmetric_critic():
-    res = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+def test_the_actor_adds_the_gripper_to_cube_offset_only_for_an_asymmetric_critic(child_json):
+    out = child_json(CHILD)
     assert PRIVILEGED_STATE_KEY not in out["0"]["keys"]
     assert PRIVILEGED_STATE_KEY in out["4"]["keys"]
     priv = out["4"]["priv"]

@@ -3,10 +3,6 @@ the same (cube, floor, physics). Rendered in a child process: one GL context per
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 from pirlctl.config.run_config import RunConfigError, load_run_config
@@ -34,10 +30,8 @@ print(json.dumps(out))
 """
 
 
-def test_collision_geometry_changes_the_robot_only_and_is_deterministic():
-    proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_collision_geometry_changes_the_robot_only_and_is_deterministic(child_json):
+    out = child_json(CHILD)
     import numpy as np
 
     visual_a, visual_b = (np.asarray(r["front"]) for r in out["visual"])

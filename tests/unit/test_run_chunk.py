@@ -3,10 +3,6 @@ gives. Rendered in a child process: one GL context per process (pick_cube.py).""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 CHILD = r"""
 import json
 import numpy as np
@@ -58,10 +54,8 @@ print(json.dumps(out))
 """
 
 
-def test_run_chunk_renders_once_per_chunk_and_returns_what_eager_stepping_returns():
-    proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_run_chunk_renders_once_per_chunk_and_returns_what_eager_stepping_returns(child_json):
+    out = child_json(CHILD)
     eager, (first, second) = out["eager"], out["chunked"]
     assert (first["steps"], first["trunc"], second["steps"], second["trunc"]) == (4, False, 2, True)
     for key in ("front", "wrist", "state"):
