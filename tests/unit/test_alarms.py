@@ -100,6 +100,13 @@ def test_an_actor_that_dies_is_an_alarm_and_when_all_have_died_the_watch_stops(t
         assert learner.poll() is None  # the caller stops the learner (checkpoint) as on Ctrl-C
         assert "actor1 exited" in capsys.readouterr().err
         assert len((tmp_path / "alarms.log").read_text().splitlines()) == 2
+        # the normal end: the learner pushes stop, actors exit with 0 while it still writes its last checkpoint
+        stopped = [subprocess.Popen([sys.executable, "-c", "pass"]) for _ in range(2)]
+        for p in stopped:
+            p.wait()
+        calm = Dashboard(tmp_path / "calm", 100, PipelineSettings(), sft_success=0.5)
+        (tmp_path / "calm").mkdir()
+        assert calm.update([learner, *stopped]) == [] and not calm.actors_gone([learner, *stopped])
     finally:
         for p in (learner, alive):
             p.kill()

@@ -73,13 +73,14 @@ class Dashboard:
             f.writelines(f"{time.strftime('%H:%M:%S')} {a}\n" for a in new)
 
     def check_actors(self, procs: list[subprocess.Popen]) -> list[str]:
-        """An alarm (once each) for every actor that exited while the learner runs: the job would go on with fewer
-        actors, or none, and nothing else would say so. Its traceback is in ``actorN.stderr`` in the run folder."""
+        """An alarm (once each) for every actor that failed (exited with a non-zero code) while the learner runs: the
+        job would go on with fewer actors, or none, and nothing else would say so. Its traceback is in
+        ``actorN.stderr`` in the run folder. An actor exiting with 0 was told to stop by the learner: no alarm."""
         if procs[0].poll() is not None:
             return []
         new = []
         for i, p in enumerate(procs[1:]):
-            if p.poll() is not None and i not in self.exited_actors:
+            if p.poll() not in (None, 0) and i not in self.exited_actors:
                 self.exited_actors.add(i)
                 new.append(
                     f"actor{i} exited with code {p.returncode} while the learner runs; its error is in "
@@ -90,8 +91,10 @@ class Dashboard:
         return new
 
     def actors_gone(self, procs: list[subprocess.Popen]) -> bool:
-        """Every actor has exited while the learner still waits for rollouts."""
-        return len(procs) > 1 and procs[0].poll() is None and all(p.poll() is not None for p in procs[1:])
+        """Every actor has failed while the learner still waits for rollouts. (Actors that exit with 0 got the
+        learner's ``stop`` at the end of training; the learner is then finishing, not waiting.)"""
+        actors = procs[1:]
+        return bool(actors) and procs[0].poll() is None and all(p.poll() not in (None, 0) for p in actors)
 
     def update(self, procs: list[subprocess.Popen] | None = None) -> list[str]:
         """Read new records, raise alarms (kept, appended to alarms.log); returns the new alarms. With ``procs``
