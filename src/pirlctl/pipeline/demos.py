@@ -135,7 +135,8 @@ def record_demos(
 
     With ``two_pass`` each attempt first runs without rendering; only a kept attempt is replayed (same reset seed,
     same executed actions: the simulator is deterministic) with the cameras on. A miscalibrated demonstrator fails
-    most attempts, and rendering them was most of the demo stage's time. The dataset is the same either way."""
+    most attempts, and rendering them was most of the demo stage's time. With ``keep_failures`` every attempt is
+    kept, so each is rendered as it is played and never replayed. The dataset is the same either way."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     quiet_video_backend_probe()
@@ -164,12 +165,14 @@ def record_demos(
         seed = settings.seed + DEMO_SEED_OFFSET + attempt
         attempt += 1
         picker.reset()
-        # without retry the demonstrator's first miss is final: stop playing a lost attempt
-        scripted = _play(env, settings, seed, picker.act, render=not two_pass, lost=lambda: picker.missed and not retry)
+        # render while playing unless the attempt may be dropped; without retry the demonstrator's first miss is
+        # final: stop playing a lost attempt
+        rendered = not two_pass or keep_failures
+        scripted = _play(env, settings, seed, picker.act, render=rendered, lost=lambda: picker.missed and not retry)
         if not scripted.success and not keep_failures:
             continue  # a failed attempt, never rendered when two_pass
         played = scripted
-        if two_pass:  # replay the kept attempt's executed actions, rendering the cameras this time
+        if not rendered:  # replay the kept attempt's executed actions, rendering the cameras this time
             played = _play(env, settings, seed, _replayer(scripted), render=True, max_steps=len(scripted.executed))
             if played.success != scripted.success or len(played.frames) != len(scripted.executed):
                 raise RuntimeError(

@@ -45,6 +45,11 @@ class MetricsTail:
         return out
 
 
+def _failed(proc: subprocess.Popen) -> bool:
+    """Exited with a non-zero code (an actor exiting with 0 got the learner's ``stop``)."""
+    return proc.poll() not in (None, 0)
+
+
 class Dashboard:
     def __init__(self, run_dir: Path, total_env_steps: int, settings: Any, sft_success: float | None) -> None:
         self.tail = MetricsTail(run_dir / "metrics.jsonl")
@@ -56,7 +61,7 @@ class Dashboard:
         self.last_train: dict[str, Any] = {}
         self.episodes: list[dict[str, Any]] = []
         self.alarms: list[str] = []
-        self.exited_actors: set[int] = set()
+        self.failed_actors: set[int] = set()
         self.progress = Progress(
             TextColumn("[bold]PI-RL"),
             BarColumn(),
@@ -80,8 +85,8 @@ class Dashboard:
             return []
         new = []
         for i, p in enumerate(procs[1:]):
-            if p.poll() not in (None, 0) and i not in self.exited_actors:
-                self.exited_actors.add(i)
+            if _failed(p) and i not in self.failed_actors:
+                self.failed_actors.add(i)
                 new.append(
                     f"actor{i} exited with code {p.returncode} while the learner runs; its error is in "
                     f"{self.alarm_log.parent / f'actor{i}.stderr'}"
@@ -94,7 +99,7 @@ class Dashboard:
         """Every actor has failed while the learner still waits for rollouts. (Actors that exit with 0 got the
         learner's ``stop`` at the end of training; the learner is then finishing, not waiting.)"""
         actors = procs[1:]
-        return bool(actors) and procs[0].poll() is None and all(p.poll() not in (None, 0) for p in actors)
+        return bool(actors) and procs[0].poll() is None and all(_failed(p) for p in actors)
 
     def update(self, procs: list[subprocess.Popen] | None = None) -> list[str]:
         """Read new records, raise alarms (kept, appended to alarms.log); returns the new alarms. With ``procs``
