@@ -31,7 +31,7 @@ def run_episodes(config_path: str, policy_dir: str, episodes: int, overrides: li
     from pirlctl.config.run_config import load_run_config
     from pirlctl.envs.pick_cube import make_env, privileged_pose
     from pirlctl.pipeline.evaluate import evaluate_algorithm
-    from pirlctl.runtime.learner import build_algorithm
+    from pirlctl.runtime.build import build_algorithm
 
     cfg = load_run_config(config_path, overrides)
     cfg.policy_path = policy_dir

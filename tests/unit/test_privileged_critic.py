@@ -9,7 +9,7 @@ import torch
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY, PiRLConfig, PiRLConfigError
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import ChunkTransition, PiRLAlgorithm, RolloutBatch
 from pirlctl.config.run_config import PRIVILEGED_STATE_DIM, PiRLRunConfig, RunConfigError
-from pirlctl.runtime.learner import expected_observation_shapes
+from pirlctl.runtime.build import expected_observation_shapes
 from pirlctl.runtime.wire import WireError, decode_segment, encode_segment
 
 

@@ -275,8 +275,8 @@ def _on_policy_batch(algo, cfg: PiRLRunConfig, obs: dict[str, torch.Tensor], see
 def check_learner_branch(cfg: PiRLRunConfig) -> str:
     from pirlctl.config.run_config import config_hash, encode_run_config
     from pirlctl.diagnostics.verify_sync import synthetic_observations
+    from pirlctl.runtime.build import build_algorithm
     from pirlctl.runtime.checkpoint import save_checkpoint, verify_checkpoint
-    from pirlctl.runtime.learner import build_algorithm
 
     algo = build_algorithm(cfg, cfg.runtime.device)
     algo.make_optimizers_and_scheduler()
@@ -331,7 +331,7 @@ def check_actor_sync(cfg: PiRLRunConfig) -> str:
         synthetic_observations,
         weight_hashes,
     )
-    from pirlctl.runtime.learner import build_algorithm
+    from pirlctl.runtime.build import build_algorithm
 
     learner = build_algorithm(cfg, cfg.runtime.device)
     actor = build_algorithm(cfg, cfg.runtime.actor_device)

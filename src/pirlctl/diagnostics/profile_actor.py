@@ -196,7 +196,7 @@ def profile_actor(
     checkpoint: str | Path | None = None,
 ) -> ProfileReport:
     from pirlctl.runtime import checkpoint as ckpt
-    from pirlctl.runtime.learner import build_algorithm
+    from pirlctl.runtime.build import build_algorithm
 
     if steps < 1:
         raise ProfileError(f"--steps={steps} is invalid; use 1 or more")

@@ -10,7 +10,7 @@
   ``update`` at learning rate 0. On-policy data must give ratio 1: max |Δ log-prob| < 1e-5 and clipfrac 0
   (pitfalls-research.md, Pitfall 1: an actor that "runs but performance stalls").
 
-Both sides are built with :func:`pirlctl.runtime.learner.build_algorithm` (seeded), exactly as the learner and
+Both sides are built with :func:`pirlctl.runtime.build.build_algorithm` (seeded), exactly as the learner and
 actor processes build them. The actor side mirrors ``runtime.actor.Actor._load``: it checks the fingerprint and
 calls ``load_weights`` and nothing else.
 
@@ -501,7 +501,7 @@ def verify_sync(
     push (read with :class:`LearnerClient`), and a local learner-side algorithm loads them for the re-score.
     ``tamper`` rewrites the weights dict before it is sent (or, with a running learner, consumed).
     """
-    from pirlctl.runtime.learner import build_algorithm
+    from pirlctl.runtime.build import build_algorithm
 
     rt = cfg.runtime
     learner = build_algorithm(cfg, rt.device)

@@ -156,7 +156,7 @@ def evaluate_policy_dir(
     strip_path: str | Path | None = None,
 ) -> EvalReport:
     """ODE evaluation of a LeRobot policy folder (an SFT output or a checkpoint's pretrained_model)."""
-    from pirlctl.runtime.learner import build_algorithm
+    from pirlctl.runtime.build import build_algorithm
 
     cfg.policy_path = str(policy_dir)
     # like the actor: one intra-op thread (side-by-side evaluation processes otherwise oversubscribe the cores)

@@ -8,12 +8,25 @@ members: its ``denoise`` returns x̂₀ = x_t − t·v and x̂₁ = x_t + (1−t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-from pirlctl.algorithms.pi_rl.sampler import DenoiseFn
+
+@dataclass
+class DenoiseOutput:
+    """What one denoising step of a flow policy returns."""
+
+    x0_hat: Tensor  # [B, T, D] clean-action estimate
+    x1_hat: Tensor  # [B, T, D] noise estimate
+    hidden: Tensor  # [B, T, H] action-token hidden states (noise head / action-expert value head read these)
+
+
+# (x_t [B,T,D], t [B], noise_hint [B,T,D]) -> DenoiseOutput
+DenoiseFn = Callable[[Tensor, Tensor, Tensor], DenoiseOutput]
 
 
 @runtime_checkable

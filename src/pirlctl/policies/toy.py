@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from pirlctl.algorithms.pi_rl.sampler import DenoiseFn, DenoiseOutput
+from pirlctl.policies.base import DenoiseFn, DenoiseOutput
 
 STATE_KEY = "observation.state"
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pirlctl.algorithms.pi_rl.sampler import DenoiseFn, DenoiseOutput
+from pirlctl.policies.base import DenoiseFn, DenoiseOutput
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from pirlctl.envs.pick_cube import (
     shaped_reward,
 )
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
-from pirlctl.runtime.learner import build_algorithm, setup_process
+from pirlctl.runtime.build import build_algorithm, setup_process
 from pirlctl.runtime.transport import BufferPool, LearnerClient, TlsConfig
 from pirlctl.runtime.wire import (
     ParametersMessage,

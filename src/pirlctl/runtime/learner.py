@@ -15,16 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from lerobot.rl.algorithms.factory import make_algorithm
-
 from pirlctl import metrics as M
 from pirlctl.alarms import AlarmState, train_alarms
-from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY
-from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PiRLAlgorithm, build_rollout_batch
+from pirlctl.algorithms.pi_rl.pi_rl_algorithm import build_rollout_batch
 from pirlctl.config.run_config import PiRLRunConfig, config_hash, encode_run_config, save_run_config
-from pirlctl.policies.loading import build_policy
 from pirlctl.runtime import checkpoint as ckpt
+from pirlctl.runtime.build import build_algorithm, expected_observation_shapes, setup_process
 from pirlctl.runtime.rollout import USED, RolloutAssembler
 from pirlctl.runtime.transport import PiRLLearnerService, TlsConfig, start_server
 from pirlctl.runtime.wire import WireError, decode_interaction, decode_segment, encode_parameters
@@ -44,48 +40,6 @@ class LearnerReport:
     last_checkpoint: str | None
     wall_seconds: float
     stopped_by: str  # "budget" | "signal"
-
-
-def expected_observation_shapes(policy_cfg: Any, token_len: int, privileged_dim: int = 0) -> dict[str, tuple[int, ...]]:
-    shapes = {k: tuple(f.shape) for k, f in policy_cfg.input_features.items()}
-    shapes["observation.language.tokens"] = (token_len,)
-    if privileged_dim:
-        shapes[PRIVILEGED_STATE_KEY] = (privileged_dim,)
-    return shapes
-
-
-def setup_process(cfg: PiRLRunConfig, role: str, log_level: str = "INFO") -> Path:
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.runtime.torch_threads > 0:
-        torch.set_num_threads(cfg.runtime.torch_threads)
-    root = logging.getLogger()
-    root.setLevel(log_level)
-    fmt = logging.Formatter(f"%(asctime)s {role} %(levelname)s %(message)s", "%H:%M:%S")
-    if not any(getattr(h, "_pirl", False) for h in root.handlers):
-        for h in list(root.handlers):  # lerobot's import installs a plain handler: one format, no duplicates
-            root.removeHandler(h)
-        fh = logging.FileHandler(out / f"{role}.log")
-        sh = logging.StreamHandler()
-        for h in (fh, sh):
-            h.setFormatter(fmt)
-            setattr(h, "_pirl", True)  # noqa: B010 - marks our handlers so setup is idempotent
-            root.addHandler(h)
-    return out
-
-
-def build_algorithm(cfg: PiRLRunConfig, device: str) -> PiRLAlgorithm:
-    """Policy (fresh or from ``policy_path``) and PI-RL algorithm through LeRobot's own ``make_algorithm``.
-
-    Seeded with ``cfg.seed`` so that learner and actors build identical weights when there is no checkpoint:
-    only the trainable part is pushed, the frozen part must already agree (checked by fingerprint).
-    """
-    cfg.policy.device = device  # type: ignore[union-attr]
-    torch.manual_seed(cfg.seed)
-    policy = build_policy(cfg.policy, cfg.policy_path)
-    algo = make_algorithm(cfg.pirl, policy)
-    assert isinstance(algo, PiRLAlgorithm)
-    return algo
 
 
 class Learner:

@@ -29,20 +29,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from pirlctl.policies.base import DenoiseFn, DenoiseOutput  # noqa: F401 - the adapter contract, re-exported
+
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-@dataclass
-class DenoiseOutput:
-    """What one denoising step of a flow policy returns."""
-
-    x0_hat: Tensor  # [B, T, D] clean-action estimate
-    x1_hat: Tensor  # [B, T, D] noise estimate
-    hidden: Tensor  # [B, T, H] action-token hidden states (noise head / action-expert value head read these)
-
-
-# (x_t [B,T,D], t [B], noise_hint [B,T,D]) -> DenoiseOutput
-DenoiseFn = Callable[[Tensor, Tensor, Tensor], DenoiseOutput]
 # hidden [B,T,H] -> σ [B,T,D]
 SigmaFn = Callable[[Tensor], Tensor]
 
