@@ -16,4 +16,7 @@ Layout (each part importable on its own; nothing here is imported at package imp
 
 - :mod:`~pirlctl.migrate.rules`: rule data, the tables of SAC fields (moved, dropped, to decide) and their prose;
 - :mod:`~pirlctl.migrate.report`: the report's dataclasses and :class:`~pirlctl.migrate.report.MigrationError`;
+- :mod:`~pirlctl.migrate.walk`: the walker, a SAC dict -> a PI-RL run config and the report's groups (no I/O), in
+  parts: :mod:`~pirlctl.migrate.walk_policy`, :mod:`~pirlctl.migrate.walk_run`, :mod:`~pirlctl.migrate.walk_env`,
+  over the shared state of :mod:`~pirlctl.migrate.state`;
 """
