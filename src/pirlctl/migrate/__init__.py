@@ -19,4 +19,6 @@ Layout (each part importable on its own; nothing here is imported at package imp
 - :mod:`~pirlctl.migrate.walk`: the walker, a SAC dict -> a PI-RL run config and the report's groups (no I/O), in
   parts: :mod:`~pirlctl.migrate.walk_policy`, :mod:`~pirlctl.migrate.walk_run`, :mod:`~pirlctl.migrate.walk_env`,
   over the shared state of :mod:`~pirlctl.migrate.state`;
+- :mod:`~pirlctl.migrate.files`: I/O and the entry points (``migrate``, ``migrate_config_file``): read and check the
+  SAC JSON, load the flow policy's config, check the result loads, write it (never over a file without ``force``).
 """
