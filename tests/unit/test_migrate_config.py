@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
 from pirlctl.cli import migrate_config
 from pirlctl.config.run_config import load_run_config
-from pirlctl.diagnostics.migrate import migrate, read_sac_config
+from pirlctl.migrate.files import migrate, read_sac_config
 from pirlctl.policies.loading import CONFIGS_DIR, TINY_XVLA_CONFIG, build_policy, load_policy_config
 
 from ..conftest import make_xvla_batch

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         headless_defaults()
 
         def go():
-            from pirlctl.diagnostics.migrate import migrate_config_file
+            from pirlctl.migrate.files import migrate_config_file
 
             return migrate_config_file(
                 source, output, policy=policy, policy_path=policy_path, dry_run=dry_run, force=force

@@ -12,7 +12,7 @@ from rich.table import Table
 from pirlctl.reporting.output import console, to_data
 
 if TYPE_CHECKING:
-    from pirlctl.diagnostics.migrate import MigrationReport
+    from pirlctl.migrate.report import MigrationReport
 
 CELL_CHARS = 80  # long values (whole dropped blocks) are cut in the table; --json has them in full
 RATIOS = (2, 2, 2, 3)  # column widths: the explanation gets the most room
