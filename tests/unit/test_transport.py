@@ -1,4 +1,5 @@
-"""LearnerService over real gRPC on loopback: broadcast to every stream, late joiners, token auth."""
+"""LearnerService over real gRPC on loopback: broadcast to every stream, late joiners, token auth, the negotiated
+parameters layout, the exclusive port."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import grpc
 import pytest
 import torch
 
-from pirlctl.runtime.transport import LearnerClient, PiRLLearnerService, start_server
+from pirlctl.runtime.transport import (
+    PARAMS_LAYOUT_HEADER,
+    RAW_LAYOUT,
+    LearnerBindError,
+    LearnerClient,
+    PiRLLearnerService,
+    bind_server,
+    start_server,
+)
 
 from ..integration.procs import free_port
 
@@ -75,7 +84,7 @@ def test_wrong_or_missing_token_is_unauthenticated(served):
 
 class _Context:
     def invocation_metadata(self):
-        return ()
+        return ((PARAMS_LAYOUT_HEADER, RAW_LAYOUT),)  # as LearnerClient asks
 
     def peer(self):
         return "test"
@@ -125,3 +134,75 @@ def test_weights_slot_gives_back_a_replaced_message_only_if_the_loop_never_took_
     assert (msg.version, buf) == (2, bufs[1])
     slot.put(ParametersMessage(3, False, {}), bufs[2])  # v2 is being loaded by the loop: not handed out
     assert pool.take(8) is not bufs[1]
+
+
+def _lerobot_stream(port: int, n: int, metadata=None) -> list[dict]:
+    """What a LeRobot 0.6.1 client decodes: its own stub, chunk receiver and ``bytes_to_state_dict``."""
+    from lerobot.transport import services_pb2, services_pb2_grpc
+    from lerobot.transport.utils import bytes_to_state_dict, receive_bytes_in_chunks
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stream = services_pb2_grpc.LearnerServiceStub(channel).StreamParameters(services_pb2.Empty(), metadata=metadata)
+    try:
+        return [bytes_to_state_dict(receive_bytes_in_chunks(stream, None, threading.Event())) for _ in range(n)]
+    finally:
+        channel.close()
+
+
+def test_a_client_that_does_not_ask_for_the_raw_layout_gets_lerobots_state_dict_encoded_once_per_push():
+    from pirlctl.runtime.wire import decode_parameters, encode_parameters
+
+    shutdown = threading.Event()
+    svc = PiRLLearnerService(shutdown, lambda b, p: None, lambda b, p: None)
+    port = free_port()
+    server = start_server(svc, "127.0.0.1", port, num_actors=2)
+    try:
+        v1 = {"policy": {"w": torch.randn(700_000), "b": torch.arange(5)}, "critic": {"v": torch.randn(3, 4)}}
+        svc.publish(1, encode_parameters(1, v1))
+        raw_blob = next(iter(LearnerClient("127.0.0.1", port).stream_parameters()))
+        assert decode_parameters(raw_blob).version == 1  # our client still gets the raw layout
+        assert svc.lerobot_encodes == 0  # nothing encoded for LeRobot while no such client is subscribed
+        first, second = _lerobot_stream(port, 1), _lerobot_stream(port, 1)
+        for got in (first[0], second[0]):
+            assert got.keys() == v1.keys()
+            for group, sd in v1.items():
+                assert got[group].keys() == sd.keys()
+                for k, t in sd.items():
+                    assert torch.equal(got[group][k], t), (group, k)
+        assert svc.lerobot_encodes == 1  # two clients, one push: one encode
+        svc.publish(2, encode_parameters(2, {"policy": {"w": torch.zeros(3)}}))
+        assert torch.equal(_lerobot_stream(port, 1)[0]["policy"]["w"], torch.zeros(3))
+        assert svc.lerobot_encodes == 2
+    finally:
+        shutdown.set()
+        server.stop(0)
+
+
+def test_an_unknown_parameters_layout_is_refused_with_a_hint():
+    shutdown = threading.Event()
+    svc = PiRLLearnerService(shutdown, lambda b, p: None, lambda b, p: None)
+    port = free_port()
+    server = start_server(svc, "127.0.0.1", port, num_actors=1)
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            _lerobot_stream(port, 1, metadata=[(PARAMS_LAYOUT_HEADER, "raw/9")])
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "raw/9" in err.value.details() and "same pirlctl" in err.value.details()
+    finally:
+        shutdown.set()
+        server.stop(0)
+
+
+def test_a_held_port_cannot_be_bound_again_and_the_error_names_port_and_fix(capfd):
+    port = free_port()
+    held = bind_server("127.0.0.1", port, num_actors=1)
+    try:
+        with pytest.raises(LearnerBindError) as err:
+            bind_server("127.0.0.1", port, num_actors=1)  # gRPC's default SO_REUSEPORT would have let this bind
+        msg = str(err.value)
+        assert f"127.0.0.1:{port}" in msg and "--port" in msg and "runtime.learner_port" in msg
+        assert "Address already in use" in msg
+        assert "add_port" not in capfd.readouterr().err  # gRPC core's own log line is not shown
+    finally:
+        held.release()
+    bind_server("127.0.0.1", port, num_actors=1).release()  # given back: free again
