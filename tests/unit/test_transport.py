@@ -4,6 +4,7 @@ parameters layout, the exclusive port."""
 from __future__ import annotations
 
 import threading
+import time
 
 import grpc
 import pytest
@@ -52,7 +53,6 @@ def test_every_stream_gets_every_push_and_a_late_joiner_starts_current(served):
     tb = threading.Thread(target=lambda: results.__setitem__("b", _first(b, 3)))
     ta.start()
     tb.start()
-    import time
 
     time.sleep(0.5)
     svc.publish(1, b"v1")
@@ -136,17 +136,23 @@ def test_weights_slot_gives_back_a_replaced_message_only_if_the_loop_never_took_
     assert pool.take(8) is not bufs[1]
 
 
-def _lerobot_stream(port: int, n: int, metadata=None) -> list[dict]:
-    """What a LeRobot 0.6.1 client decodes: its own stub, chunk receiver and ``bytes_to_state_dict``."""
-    from lerobot.transport import services_pb2, services_pb2_grpc
-    from lerobot.transport.utils import bytes_to_state_dict, receive_bytes_in_chunks
+class _LeRobotClient:
+    """A LeRobot 0.6.1 client: its own stub, chunk receiver and ``bytes_to_state_dict``; one open stream."""
 
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    stream = services_pb2_grpc.LearnerServiceStub(channel).StreamParameters(services_pb2.Empty(), metadata=metadata)
-    try:
-        return [bytes_to_state_dict(receive_bytes_in_chunks(stream, None, threading.Event())) for _ in range(n)]
-    finally:
-        channel.close()
+    def __init__(self, port: int, metadata=None) -> None:
+        from lerobot.transport import services_pb2, services_pb2_grpc
+
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = services_pb2_grpc.LearnerServiceStub(self.channel)
+        self.stream = stub.StreamParameters(services_pb2.Empty(), metadata=metadata)
+
+    def next(self) -> dict:
+        from lerobot.transport.utils import bytes_to_state_dict, receive_bytes_in_chunks
+
+        return bytes_to_state_dict(receive_bytes_in_chunks(self.stream, None, threading.Event()))
+
+    def close(self) -> None:
+        self.channel.close()
 
 
 def test_a_client_that_does_not_ask_for_the_raw_layout_gets_lerobots_state_dict_encoded_once_per_push():
@@ -162,8 +168,8 @@ def test_a_client_that_does_not_ask_for_the_raw_layout_gets_lerobots_state_dict_
         raw_blob = next(iter(LearnerClient("127.0.0.1", port).stream_parameters()))
         assert decode_parameters(raw_blob).version == 1  # our client still gets the raw layout
         assert svc.lerobot_encodes == 0  # nothing encoded for LeRobot while no such client is subscribed
-        first, second = _lerobot_stream(port, 1), _lerobot_stream(port, 1)
-        for got in (first[0], second[0]):
+        a, b = _LeRobotClient(port), _LeRobotClient(port)
+        for got in (a.next(), b.next()):
             assert got.keys() == v1.keys()
             for group, sd in v1.items():
                 assert got[group].keys() == sd.keys()
@@ -171,8 +177,15 @@ def test_a_client_that_does_not_ask_for_the_raw_layout_gets_lerobots_state_dict_
                     assert torch.equal(got[group][k], t), (group, k)
         assert svc.lerobot_encodes == 1  # two clients, one push: one encode
         svc.publish(2, encode_parameters(2, {"policy": {"w": torch.zeros(3)}}))
-        assert torch.equal(_lerobot_stream(port, 1)[0]["policy"]["w"], torch.zeros(3))
+        assert torch.equal(a.next()["policy"]["w"], torch.zeros(3))
+        assert torch.equal(b.next()["policy"]["w"], torch.zeros(3))
         assert svc.lerobot_encodes == 2
+        a.close()
+        b.close()
+        deadline = time.monotonic() + 10
+        while svc._lerobot_blob is not None and time.monotonic() < deadline:
+            time.sleep(0.1)  # the streams notice their clients left within their 0.5 s wait
+        assert svc._lerobot_blob is None  # no LeRobot client left: its copy of the weights is dropped
     finally:
         shutdown.set()
         server.stop(0)
@@ -184,8 +197,10 @@ def test_an_unknown_parameters_layout_is_refused_with_a_hint():
     port = free_port()
     server = start_server(svc, "127.0.0.1", port, num_actors=1)
     try:
+        client = _LeRobotClient(port, metadata=[(PARAMS_LAYOUT_HEADER, "raw/9")])
         with pytest.raises(grpc.RpcError) as err:
-            _lerobot_stream(port, 1, metadata=[(PARAMS_LAYOUT_HEADER, "raw/9")])
+            client.next()
+        client.close()
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "raw/9" in err.value.details() and "same pirlctl" in err.value.details()
     finally:

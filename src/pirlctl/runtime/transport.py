@@ -249,6 +249,7 @@ class PiRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
         self._sending: dict[int, int] = {}  # id(buffer) -> streams sending it now
         self._lerobot_lock = threading.Lock()  # one LeRobot-format encode per push, however many such clients
         self._lerobot_blob: tuple[int, bytes] | None = None  # (push sequence, torch.save bytes)
+        self._lerobot_streams = 0  # LeRobot-format streams open now
         self.lerobot_encodes = 0
 
     # -- weights broadcast ------------------------------------------------------------------------------
@@ -306,6 +307,22 @@ class PiRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
         raw = layout == RAW_LAYOUT
         logger.info("actor %s subscribed to parameters (%s)", peer, "raw" if raw else "LeRobot torch.save")
         self.streams_served += 1
+        if raw:
+            yield from self._stream(context, raw=True)
+            return
+        with self._lerobot_lock:
+            self._lerobot_streams += 1
+        try:
+            yield from self._stream(context, raw=False)
+        finally:
+            with self._lerobot_lock:
+                self._lerobot_streams -= 1
+                if not self._lerobot_streams:  # the last LeRobot client left: drop its copy of the weights
+                    self._lerobot_blob = None
+
+    def _stream(self, context: grpc.ServicerContext, *, raw: bool) -> Iterator[Any]:
+        """Chunks of the newest push, then of each newer one, until shutdown or the client leaves."""
+        peer = context.peer()
         sent = 0
 
         def has_news(last: int) -> bool:
