@@ -1,5 +1,6 @@
 """B4 weight sync: pushes end to end (serialise, gRPC on loopback, deserialise, load into the actor's tensors),
-pirlctl's path next to LeRobot 0.6.1's own (torch.save through its LearnerService), interleaved in one run; and
+pirlctl's path next to LeRobot 0.6.1's own (torch.save through its LearnerService), interleaved in one run; a
+LeRobot client of a pirlctl learner (no raw-layout header: it gets LeRobot's format, encoded from the raw push); and
 the bytes a trainable-only push sends for an X-VLA-0.9B-shaped policy.
 
 Each path keeps one server and one parameter stream open, as a learner and an actor do, and pushes several
@@ -114,6 +115,37 @@ class LeRobotPath:
         self.server.stop(0)
 
 
+class LeRobotClientOfPirlctlPath:
+    """A client with only LeRobot's helpers (no ``x-pirl-params`` header) on pirlctl's learner service: the learner
+    publishes its raw push as for an actor and encodes LeRobot's format from it for this stream."""
+
+    def __init__(self, port: int) -> None:
+        self.shutdown = threading.Event()
+        self.svc = PiRLLearnerService(self.shutdown, lambda b, p: None, lambda b, p: None)
+        self.server = start_server(self.svc, "127.0.0.1", port, num_actors=1)
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS)
+        self.stream = services_pb2_grpc.LearnerServiceStub(self.channel).StreamParameters(services_pb2.Empty())
+        self.version = 0
+
+    def push(self, weights: Weights, target: Weights) -> float:
+        self.version += 1
+        t0 = time.perf_counter()
+        self.svc.publish(self.version, encode_parameters(self.version, weights, out=self.svc.send_buffer()))
+        blob = receive_bytes_in_chunks(self.stream, None, self.shutdown)
+        load_into(target, bytes_to_state_dict(blob))
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        self.shutdown.set()
+        self.channel.close()
+        self.server.stop(0)
+
+
+def _row_stats(ts: list[float], mb: float) -> dict[str, Any]:
+    warm = ts[2:] if len(ts) > 2 else ts
+    return {"cold_s": ts[0], "warm_s": stats(warm), "warm_mbps": stats([mb / t for t in warm])}
+
+
 def b4(pushes: int = 6) -> list[dict[str, Any]]:
     from tests.integration.procs import free_port
 
@@ -137,8 +169,13 @@ def b4(pushes: int = 6) -> list[dict[str, Any]]:
             theirs.close()
         row: dict[str, Any] = {"label": label, "mb": mb, "receive_allocations": ours.pool.allocations}
         for path, ts in times.items():
-            warm = ts[2:] if len(ts) > 2 else ts
-            row[path] = {"cold_s": ts[0], "warm_s": stats(warm), "warm_mbps": stats([mb / t for t in warm])}
+            row[path] = _row_stats(ts, mb)
+        # after the interleaved pair (memory: a third server and client at once would hold ~3 more copies)
+        mixed = LeRobotClientOfPirlctlPath(free_port())
+        try:
+            row["lerobot_client"] = _row_stats([mixed.push(weights, target) for _ in range(pushes)], mb)
+        finally:
+            mixed.close()
         rows.append(row)
     return rows
 
@@ -214,6 +251,17 @@ def render(rows: list[dict[str, Any]], xvla: list[dict[str, Any]]) -> str:
             f"| {r['label']} | {r['mb']:.2f} MB | {ours['cold_s']:.3f} | {fmt(ours['warm_s'])} "
             f"| {fmt(ours['warm_mbps'], 0)} | {theirs['cold_s']:.3f} | {fmt(theirs['warm_s'])} "
             f"| {fmt(theirs['warm_mbps'], 0)} | {goal} |"
+        )
+    lines += [
+        "",
+        "| push | size | LeRobot client of a pirlctl learner: cold s | warm s | warm MB/s |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        mixed = r["lerobot_client"]
+        lines.append(
+            f"| {r['label']} | {r['mb']:.2f} MB | {mixed['cold_s']:.3f} | {fmt(mixed['warm_s'])} "
+            f"| {fmt(mixed['warm_mbps'], 0)} |"
         )
     lines += [
         "",

@@ -1,14 +1,24 @@
-"""LearnerService over real gRPC on loopback: broadcast to every stream, late joiners, token auth."""
+"""LearnerService over real gRPC on loopback: broadcast to every stream, late joiners, token auth, the negotiated
+parameters layout, the exclusive port."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import grpc
 import pytest
 import torch
 
-from pirlctl.runtime.transport import LearnerClient, PiRLLearnerService, start_server
+from pirlctl.runtime.transport import (
+    PARAMS_LAYOUT_HEADER,
+    RAW_LAYOUT,
+    LearnerBindError,
+    LearnerClient,
+    PiRLLearnerService,
+    bind_server,
+    start_server,
+)
 
 from ..integration.procs import free_port
 
@@ -43,7 +53,6 @@ def test_every_stream_gets_every_push_and_a_late_joiner_starts_current(served):
     tb = threading.Thread(target=lambda: results.__setitem__("b", _first(b, 3)))
     ta.start()
     tb.start()
-    import time
 
     time.sleep(0.5)
     svc.publish(1, b"v1")
@@ -75,7 +84,7 @@ def test_wrong_or_missing_token_is_unauthenticated(served):
 
 class _Context:
     def invocation_metadata(self):
-        return ()
+        return ((PARAMS_LAYOUT_HEADER, RAW_LAYOUT),)  # as LearnerClient asks
 
     def peer(self):
         return "test"
@@ -125,3 +134,90 @@ def test_weights_slot_gives_back_a_replaced_message_only_if_the_loop_never_took_
     assert (msg.version, buf) == (2, bufs[1])
     slot.put(ParametersMessage(3, False, {}), bufs[2])  # v2 is being loaded by the loop: not handed out
     assert pool.take(8) is not bufs[1]
+
+
+class _LeRobotClient:
+    """A LeRobot 0.6.1 client: its own stub, chunk receiver and ``bytes_to_state_dict``; one open stream."""
+
+    def __init__(self, port: int, metadata=None) -> None:
+        from lerobot.transport import services_pb2, services_pb2_grpc
+
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = services_pb2_grpc.LearnerServiceStub(self.channel)
+        self.stream = stub.StreamParameters(services_pb2.Empty(), metadata=metadata)
+
+    def next(self) -> dict:
+        from lerobot.transport.utils import bytes_to_state_dict, receive_bytes_in_chunks
+
+        return bytes_to_state_dict(receive_bytes_in_chunks(self.stream, None, threading.Event()))
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def test_a_client_that_does_not_ask_for_the_raw_layout_gets_lerobots_state_dict_encoded_once_per_push():
+    from pirlctl.runtime.wire import decode_parameters, encode_parameters
+
+    shutdown = threading.Event()
+    svc = PiRLLearnerService(shutdown, lambda b, p: None, lambda b, p: None)
+    port = free_port()
+    server = start_server(svc, "127.0.0.1", port, num_actors=2)
+    try:
+        v1 = {"policy": {"w": torch.randn(700_000), "b": torch.arange(5)}, "critic": {"v": torch.randn(3, 4)}}
+        svc.publish(1, encode_parameters(1, v1))
+        raw_blob = next(iter(LearnerClient("127.0.0.1", port).stream_parameters()))
+        assert decode_parameters(raw_blob).version == 1  # our client still gets the raw layout
+        assert svc.lerobot_encodes == 0  # nothing encoded for LeRobot while no such client is subscribed
+        a, b = _LeRobotClient(port), _LeRobotClient(port)
+        for got in (a.next(), b.next()):
+            assert got.keys() == v1.keys()
+            for group, sd in v1.items():
+                assert got[group].keys() == sd.keys()
+                for k, t in sd.items():
+                    assert torch.equal(got[group][k], t), (group, k)
+        assert svc.lerobot_encodes == 1  # two clients, one push: one encode
+        svc.publish(2, encode_parameters(2, {"policy": {"w": torch.zeros(3)}}))
+        assert torch.equal(a.next()["policy"]["w"], torch.zeros(3))
+        assert torch.equal(b.next()["policy"]["w"], torch.zeros(3))
+        assert svc.lerobot_encodes == 2
+        a.close()
+        b.close()
+        deadline = time.monotonic() + 10
+        while svc._lerobot_blob is not None and time.monotonic() < deadline:
+            time.sleep(0.1)  # the streams notice their clients left within their 0.5 s wait
+        assert svc._lerobot_blob is None  # no LeRobot client left: its copy of the weights is dropped
+    finally:
+        shutdown.set()
+        server.stop(0)
+
+
+def test_an_unknown_parameters_layout_is_refused_with_a_hint():
+    shutdown = threading.Event()
+    svc = PiRLLearnerService(shutdown, lambda b, p: None, lambda b, p: None)
+    port = free_port()
+    server = start_server(svc, "127.0.0.1", port, num_actors=1)
+    try:
+        client = _LeRobotClient(port, metadata=[(PARAMS_LAYOUT_HEADER, "raw/9")])
+        with pytest.raises(grpc.RpcError) as err:
+            client.next()
+        client.close()
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "raw/9" in err.value.details() and "same pirlctl" in err.value.details()
+    finally:
+        shutdown.set()
+        server.stop(0)
+
+
+def test_a_held_port_cannot_be_bound_again_and_the_error_names_port_and_fix(capfd):
+    port = free_port()
+    held = bind_server("127.0.0.1", port, num_actors=1)
+    try:
+        with pytest.raises(LearnerBindError) as err:
+            bind_server("127.0.0.1", port, num_actors=1)  # gRPC's default SO_REUSEPORT would have let this bind
+        msg = str(err.value)
+        assert f"127.0.0.1:{port}" in msg and "--port" in msg and "runtime.learner_port" in msg
+        assert "Address already in use" in msg
+        assert "add_port" not in capfd.readouterr().err  # gRPC core's own log line is not shown
+    finally:
+        held.release()
+    bind_server("127.0.0.1", port, num_actors=1).release()  # given back: free again

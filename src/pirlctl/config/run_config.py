@@ -101,6 +101,9 @@ class RuntimeSettings:
     batch_timeout_s: float = 0.0
     # Seconds an actor waits for the next policy version before collecting with the weights it has.
     weights_wait_s: float = 120.0
+    # Seconds an actor waits for a learner when it starts (to answer, then to send the first weights) before it
+    # exits with an error; a learner lost mid-run is waited for without limit (reconnect with backoff).
+    connect_timeout_s: float = 60.0
     # Write a checkpoint every N PPO iterations (and always at the end).
     checkpoint_every: int = 5
     # Torch device for the learner ("cpu", "cuda").
@@ -202,6 +205,10 @@ class PiRLRunConfig:
                 raise RunConfigError(f"runtime.{name}={value!r} is invalid; it must be an integer >= 1")
         if not (1 <= rt.learner_port <= 65535):
             raise RunConfigError(f"runtime.learner_port={rt.learner_port} is invalid; use 1-65535")
+        if not (isinstance(rt.connect_timeout_s, int | float) and 0 < rt.connect_timeout_s < float("inf")):
+            raise RunConfigError(
+                f"runtime.connect_timeout_s={rt.connect_timeout_s!r} is invalid; use a number of seconds > 0, e.g. 60"
+            )
         if rt.push != "every_iteration":
             raise RunConfigError(f"runtime.push={rt.push!r} is invalid; use 'every_iteration'")
         bad = [c for c in self.env.cameras if c not in ("front", "wrist")]

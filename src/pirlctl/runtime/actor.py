@@ -36,7 +36,7 @@ from pirlctl.envs.pick_cube import (
 )
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 from pirlctl.runtime.build import build_algorithm, setup_process
-from pirlctl.runtime.transport import BufferPool, LearnerClient, TlsConfig
+from pirlctl.runtime.transport import BufferPool, LearnerClient, LearnerUnreachableError, TlsConfig
 from pirlctl.runtime.wire import (
     ParametersMessage,
     WireError,
@@ -334,17 +334,29 @@ class Actor:
         ep["return"], ep["length"] = 0.0, 0
 
     def _wait_for_learner(self) -> None:
+        """Until the learner answers; a :class:`LearnerUnreachableError` after ``runtime.connect_timeout_s``."""
+        deadline = time.monotonic() + self.cfg.runtime.connect_timeout_s
         backoff = 0.2
         while not self.stop.is_set():
             try:
-                self.client.ready(timeout=5.0)
+                self.client.ready(timeout=max(0.1, min(5.0, deadline - time.monotonic())))
                 return
             except grpc.RpcError as err:
                 if hasattr(err, "code") and err.code() == grpc.StatusCode.UNAUTHENTICATED:
                     raise PermissionError("learner refused our token; set PIRL_TOKEN to the learner's token") from err
+                if time.monotonic() + backoff > deadline:
+                    raise self._unreachable("answered") from None
                 logger.info("waiting for the learner at %s (%.1fs)", self.client.address, backoff)
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    def _unreachable(self, what: str) -> LearnerUnreachableError:
+        rt = self.cfg.runtime
+        return LearnerUnreachableError(
+            f"no learner {what} at {rt.learner_host}:{rt.learner_port} within runtime.connect_timeout_s="
+            f"{rt.connect_timeout_s:g}s; start `pirlctl learner` there first (same config), or point the actor at it "
+            "with --host/--port"
+        )
 
     def run(self) -> ActorReport:
         self.started = time.monotonic()
@@ -352,9 +364,10 @@ class Actor:
         streamer = threading.Thread(target=self._stream_parameters, name="params", daemon=True)
         streamer.start()
         rt = self.cfg.runtime
-        got = self.slot.wait_new(0, timeout=max(rt.weights_wait_s, 60.0), stop=self.stop)
+        got = self.slot.wait_new(0, timeout=rt.connect_timeout_s, stop=self.stop)
         if got is None:
-            raise TimeoutError(f"no weights from the learner at {self.client.address}; is it running?")
+            self.stop.set()
+            raise self._unreachable("sent weights")
         seen, msg, buffer = got
         if not msg.stop:
             self._load(msg)

@@ -22,7 +22,7 @@ from pirlctl.config.run_config import PiRLRunConfig, config_hash, encode_run_con
 from pirlctl.runtime import checkpoint as ckpt
 from pirlctl.runtime.build import build_algorithm, expected_observation_shapes, setup_process
 from pirlctl.runtime.rollout import USED, RolloutAssembler
-from pirlctl.runtime.transport import PiRLLearnerService, TlsConfig, start_server
+from pirlctl.runtime.transport import BoundServer, PiRLLearnerService, TlsConfig, bind_server, serve
 from pirlctl.runtime.wire import WireError, decode_interaction, decode_segment, encode_parameters
 
 logger = logging.getLogger("pirlctl.learner")
@@ -229,13 +229,15 @@ class Learner:
         )
         return rec
 
-    def run(self) -> LearnerReport:
+    def run(self, bound: BoundServer | None = None) -> LearnerReport:
+        """Serve and train; on ``bound`` (:func:`run_learner` binds the port before the model is built) or on a
+        port bound now."""
         cfg = self.cfg
         started = time.monotonic()
+        rt = cfg.runtime
+        bound = bound or bind_server(rt.learner_host, rt.learner_port, rt.num_actors, self.tls)
         save_run_config(cfg, self.out / "run_config.json")
-        server = start_server(
-            self.service, cfg.runtime.learner_host, cfg.runtime.learner_port, cfg.runtime.num_actors, self.tls
-        )
+        server = serve(bound, self.service)
         stopped_by = "budget"
         try:
             self.publish()
@@ -277,8 +279,15 @@ class Learner:
 def run_learner(
     cfg: PiRLRunConfig, *, token: str | None = None, tls: TlsConfig | None = None, handle_signals: bool = True
 ) -> LearnerReport:
-    setup_process(cfg, "learner")
-    learner = Learner(cfg, token=token, tls=tls)
+    rt = cfg.runtime
+    # the port first: a second learner on a held port fails in a second, before it builds a model or writes a file
+    bound = bind_server(rt.learner_host, rt.learner_port, rt.num_actors, tls)
+    try:
+        setup_process(cfg, "learner")
+        learner = Learner(cfg, token=token, tls=tls)
+    except BaseException:
+        bound.release()
+        raise
     if handle_signals and threading.current_thread() is threading.main_thread():
 
         def _stop(signum: int, _frame: Any) -> None:
@@ -287,4 +296,4 @@ def run_learner(
 
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
-    return learner.run()
+    return learner.run(bound)

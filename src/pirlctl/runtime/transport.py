@@ -16,13 +16,23 @@ Same proto and chunking as LeRobot 0.6.1 (``lerobot.transport``). What differs f
 - Weight pushes avoid fresh allocations (B4 in docs/benchmarks.md): the learner encodes each push into one of a few
   send buffers no stream is reading, streams frame it chunk by chunk (no whole-message copy), and the actor
   assembles it into a receive buffer it hands back after loading (:class:`BufferPool`).
+- The parameters layout is negotiated: a stream whose call carries ``x-pirl-params: raw/1`` (pirlctl's own actor and
+  diagnostics) gets the raw layout above; any other client gets LeRobot's own format (``state_to_bytes``:
+  ``torch.save`` of the same weights, as ``bytes_to_state_dict`` decodes), encoded once per push and only when such
+  a client is subscribed. LeRobot tooling talking to our learner is part of the wire contract.
+- The port is bound exclusively (gRPC sets SO_REUSEPORT by default: a second learner on a held port would bind it
+  too and split the actors between the two without a word), and before the learner builds its model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import logging
+import os
+import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -31,13 +41,15 @@ from typing import Any
 
 import grpc
 from lerobot.transport import services_pb2, services_pb2_grpc
-from lerobot.transport.utils import CHUNK_SIZE, grpc_channel_options, send_bytes_in_chunks
+from lerobot.transport.utils import CHUNK_SIZE, grpc_channel_options, send_bytes_in_chunks, state_to_bytes
 
+from pirlctl.errors import PirlError
 from pirlctl.runtime.wire import (
     MAX_INTERACTION_BYTES,
     MAX_PARAMETERS_BYTES,
     MAX_TRANSITIONS_BYTES,
     WireError,
+    decode_parameters,
     parameters_size,
 )
 
@@ -46,7 +58,21 @@ logger = logging.getLogger(__name__)
 TransferState = services_pb2.TransferState
 # LeRobot caps messages at 4 MiB and sends 2 MiB chunks; the same options on both sides.
 CHANNEL_OPTIONS = grpc_channel_options()
+# The server binds its port alone: with gRPC's default SO_REUSEPORT a second learner would bind a held port too.
+SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
 AUTH_HEADER = "authorization"
+# StreamParameters metadata asking for pirlctl's raw layout (runtime/wire.py); without it a client gets LeRobot's
+# torch.save state dict. The number after the slash is the layout's version: a learner refuses one it does not know.
+PARAMS_LAYOUT_HEADER = "x-pirl-params"
+RAW_LAYOUT = "raw/1"
+
+
+class LearnerBindError(PirlError, OSError):
+    """The learner's address cannot be bound (usually: another learner holds the port)."""
+
+
+class LearnerUnreachableError(PirlError, ConnectionError):
+    """An actor found no learner at its address within ``runtime.connect_timeout_s``."""
 
 
 @dataclass(frozen=True)
@@ -221,6 +247,10 @@ class PiRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
         self.streams_served = 0
         self._send_buffers: list[bytearray] = []  # encode targets reused across pushes
         self._sending: dict[int, int] = {}  # id(buffer) -> streams sending it now
+        self._lerobot_lock = threading.Lock()  # one LeRobot-format encode per push, however many such clients
+        self._lerobot_blob: tuple[int, bytes] | None = None  # (push sequence, torch.save bytes)
+        self._lerobot_streams = 0  # LeRobot-format streams open now
+        self.lerobot_encodes = 0
 
     # -- weights broadcast ------------------------------------------------------------------------------
     def publish(self, version: int, blob: Buffer) -> None:
@@ -267,8 +297,32 @@ class PiRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
     def StreamParameters(self, request, context):  # noqa: N802
         self._authorize(context)
         peer = context.peer()
-        logger.info("actor %s subscribed to parameters", peer)
+        layout = dict(context.invocation_metadata()).get(PARAMS_LAYOUT_HEADER)
+        if layout is not None and layout != RAW_LAYOUT:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"parameters layout {layout!r} is unknown to this learner (it speaks {RAW_LAYOUT!r}); run the same "
+                "pirlctl on learner and actors",
+            )
+        raw = layout == RAW_LAYOUT
+        logger.info("actor %s subscribed to parameters (%s)", peer, "raw" if raw else "LeRobot torch.save")
         self.streams_served += 1
+        if raw:
+            yield from self._stream(context, raw=True)
+            return
+        with self._lerobot_lock:
+            self._lerobot_streams += 1
+        try:
+            yield from self._stream(context, raw=False)
+        finally:
+            with self._lerobot_lock:
+                self._lerobot_streams -= 1
+                if not self._lerobot_streams:  # the last LeRobot client left: drop its copy of the weights
+                    self._lerobot_blob = None
+
+    def _stream(self, context: grpc.ServicerContext, *, raw: bool) -> Iterator[Any]:
+        """Chunks of the newest push, then of each newer one, until shutdown or the client leaves."""
+        peer = context.peer()
         sent = 0
 
         def has_news(last: int) -> bool:
@@ -284,15 +338,37 @@ class PiRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
                 # counted under the lock that made it the newest: send_buffer() never hands it out meanwhile
                 key = id(blob.obj) if isinstance(blob, memoryview) else id(blob)
                 self._sending[key] = self._sending.get(key, 0) + 1
+            payload: bytes | None = None
             try:
-                yield from chunk_messages(blob, services_pb2.Parameters)
+                if raw:
+                    yield from chunk_messages(blob, services_pb2.Parameters)
+                else:
+                    payload = self._lerobot_payload(seq, blob)
             finally:
                 with self._cond:
                     self._sending[key] -= 1
                     if not self._sending[key]:
                         del self._sending[key]
+            if payload is not None:  # its own bytes: the send buffer is free again while a slow client reads
+                yield from chunk_messages(payload, services_pb2.Parameters)
             sent = seq
             logger.debug("sent parameters v%d to %s", version, peer)
+
+    def _lerobot_payload(self, seq: int, blob: Buffer) -> bytes | None:
+        """Push ``seq`` in LeRobot's format (``state_to_bytes`` of the same weights), encoded by the first stream
+        that needs it and shared by the others. None (logged) if ``blob`` is not a parameters message."""
+        with self._lerobot_lock:
+            if self._lerobot_blob is not None and self._lerobot_blob[0] == seq:
+                return self._lerobot_blob[1]
+            try:
+                weights = decode_parameters(blob).weights  # views of blob; state_to_bytes copies them
+            except WireError as err:
+                logger.warning("cannot send push %d in LeRobot's format: %s", seq, err)
+                return None
+            payload = state_to_bytes(weights)  # a dict of state dicts, as get_weights() returns them
+            self._lerobot_blob = (seq, payload)
+            self.lerobot_encodes += 1
+            return payload
 
     def SendTransitions(self, request_iterator, context):  # noqa: N802
         self._authorize(context)
@@ -319,25 +395,74 @@ class PiRLLearnerService(services_pb2_grpc.LearnerServiceServicer):
         return services_pb2.Empty()
 
 
+@contextlib.contextmanager
+def _stderr_to(sink: Any) -> Iterator[None]:
+    """Send file descriptor 2 to ``sink`` meanwhile: gRPC core logs a failed bind there itself, and the learner's
+    error must be one line."""
+    saved = os.dup(2)
+    try:
+        os.dup2(sink.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@dataclass
+class BoundServer:
+    """A gRPC server that holds its port but does not answer yet (:func:`bind_server`, then :func:`serve`)."""
+
+    server: grpc.Server
+    description: str  # "host:port (security, N workers)" for the log
+
+    def release(self) -> None:
+        """Give the port back without serving. (gRPC frees a port only when its server has started and stopped; a
+        server with no services answers UNIMPLEMENTED for that instant.)"""
+        self.server.start()
+        self.server.stop(None).wait()
+
+
+def bind_server(host: str, port: int, num_actors: int, tls: TlsConfig | None = None) -> BoundServer:
+    """A server holding host:port alone (no SO_REUSEPORT), not started: bind before building anything, so that a
+    held port fails in a second and before anything is written. The pool is sized for ``num_actors`` (3 RPC kinds
+    each, plus spares); over TLS when ``tls`` is given."""
+    workers = 4 * max(1, num_actors) + 4
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=SERVER_OPTIONS)
+    address = f"{host}:{port}"
+    credentials = tls.server_credentials() if tls else None
+    with tempfile.TemporaryFile("w+") as grpc_log:
+        with _stderr_to(grpc_log):
+            try:
+                bound = (
+                    server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+                )
+            except RuntimeError:
+                bound = 0
+        grpc_log.seek(0)
+        why = re.search(r"Error in bind for address '[^']*': ([^)]*)\)", grpc_log.read())
+    if bound == 0:
+        reason = why.group(1) if why else "is the port in use?"
+        raise LearnerBindError(
+            f"cannot bind the learner to {address} ({reason}); another learner may hold port {port}: pick another "
+            "with --port (or runtime.learner_port) and give the actors the same"
+        )
+    security = ("mutual TLS" if tls.ca else "TLS") if tls else "plaintext"
+    return BoundServer(server, f"{address} ({security}, {workers} workers)")
+
+
+def serve(bound: BoundServer, service: PiRLLearnerService) -> grpc.Server:
+    """Start answering ``service``'s RPCs on a server from :func:`bind_server`."""
+    services_pb2_grpc.add_LearnerServiceServicer_to_server(service, bound.server)
+    bound.server.start()
+    logger.info("learner serving on %s", bound.description)
+    return bound.server
+
+
 def start_server(
     service: PiRLLearnerService, host: str, port: int, num_actors: int, tls: TlsConfig | None = None
 ) -> grpc.Server:
-    """Serve ``service`` on host:port with a pool sized for ``num_actors`` (3 RPC kinds each, plus spares); over
-    TLS when ``tls`` is given."""
-    workers = 4 * max(1, num_actors) + 4
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=CHANNEL_OPTIONS)
-    services_pb2_grpc.add_LearnerServiceServicer_to_server(service, server)
-    address = f"{host}:{port}"
-    try:
-        bound = server.add_secure_port(address, tls.server_credentials()) if tls else server.add_insecure_port(address)
-    except RuntimeError:
-        bound = 0
-    if bound == 0:
-        raise OSError(f"cannot bind the learner to {address}; is the port in use? pick another --port")
-    server.start()
-    security = ("mutual TLS" if tls.ca else "TLS") if tls else "plaintext"
-    logger.info("learner serving on %s (%s, %d workers)", address, security, workers)
-    return server
+    """:func:`bind_server` and :func:`serve` in one step."""
+    return serve(bind_server(host, port, num_actors, tls), service)
 
 
 class LearnerClient:
@@ -358,14 +483,18 @@ class LearnerClient:
     def ready(self, timeout: float = 5.0) -> None:
         self.stub.Ready(services_pb2.Empty(), timeout=timeout, metadata=self.metadata)
 
+    def _raw_parameters(self) -> Any:
+        """A ``StreamParameters`` call asking for the raw layout (else the learner sends LeRobot's format)."""
+        metadata = [*(self.metadata or []), (PARAMS_LAYOUT_HEADER, RAW_LAYOUT)]
+        return self.stub.StreamParameters(services_pb2.Empty(), metadata=metadata)
+
     def stream_parameters(self) -> Iterator[bytes]:
-        """Each pushed message, whole."""
-        responses = self.stub.StreamParameters(services_pb2.Empty(), metadata=self.metadata)
-        yield from iter_messages(responses, limit=MAX_PARAMETERS_BYTES)
+        """Each pushed message (raw layout), whole."""
+        yield from iter_messages(self._raw_parameters(), limit=MAX_PARAMETERS_BYTES)
 
     def stream_parameters_into(self, pool: BufferPool) -> Iterator[memoryview]:
-        """Each pushed message assembled into a buffer of ``pool`` (see :func:`iter_messages_into`)."""
-        responses = self.stub.StreamParameters(services_pb2.Empty(), metadata=self.metadata)
+        """Each pushed message (raw layout) assembled into a buffer of ``pool`` (see :func:`iter_messages_into`)."""
+        responses = self._raw_parameters()
         yield from iter_messages_into(responses, MAX_PARAMETERS_BYTES, pool, parameters_size)
 
     def send_transitions(self, blob: bytes, timeout: float = 60.0) -> None:
