@@ -114,9 +114,9 @@ def train_alarms(rec: dict[str, Any], state: AlarmState, t: AlarmThresholds = TH
     if clip is not None and clip > t.clipfrac:
         out.append(Alarm("clipfrac", it, f"clipfrac {clip:.2f} > {t.clipfrac:g} (policy moving too fast)"))
     if vl is not None:
-        msg = value_loss_alarm(float(vl), state, t)
-        if msg:
-            out.append(Alarm("value_loss", it, msg))
+        vl_msg = value_loss_alarm(float(vl), state, t)
+        if vl_msg:
+            out.append(Alarm("value_loss", it, vl_msg))
     return out
 
 
