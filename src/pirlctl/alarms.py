@@ -34,6 +34,9 @@ class AlarmThresholds:
     # raised 14 false alarms per healthy run from that).
     value_loss_skip: int = 2
     value_loss_ref_iters: int = 3
+    # ... and never below this floor (returns of pick-cube lie in about [0, 2]): a critic with nothing to fit yet
+    # (a policy at 0% success: returns ~0, loss ~1e-5) would otherwise alarm when the first successes arrive.
+    value_loss_floor: float = 0.05
     # Rolling training success (last `window` episodes) this far below the first policy version's own training
     # success (the SFT policy under the same stochastic sampler).
     success_drop: float = 0.2
@@ -81,17 +84,16 @@ class AlarmState:
 
 def value_loss_alarm(vl: float, state: AlarmState, t: AlarmThresholds) -> str | None:
     """Value loss against a robust reference: the median of iterations ``skip+1 .. skip+ref_iters`` (after the
-    critic warm-up has fitted and the first updates have moved the returns). None until the reference is set."""
+    critic warm-up has fitted and the first updates have moved the returns), at least ``value_loss_floor``."""
     state.value_losses.append(vl)
-    n = len(state.value_losses)
-    if state.value_loss_ref is None:
-        if n == t.value_loss_skip + t.value_loss_ref_iters:
-            state.value_loss_ref = statistics.median(state.value_losses[t.value_loss_skip :])
-        return None
-    if state.value_loss_ref > 0 and vl > t.value_loss_factor * state.value_loss_ref:
+    if state.value_loss_ref is None and len(state.value_losses) == t.value_loss_skip + t.value_loss_ref_iters:
+        state.value_loss_ref = statistics.median(state.value_losses[t.value_loss_skip :])
+    # before the reference exists, the floor: a critic that diverges from its first update alarms at once
+    level = max(state.value_loss_ref or 0.0, t.value_loss_floor)
+    if vl > t.value_loss_factor * level:
         return (
-            f"value loss {vl:.3g} > {t.value_loss_factor:g}x its level after warm-up ({state.value_loss_ref:.3g}): "
-            "the critic diverges (lower value_lr, keep value_clip)"
+            f"value loss {vl:.3g} > {t.value_loss_factor:g}x its reference level {level:.3g}: the critic diverges "
+            "(lower value_lr, keep value_clip)"
         )
     return None
 

@@ -42,6 +42,18 @@ def test_value_loss_is_measured_against_its_level_after_the_warm_up_not_its_firs
     assert _names(out) == ["value_loss"] and "critic diverges" in out[0].message
 
 
+def test_a_critic_with_nothing_to_fit_yet_does_not_alarm_when_the_first_successes_arrive():
+    # a policy at 0% success: sparse returns ~0, loss ~1e-5; then it learns and the loss rises to a normal level
+    st, fired = AlarmState(), []
+    for it, vl in enumerate([1e-4, 1e-5, 2e-5, 1e-5, 1e-5, 0.01, 0.04, 0.3], start=1):
+        fired += train_alarms({M.TRAIN_ITERATION: it, M.TRAIN_VALUE_LOSS: vl}, st)
+    assert fired == []
+    assert _names(train_alarms({M.TRAIN_ITERATION: 9, M.TRAIN_VALUE_LOSS: 0.8}, st)) == ["value_loss"]
+    # a critic that diverges from its first update alarms at once (against the floor), before any reference
+    early = train_alarms({M.TRAIN_ITERATION: 1, M.TRAIN_VALUE_LOSS: 1.4e4}, AlarmState())
+    assert _names(early) == ["value_loss"] and "reference level 0.05" in early[0].message
+
+
 def test_actor_learner_mismatch_alarms_only_on_an_on_policy_batch():
     st = AlarmState()
     rec = {M.TRAIN_ITERATION: 3, M.DATA_BATCH_VERSIONS: [2], M.TRAIN_ONPOLICY_LOG_RATIO: 1e-6}
