@@ -91,6 +91,17 @@ def test_the_starting_level_is_the_first_policy_versions_own_rate_not_its_first_
     assert len(fired) == 1 and "starting level 50%" in fired[0].message and fired[0].iteration == 3
 
 
+def test_a_monitor_primed_with_a_runs_records_does_not_raise_their_alarms_again():
+    # what the learner does on resume: replay the run's records up to the checkpoint, then go on
+    old = [{"kind": "episode", M.ACTOR_SUCCESS: True, M.ACTOR_POLICY_VERSION: 0}] * 50
+    old += [{"kind": "train", M.TRAIN_ITERATION: 1, M.TRAIN_VALUE_LOSS: 0.001}]
+    old += [{"kind": "episode", M.ACTOR_SUCCESS: False, M.ACTOR_POLICY_VERSION: 1}] * 50
+    primed = AlarmMonitor()
+    assert _names(primed.replay(old)) == ["success_collapse"]  # raised in the earlier session
+    assert primed.on_episode({M.ACTOR_SUCCESS: False, M.ACTOR_POLICY_VERSION: 2}, 2) == []  # still the same collapse
+    assert primed.state.baseline == 1.0  # the run's own starting level, not the resumed segment's
+
+
 # -- recorded runs (tests/fixtures/alarms/README.md says how each was made) ------------------------------------
 def _fixture(name: str) -> list[dict]:
     with gzip.open(FIXTURES / f"{name}.jsonl.gz", "rt") as f:

@@ -41,7 +41,7 @@ class WandbSink:
         elif kind == "episode":
             self.episodes += 1
             self.run.log({**numbers, EPISODE_STEP: self.episodes})
-        elif kind == "alarm":  # alarms as a count over iterations; their text stays in metrics.jsonl
+        elif kind == "alarm":  # a running count in the run summary; their text stays in metrics.jsonl
             self.run.summary["alarms"] = int(self.run.summary.get("alarms", 0)) + 1
 
     def close(self) -> None:
