@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 # learner, one record per PPO iteration (kind = "train")
 TRAIN_ITERATION = "train/iteration"
@@ -47,6 +47,11 @@ ACTOR_ENV_FPS = "actor/env_fps"
 ACTOR_LOOP_FPS = "actor/loop_fps"
 ACTOR_ENV_STEPS = "actor/env_steps"
 
+# learner, one record per alarm raised (kind = "alarm"; pirlctl.alarms computes them, the dashboard displays them)
+ALARM_ITERATION = "alarm/iteration"  # the learner's PPO iteration (policy version) when it was raised
+ALARM_NAME = "alarm/name"  # which check: approx_kl, clipfrac, value_loss, onpolicy_log_ratio, success_collapse
+ALARM_MESSAGE = "alarm/message"  # one line naming the signal, its threshold and what to do
+
 # evaluation (kind = "eval")
 EVAL_SUCCESS_RATE = "eval/success_rate"
 EVAL_CI_LOW = "eval/ci95_low"
@@ -61,18 +66,39 @@ def _clean(v: Any) -> Any:
     return v
 
 
-class MetricsWriter:
-    """Append-only JSON lines, one record per event, each with ``kind`` and wall-clock ``time``. Thread-safe."""
+class MetricsSink(Protocol):
+    """A second destination for the records (e.g. Weights & Biases); metrics.jsonl stays the source of truth."""
 
-    def __init__(self, path: str | Path) -> None:
+    def log(self, kind: str, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MetricsWriter:
+    """Append-only JSON lines, one record per event, each with ``kind`` and wall-clock ``time``. Thread-safe.
+    ``sink``, if given, receives each record after it is written."""
+
+    def __init__(self, path: str | Path, sink: MetricsSink | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self.sink = sink
 
     def write(self, kind: str, record: dict[str, Any]) -> None:
-        line = json.dumps({"kind": kind, "time": time.time(), **{k: _clean(v) for k, v in record.items()}})
-        with self._lock, open(self.path, "a") as f:
-            f.write(line + "\n")
+        clean = {k: _clean(v) for k, v in record.items()}
+        line = json.dumps({"kind": kind, "time": time.time(), **clean})
+        with self._lock:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
+            if self.sink is not None:
+                self.sink.log(kind, clean)
+
+    def close(self) -> None:
+        """Finish the sink (metrics.jsonl needs no closing)."""
+        with self._lock:
+            if self.sink is not None:
+                self.sink.close()
+                self.sink = None
 
 
 def read_metrics(path: str | Path, kind: str | None = None) -> list[dict[str, Any]]:

@@ -8,14 +8,18 @@ does not have. PI-RL hyperparameters live only in ``algorithm`` (:class:`PiRLCon
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import draccus
+from lerobot.configs.default import WandBConfig
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.rl.algorithms.configs import RLAlgorithmConfig
 
@@ -149,22 +153,18 @@ class PipelineSettings:
     eval_workers: int = 2
     # Where demos, the SFT policy and its evaluation are cached, keyed by the settings that produce them.
     cache_dir: str = ".cache/pirlctl"
-    # Alarm: approx_kl of a PPO iteration above this.
-    alarm_approx_kl: float = 0.05
-    # Alarm: clip fraction of a PPO iteration above this.
-    alarm_clipfrac: float = 0.4
-    # Alarm: value loss above this multiple of its first non-zero value.
-    alarm_value_loss_factor: float = 20.0
-    # Alarm: on an on-policy batch, the learner's first re-score differs from the actor's log-probs by more than
-    # this (max |log ratio|): the actor sampled with other weights or another sampler than the learner scores.
-    alarm_onpolicy_log_ratio: float = 1e-3
-    # Alarm: rolling training success (last `alarm_window` episodes) this far below the first policy version's
-    # own training success (the SFT policy under the same stochastic sampler).
-    alarm_success_drop: float = 0.2
-    # Episodes in the rolling success window: about one PPO update's worth in the default job. Replayed over the
-    # logged runs, 20 raised false alarms in runs that never collapsed (a 20-episode rate wanders by +-11 points);
-    # 50 still fires in every run whose training success did collapse (docs/benchmarks.md).
-    alarm_window: int = 50
+
+
+# Keys that PipelineSettings no longer has: the alarm thresholds live in pirlctl.alarms now. The run_config.json
+# of a run made before carries them; loading drops them (_without_retired_keys) so it still resumes.
+RETIRED_PIPELINE_KEYS = (
+    "alarm_approx_kl",
+    "alarm_clipfrac",
+    "alarm_value_loss_factor",
+    "alarm_onpolicy_log_ratio",
+    "alarm_success_drop",
+    "alarm_window",
+)
 
 
 @dataclass
@@ -180,6 +180,9 @@ class PiRLRunConfig:
     env: EnvSettings = field(default_factory=EnvSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    # Optional Weights & Biases logging of the learner's records, in LeRobot's shape (enable, project, entity,
+    # notes, run_id, mode); metrics.jsonl stays the source of truth. Needs LeRobot's `training` extra.
+    wandb: WandBConfig = field(default_factory=WandBConfig)
     # Run folder: metrics.jsonl, checkpoints/, logs.
     output_dir: str = "runs/default"
     # Name of the run (defaults to the output folder's name).
@@ -305,7 +308,24 @@ def load_run_config(path: str | Path | None, overrides: list[str] | None = None)
             json.loads(p.read_text())
         except json.JSONDecodeError as err:
             raise RunConfigError(f"run config {p} is not valid JSON (line {err.lineno}): {err.msg}") from err
-    with draccus.config_type("json"):
-        cfg = draccus.parse(PiRLRunConfig, str(path) if path is not None else None, args=args)
+    with draccus.config_type("json"), _without_retired_keys(path) as clean:
+        cfg = draccus.parse(PiRLRunConfig, str(clean) if clean is not None else None, args=args)
     cfg.validate()
     return cfg
+
+
+@contextlib.contextmanager
+def _without_retired_keys(path: str | Path | None) -> Iterator[str | Path | None]:
+    """``path``, or a temporary copy without :data:`RETIRED_PIPELINE_KEYS` when it has any (the saved
+    run_config.json of an older run: a whole config, nothing in it refers to files next to it)."""
+    data = json.loads(Path(path).read_text()) if path is not None else None
+    pipeline = data.get("pipeline") if isinstance(data, dict) else None
+    if not isinstance(pipeline, dict) or not any(k in pipeline for k in RETIRED_PIPELINE_KEYS):
+        yield path
+        return
+    for key in RETIRED_PIPELINE_KEYS:
+        pipeline.pop(key, None)
+    with tempfile.TemporaryDirectory(prefix="pirlctl-config-") as tmp:
+        clean = Path(tmp) / Path(str(path)).name
+        clean.write_text(json.dumps(data))
+        yield clean

@@ -280,6 +280,7 @@ class TrainJob:
         if stale:
             final_eval.unlink()
         rl = self.evaluate(str(info.path), final_eval, STAGE_EVAL_RL, strip=self.run_dir / "episode_strip.png")
+        from pirlctl.alarms import SUCCESS_WINDOW
         from pirlctl.reporting.plots import learning_curve
         from pirlctl.reporting.report import write_report
 
@@ -288,7 +289,7 @@ class TrainJob:
             self.run_dir / "learning_curve.png",
             sft_success=sft["success_rate"],
             rl_eval=rl,
-            window=self.cfg.pipeline.alarm_window,
+            window=SUCCESS_WINDOW,
         )
         train = read_metrics(self.run_dir / "metrics.jsonl", "train")
         report = TrainJobReport(

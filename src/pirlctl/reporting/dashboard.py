@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from pirlctl import metrics as M
-from pirlctl.alarms import AlarmState, episode_alarms, train_alarms
+from pirlctl.alarms import SUCCESS_WINDOW, format_alarm
 from pirlctl.reporting.output import console, err_console
 
 
@@ -57,7 +57,9 @@ class Dashboard:
         self.total = total_env_steps
         self.settings = settings
         self.sft_success = sft_success
-        self.state = AlarmState()
+        # training alarms are the learner's ``alarm`` records; only those raised after this dashboard started are
+        # shown (a resumed run's metrics.jsonl still holds the alarms of its earlier sessions)
+        self.started = time.time()
         self.last_train: dict[str, Any] = {}
         self.episodes: list[dict[str, Any]] = []
         self.alarms: list[str] = []
@@ -102,25 +104,25 @@ class Dashboard:
         return bool(actors) and procs[0].poll() is None and all(_failed(p) for p in actors)
 
     def update(self, procs: list[subprocess.Popen] | None = None) -> list[str]:
-        """Read new records, raise alarms (kept, appended to alarms.log); returns the new alarms. With ``procs``
-        (learner first, then the actors) an actor that exited early is an alarm too."""
+        """Read new records and the learner's new alarm records (kept, appended to alarms.log); returns the new
+        alarms. With ``procs`` (learner first, then the actors) an actor that exited early is an alarm too."""
         raised: list[str] = self.check_actors(procs) if procs else []
         for rec in self.tail.poll():
             new: list[str] = []
             if rec.get("kind") == "train":
                 self.last_train = rec
                 self.progress.update(self.task, completed=min(rec.get(M.TRAIN_ENV_STEPS, 0), self.total))
-                new = train_alarms(rec, self.state, self.settings)
             elif rec.get("kind") == "episode":
                 self.episodes.append(rec)
-                new = episode_alarms(rec, self.state, self.settings)
+            elif rec.get("kind") == "alarm" and rec.get("time", 0.0) >= self.started:
+                new = [format_alarm(rec)]
             if new:
                 self._record(new)
                 raised.extend(new)
         return raised
 
     def render(self, procs: list[subprocess.Popen]) -> Group:
-        w = self.settings.alarm_window
+        w = SUCCESS_WINDOW
         recent = self.episodes[-w:]
         succ = sum(bool(r.get(M.ACTOR_SUCCESS)) for r in recent) / len(recent) if recent else float("nan")
         ret = sum(float(r.get(M.ACTOR_EPISODE_RETURN) or 0) for r in recent) / len(recent) if recent else float("nan")
@@ -157,7 +159,7 @@ class Dashboard:
         When every actor has exited while the learner waits, returns False at once: the caller stops the learner
         as on Ctrl-C (a checkpoint, a resume hint) instead of waiting for rollouts that will never come.
 
-        ``live=False`` (``--no-dashboard``) draws nothing but still raises every alarm: each goes to alarms.log
+        ``live=False`` (``--no-dashboard``) draws nothing but still shows every new alarm: each goes to alarms.log
         and is printed as a log line on stderr."""
         if not live:
             while True:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from pirlctl import metrics as M
-from pirlctl.alarms import AlarmState, train_alarms
+from pirlctl.alarms import Alarm, AlarmMonitor
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import build_rollout_batch
 from pirlctl.config.run_config import PiRLRunConfig, config_hash, encode_run_config, save_run_config
+from pirlctl.reporting.wandb_log import open_wandb
 from pirlctl.runtime import checkpoint as ckpt
 from pirlctl.runtime.build import build_algorithm, expected_observation_shapes, setup_process
 from pirlctl.runtime.rollout import USED, RolloutAssembler
@@ -59,7 +60,7 @@ class Learner:
         self.assembler = RolloutAssembler(
             cfg.runtime.num_actors * cfg.runtime.rollout_chunks, pirl.stale_sample_rule, pirl.max_policy_lag
         )
-        self.metrics = M.MetricsWriter(self.out / "metrics.jsonl")
+        self.metrics = M.MetricsWriter(self.out / "metrics.jsonl", sink=open_wandb(cfg, self.out))
         T, D = self.algo.adapter.chunk_size, self.algo.adapter.action_dim
         K = pirl.num_denoise_steps
         self.chain_shape = (K + 1, T, D)
@@ -70,7 +71,8 @@ class Learner:
             cfg.pirl.critic_privileged_dim,
         )
         self.last_checkpoint: str | None = None
-        self.alarm_state = AlarmState()
+        self._alarms: AlarmMonitor | None = None  # built on first use (_alarm_monitor)
+        self._alarm_lock = threading.Lock()
         self.env_steps_offset = 0
         if cfg.resume:
             self._resume()
@@ -130,6 +132,29 @@ class Learner:
             logger.warning("rejected an interaction message from %s: %s", peer, err)
             return
         self.metrics.write("episode", stats)
+        self._raise(self._alarm_monitor().on_episode(stats, self.algo.iteration))
+
+    # -- alarms (computed here once; the dashboard and the report only read the ``alarm`` records) ------------
+    def _raise(self, alarms: list[Alarm]) -> None:
+        for alarm in alarms:
+            self.metrics.write("alarm", alarm.record())
+            logger.warning("ALARM iter %s: %s", alarm.iteration, alarm.message)
+
+    def _alarm_monitor(self) -> AlarmMonitor:
+        """The alarm state, built on first use (after any resume). A resumed run first replays its own records up
+        to the checkpoint, without raising their alarms again: the reference levels stay the run's."""
+        with self._alarm_lock:
+            if self._alarms is None:
+                self._alarms = AlarmMonitor()
+                if self.cfg.resume:
+                    kept, before = [], True
+                    for rec in M.read_metrics(self.out / "metrics.jsonl"):
+                        if rec.get("kind") == "train":
+                            before = rec.get(M.TRAIN_ITERATION, 0) <= self.algo.iteration
+                        if before and rec.get("kind") in ("train", "episode"):
+                            kept.append(rec)
+                    self._alarms.replay(kept)
+            return self._alarms
 
     # -- main loop ----------------------------------------------------------------------------------------
     def publish(self, *, stop: bool = False) -> None:
@@ -179,6 +204,7 @@ class Learner:
     def train_iteration(self, segments: list[Any]) -> dict[str, Any]:
         pirl = self.cfg.pirl
         t0 = time.monotonic()
+        alarms = self._alarm_monitor()  # before the update: a resumed run's state is primed up to the checkpoint
         batch = build_rollout_batch([s.transitions for s in segments], gamma=pirl.gamma, gae_lambda=pirl.gae_lambda)
         stats = self.algo.update(iter([batch]))
         c = self.assembler.counters
@@ -210,8 +236,7 @@ class Learner:
             M.DATA_BATCH_VERSIONS: sorted({s.policy_version for s in segments}),
         }
         self.metrics.write("train", rec)
-        for alarm in train_alarms(rec, self.alarm_state, self.cfg.pipeline):
-            logger.warning("ALARM %s", alarm)
+        self._raise(alarms.on_train(rec))
         logger.info(
             "iter %d | env %d/%d | n %d | pi %.4f v %.4f | kl %.4f clip %.3f ev %.2f | ratio [%.3f, %.3f] | %.1fs",
             self.algo.iteration,
@@ -255,6 +280,7 @@ class Learner:
             self.save()
             self.publish(stop=True)
             self._drain_actors(server)
+            self.metrics.close()
         c = self.assembler.counters
         return LearnerReport(
             output_dir=str(self.out),
