@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 
 from pirlctl.cli import verify_sync as verify_sync_cmd
 from pirlctl.config.run_config import load_run_config
-from pirlctl.diagnostics.verify_sync import LOG_PROB_TOLERANCE, compare_hashes, verify_sync
+from pirlctl.diagnostics.sync_checks import LOG_PROB_TOLERANCE
+from pirlctl.diagnostics.sync_live import compare_hashes
+from pirlctl.diagnostics.verify_sync import verify_sync
 from pirlctl.policies.loading import CONFIGS_DIR
 
 from ..integration.procs import free_port
