@@ -74,9 +74,9 @@ def render_verify_sync(report: VerifySyncReport, *, as_json: bool = False) -> No
         checks.add_row(
             "numeric",
             _verdict(num.passed),
-            f"{num.chunks} chunks: max |Δ log-prob| {_g(num.max_abs_delta_log_prob)} (< {num.tolerance:g}); "
+            f"{num.chunks} chunks: max |Δ log-prob| {_g(num.max_abs_delta_log_prob)} (limit {num.tolerance:g}); "
             f"lr-0 update ratio [{_g(num.ratio_min, '.6f')}, {_g(num.ratio_max, '.6f')}], clipfrac "
-            f"{_g(num.clipfrac)} (== 0), approx_kl {_g(num.approx_kl)}; {noise}{perturbed}",
+            f"{_g(num.clipfrac)} (limit 0), approx_kl {_g(num.approx_kl)}; {noise}{perturbed}",
         )
     console.print(checks)
     if s.problems:
