@@ -177,3 +177,27 @@ def test_compare_hashes_reports_a_key_present_on_one_side_only():
     b = {"policy": {"w": torch.ones(2), "extra": torch.zeros(1)}}
     n, mismatches = compare_hashes(a, b)
     assert n == 1 and [m.key for m in mismatches] == ["policy.extra"]
+
+
+def test_failure_evidence_names_the_limit_not_a_comparison_that_holds(capsys):
+    from pirlctl.diagnostics.sync_checks import NumericCheck, StaticCheck
+    from pirlctl.diagnostics.sync_live import LiveCheck
+    from pirlctl.diagnostics.verify_sync import VerifySyncReport
+    from pirlctl.reporting.diagnostics import numeric_evidence, render_verify_sync
+
+    # the false FAIL of issue 17, as the report shows it
+    num = NumericCheck(False, 8, 21.9, LOG_PROB_TOLERANCE, 0.2, 9.0, 0.85, 3.1, 0.5, 0.2)
+    text = numeric_evidence(num)
+    assert "max |Δ log-prob| 21.9 (limit 1e-05)" in text and "clipfrac 0.85 (limit 0)" in text
+    assert "(<" not in text and "(==" not in text
+    fp = "ab" * 32
+    report = VerifySyncReport(
+        config="run_config.json",
+        passed=False,
+        static=StaticCheck(True, 44, 44, [], fp, fp, True),
+        live=LiveCheck(True, "learner 127.0.0.1:50061", 23, 2_000_000, 0.01, 200.0, 0.002, None, 44),
+        numeric=num,
+    )
+    render_verify_sync(report)
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "(limit 1e-05)" in out and "(<" not in out
