@@ -201,3 +201,47 @@ def test_failure_evidence_names_the_limit_not_a_comparison_that_holds(capsys):
     render_verify_sync(report)
     out = capsys.readouterr().out
     assert "FAIL" in out and "(limit 1e-05)" in out and "(<" not in out
+
+
+def test_the_actors_load_takes_the_learners_version_and_refuses_another_base():
+    from pirlctl.runtime.actor import load_parameters
+    from pirlctl.runtime.wire import ParametersMessage, WireError
+
+    class Algo:
+        optimization_step = 0
+        loaded = None
+
+        def load_weights(self, weights):
+            self.loaded = weights
+
+    algo = Algo()
+    weights = {"policy": {"w": torch.ones(2)}}
+    load_parameters(algo, ParametersMessage(23, False, weights, "fp"), "fp")
+    # the version is the learner's PPO iteration: the noise schedule then agrees with the learner's re-score
+    assert algo.optimization_step == 23 and algo.loaded is weights
+    other = Algo()
+    with pytest.raises(WireError, match="frozen policy weights differ"):
+        load_parameters(other, ParametersMessage(3, False, weights, "another base"), "fp")
+    assert other.loaded is None and other.optimization_step == 0
+
+
+def test_the_actors_receive_path_decodes_pooled_pushes_and_hands_back_a_bad_ones_buffer():
+    from pirlctl.runtime.actor import receive_pushes
+    from pirlctl.runtime.transport import BufferPool
+    from pirlctl.runtime.wire import WireError, encode_parameters
+
+    good = bytearray(encode_parameters(5, {"policy": {"w": torch.arange(3.0)}}, base_fingerprint="fp"))
+    bad = bytearray(b"not a parameters message")
+
+    class Client:
+        def stream_parameters_into(self, pool):
+            assert isinstance(pool, BufferPool)
+            yield memoryview(good)
+            yield memoryview(bad)
+
+    pool = BufferPool()
+    (msg, buffer), (err, none) = list(receive_pushes(Client(), pool))
+    assert msg.version == 5 and msg.base_fingerprint == "fp" and buffer is good
+    assert torch.equal(msg.weights["policy"]["w"], torch.arange(3.0))
+    assert isinstance(err, WireError) and none is None
+    assert pool.take() is bad  # the undecodable push's buffer went back to the pool
