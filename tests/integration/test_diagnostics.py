@@ -1,5 +1,5 @@
 """``pirlctl checklist`` on a healthy install and with the factory registration removed; ``verify-sync --learner``
-against a real ``pirlctl learner`` process."""
+against a real ``pirlctl learner`` process, fresh and resumed from a later version."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from typer.testing import CliRunner
 
 from pirlctl import lerobot_compat
 from pirlctl.cli import checklist, verify_sync
+from pirlctl.config.run_config import load_run_config
 from pirlctl.diagnostics import checklist as items
+from pirlctl.diagnostics.sync_checks import LOG_PROB_TOLERANCE
+from pirlctl.diagnostics.verify_sync import verify_sync as run_verify_sync
 
-from .procs import TINY_RUN, free_port, spawn
+from .procs import TINY_RUN, free_port, report, spawn
 
 pytestmark = pytest.mark.integration
 
@@ -105,6 +108,44 @@ def test_verify_sync_against_a_running_learner_process(cli, tmp_path):
         assert report["live"]["mismatches"] == [] and report["live"]["tensors_compared"] == 44
         assert report["static"]["fingerprint_match"] is True
         assert report["numeric"]["clipfrac"] == 0.0
+    finally:
+        learner.kill()
+        learner.communicate(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # two real runs and two verify-syncs: about 5 min on 2 shared cores
+def test_verify_sync_passes_against_a_learner_resumed_at_a_later_version_and_fails_on_a_planted_fault(cli, tmp_path):
+    # a real run of a few PPO iterations, then its learner resumed from the checkpoint with no actor connected
+    out, port = tmp_path / "run", free_port()
+    first = ["--runtime.total_env_steps=64", "--runtime.rollout_chunks=8", "--runtime.checkpoint_every=2"]
+    learner = spawn("learner", out, port, *first)
+    actor = spawn("actor", out, port, *first)
+    report(actor)
+    n = report(learner)["iterations"]
+    assert n >= 2
+    learner = spawn(
+        "learner", out, port, "--runtime.total_env_steps=100000", "--runtime.rollout_chunks=8", "--resume=true"
+    )
+    try:
+        _wait_listening(port, learner)
+        address = f"127.0.0.1:{port}"
+        result = cli("verify-sync", "--config_path", str(TINY_RUN), "--learner", address, "--json")
+        assert result.exit_code == 0, result.output
+        rep = json.loads(result.stdout)
+        assert rep["passed"] is True and rep["live"]["version"] == n and rep["live"]["mismatches"] == []
+        num = rep["numeric"]
+        # the actor side took the learner's version as its iteration: the annealed noise level (below its start,
+        # 0.5) is the same on both sides, so on-policy data re-scores to ratio 1
+        assert num["actor_noise_level"] == num["learner_noise_level"] < 0.5
+        assert num["max_abs_delta_log_prob"] < LOG_PROB_TOLERANCE and num["clipfrac"] == 0.0
+
+        # a planted mismatch against the same resumed learner still fails, in the numeric check
+        planted = run_verify_sync(load_run_config(TINY_RUN), learner_address=address, perturb_learner=1e-3, chunks=2)
+        assert planted.live.passed and planted.live.version == n
+        assert not planted.passed and not planted.numeric.passed
+        assert planted.numeric.max_abs_delta_log_prob is not None
+        assert planted.numeric.max_abs_delta_log_prob > LOG_PROB_TOLERANCE
     finally:
         learner.kill()
         learner.communicate(timeout=30)

@@ -1,4 +1,5 @@
-"""profile-actor: real actor loop (tiny X-VLA, gym_hil), K sweep consistency, py-spy flame graph."""
+"""profile-actor: the actor's own loop (tiny X-VLA, gym_hil) with a stand-in sender, K sweep consistency, py-spy
+flame graph."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import sys
 
 import pytest
 
-from .procs import ROOT, env
+from pirlctl.config.run_config import load_run_config
+from pirlctl.diagnostics import profile_actor as profiling
+from pirlctl.runtime.actor import Actor
+
+from .procs import ROOT, TINY_RUN, env
 
 pytestmark = pytest.mark.integration
 
@@ -62,3 +67,27 @@ def test_bad_sweep_is_one_line_error():
     )
     assert proc.returncode == 2
     assert "use --sweep num_denoise_steps=1,2,4,8" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_profile_times_the_actors_own_loop_with_a_stand_in_sender(monkeypatch):
+    segments: list[list[int]] = []
+    senders: list[profiling.StandInSender] = []
+    own = Actor.collect_and_send
+
+    def spy(actor, obs, ep):
+        senders.append(actor.client)
+        obs, steps = own(actor, obs, ep)
+        segments.append(steps)
+        return obs, steps
+
+    monkeypatch.setattr(Actor, "collect_and_send", spy)
+    cfg = load_run_config(TINY_RUN)
+    rep = profiling.profile_actor(cfg, steps=10)
+    (row,) = rep.rows
+    # every measured chunk came out of Actor.collect_and_send, and each segment went to the stand-in sender
+    assert row.chunks == sum(len(s) for s in segments) and row.env_steps == sum(map(sum, segments)) >= 10
+    sender = senders[0]
+    assert isinstance(sender, profiling.StandInSender) and all(s is sender for s in senders)
+    assert sender.segments == len(segments) and sender.bytes > 0
+    assert row.seconds_per_chunk["enqueue"] > 0 and row.policy_fps_mean > 0
+    assert cfg.runtime.rollout_chunks == 256  # the caller's config is left as it was

@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 
 from pirlctl.cli import verify_sync as verify_sync_cmd
 from pirlctl.config.run_config import load_run_config
-from pirlctl.diagnostics.verify_sync import LOG_PROB_TOLERANCE, compare_hashes, verify_sync
+from pirlctl.diagnostics.sync_checks import LOG_PROB_TOLERANCE
+from pirlctl.diagnostics.sync_live import compare_hashes
+from pirlctl.diagnostics.verify_sync import verify_sync
 from pirlctl.policies.loading import CONFIGS_DIR
 
 from ..integration.procs import free_port
@@ -175,3 +177,71 @@ def test_compare_hashes_reports_a_key_present_on_one_side_only():
     b = {"policy": {"w": torch.ones(2), "extra": torch.zeros(1)}}
     n, mismatches = compare_hashes(a, b)
     assert n == 1 and [m.key for m in mismatches] == ["policy.extra"]
+
+
+def test_failure_evidence_names_the_limit_not_a_comparison_that_holds(capsys):
+    from pirlctl.diagnostics.sync_checks import NumericCheck, StaticCheck
+    from pirlctl.diagnostics.sync_live import LiveCheck
+    from pirlctl.diagnostics.verify_sync import VerifySyncReport
+    from pirlctl.reporting.diagnostics import numeric_evidence, render_verify_sync
+
+    # the false FAIL of issue 17, as the report shows it
+    num = NumericCheck(False, 8, 21.9, LOG_PROB_TOLERANCE, 0.2, 9.0, 0.85, 3.1, 0.5, 0.2)
+    text = numeric_evidence(num)
+    assert "max |Δ log-prob| 21.9 (limit 1e-05)" in text and "clipfrac 0.85 (limit 0)" in text
+    assert "(<" not in text and "(==" not in text
+    fp = "ab" * 32
+    report = VerifySyncReport(
+        config="run_config.json",
+        passed=False,
+        static=StaticCheck(True, 44, 44, [], fp, fp, True),
+        live=LiveCheck(True, "learner 127.0.0.1:50061", 23, 2_000_000, 0.01, 200.0, 0.002, None, 44),
+        numeric=num,
+    )
+    render_verify_sync(report)
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "(limit 1e-05)" in out and "(<" not in out
+
+
+def test_the_actors_load_takes_the_learners_version_and_refuses_another_base():
+    from pirlctl.runtime.actor import load_parameters
+    from pirlctl.runtime.wire import ParametersMessage, WireError
+
+    class Algo:
+        optimization_step = 0
+        loaded = None
+
+        def load_weights(self, weights):
+            self.loaded = weights
+
+    algo = Algo()
+    weights = {"policy": {"w": torch.ones(2)}}
+    load_parameters(algo, ParametersMessage(23, False, weights, "fp"), "fp")
+    # the version is the learner's PPO iteration: the noise schedule then agrees with the learner's re-score
+    assert algo.optimization_step == 23 and algo.loaded is weights
+    other = Algo()
+    with pytest.raises(WireError, match="frozen policy weights differ"):
+        load_parameters(other, ParametersMessage(3, False, weights, "another base"), "fp")
+    assert other.loaded is None and other.optimization_step == 0
+
+
+def test_the_actors_receive_path_decodes_pooled_pushes_and_hands_back_a_bad_ones_buffer():
+    from pirlctl.runtime.actor import receive_pushes
+    from pirlctl.runtime.transport import BufferPool
+    from pirlctl.runtime.wire import WireError, encode_parameters
+
+    good = bytearray(encode_parameters(5, {"policy": {"w": torch.arange(3.0)}}, base_fingerprint="fp"))
+    bad = bytearray(b"not a parameters message")
+
+    class Client:
+        def stream_parameters_into(self, pool):
+            assert isinstance(pool, BufferPool)
+            yield memoryview(good)
+            yield memoryview(bad)
+
+    pool = BufferPool()
+    (msg, buffer), (err, none) = list(receive_pushes(Client(), pool))
+    assert msg.version == 5 and msg.base_fingerprint == "fp" and buffer is good
+    assert torch.equal(msg.weights["policy"]["w"], torch.arange(3.0))
+    assert isinstance(err, WireError) and none is None
+    assert pool.take() is bad  # the undecodable push's buffer went back to the pool

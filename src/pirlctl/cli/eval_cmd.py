@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, overrides, run_or_exit
-from pirlctl.reporting.output import render
+from pirlctl.reporting.evaluation import render_eval
 
 
 def register(app: typer.Typer) -> None:
@@ -70,4 +70,4 @@ def register(app: typer.Typer) -> None:
             report.checkpoint = str(checkpoint if policy_dir == checkpoint else policy_dir.parent)
             return report
 
-        render(run_or_exit(go, debug=debug), as_json=json_out, title="eval")
+        render_eval(run_or_exit(go, debug=debug), as_json=json_out)

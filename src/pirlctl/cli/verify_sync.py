@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         def go():
             from pirlctl.config.run_config import load_run_config
             from pirlctl.config.settings import OperatorSettings
-            from pirlctl.diagnostics.verify_sync import parse_address
+            from pirlctl.diagnostics.sync_live import parse_address
             from pirlctl.diagnostics.verify_sync import verify_sync as run
 
             if learner is not None:

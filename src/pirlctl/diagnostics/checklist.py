@@ -274,7 +274,7 @@ def _on_policy_batch(algo, cfg: PiRLRunConfig, obs: dict[str, torch.Tensor], see
 
 def check_learner_branch(cfg: PiRLRunConfig) -> str:
     from pirlctl.config.run_config import config_hash, encode_run_config
-    from pirlctl.diagnostics.verify_sync import synthetic_observations
+    from pirlctl.diagnostics.sync_checks import synthetic_observations
     from pirlctl.runtime.build import build_algorithm
     from pirlctl.runtime.checkpoint import save_checkpoint, verify_checkpoint
 
@@ -321,14 +321,13 @@ def check_learner_branch(cfg: PiRLRunConfig) -> str:
 
 
 def check_actor_sync(cfg: PiRLRunConfig) -> str:
-    from pirlctl.diagnostics.verify_sync import (
+    from pirlctl.diagnostics.sync_checks import sample_batch, synthetic_observations
+    from pirlctl.diagnostics.sync_live import (
         InProcessLearner,
         ParameterReceiver,
         actor_load,
         compare_hashes,
         publish_and_receive,
-        sample_batch,
-        synthetic_observations,
         weight_hashes,
     )
     from pirlctl.runtime.build import build_algorithm

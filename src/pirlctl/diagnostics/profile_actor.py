@@ -1,14 +1,17 @@
 """Actor-loop FPS under PI-RL inference cost, without a learner (pitfall: "actor FPS collapse").
 
-Runs the real actor loop body — PI-RL sampling (one ``act`` per chunk), n_exec env steps, segment encoding — with
-weights from a checkpoint or a fresh seeded policy, and times each part: VLM prefix, denoise steps, log-prob and
-value (the rest of ``act``), env steps, transport enqueue (encoding the segment for the wire). ``--sweep`` repeats
-it for several K and recommends the largest K that keeps the loop at the control rate. ``--py-spy`` records a
-flame graph of the loop.
+Times the actor's own loop (:class:`pirlctl.runtime.actor.Actor`, its ``collect_and_send``: one ``act`` per chunk,
+n_exec env steps, the segment encoded and sent) with a stand-in sender in place of the learner client, with weights
+from a checkpoint or a fresh seeded policy, and splits each chunk's time: VLM prefix, denoise steps, log-prob and
+value (the rest of the actor's inference: ``act`` and the bootstrap values), env steps and resets, transport
+enqueue (encoding the segment and handing it to the sender). ``--sweep`` repeats it for several K and recommends
+the largest K that keeps the loop at the control rate. ``--py-spy`` records a flame graph of the loop.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 import shutil
 import signal
@@ -22,13 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from pirlctl.algorithms.pi_rl.pi_rl_algorithm import ChunkTransition, PiRLAlgorithm
 from pirlctl.config.run_config import PiRLRunConfig
-from pirlctl.envs.pick_cube import make_env, reset_episode, run_chunk
 from pirlctl.errors import PirlError
-from pirlctl.policies.xvla import tokenize_task
-from pirlctl.runtime.actor import actor_observation
-from pirlctl.runtime.wire import encode_segment
+from pirlctl.runtime.actor import Actor
 
 CONTROL_FPS = 10.0  # gym_hil pick-cube runs at 10 Hz
 
@@ -89,64 +88,72 @@ class ProfileReport:
     py_spy: str  # "recorded", "off", or why not
 
 
-def _profile_k(
-    algo: PiRLAlgorithm, env: Any, cfg: PiRLRunConfig, k: int, steps: int, tokens: torch.Tensor
-) -> ProfileRow:
+class StandInSender:
+    """The actor's learner client with no learner behind it: sends are accepted and counted, nothing is sent."""
+
+    address = "stand-in (no learner)"
+
+    def __init__(self) -> None:
+        self.segments = 0
+        self.bytes = 0
+
+    def send_transitions(self, blob: bytes, timeout: float = 60.0) -> None:
+        self.segments += 1
+        self.bytes += len(blob)
+
+    def send_interaction(self, blob: bytes, timeout: float = 10.0) -> None:
+        self.bytes += len(blob)
+
+    def close(self) -> None:
+        return None
+
+
+class TimedAct:
+    """Wraps an algorithm's ``act`` to record each call's seconds (one per chunk)."""
+
+    def __init__(self, act: Any) -> None:
+        self.act = act
+        self.seconds: list[float] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        out = self.act(*args, **kwargs)
+        self.seconds.append(time.perf_counter() - t)
+        return out
+
+
+def _profile_k(actor: Actor, k: int, steps: int) -> ProfileRow:
+    """Run the actor's own loop body (:meth:`Actor.collect_and_send`: ``act`` per chunk, n_exec env steps, the
+    segment encoded and handed to the stand-in sender) until ``steps`` env steps, and split its time."""
+    algo = actor.algo
     algo.config.num_denoise_steps = k
     timed = TimedAdapter(algo.adapter)
     algo.adapter = timed
-    low, high = env.action_space.low, env.action_space.high
-    per_chunk_policy: list[float] = []
-    env_s = enqueue_s = act_s = 0.0
-    done_steps = chunks = 0
-    obs = reset_episode(env, cfg.env.seed)
-    segment: list[ChunkTransition] = []
+    timed_act = TimedAct(algo.act)
+    algo.act = timed_act  # type: ignore[method-assign]  # an instance attribute shadows the method until deleted
+    infer0, env0, send0 = actor.infer_time, actor.env_time, actor.report.send_s
+    per_chunk_steps: list[int] = []
+    obs = actor._reset()
+    ep = {"return": 0.0, "length": 0}
     started = time.perf_counter()
     try:
-        while done_steps < steps:
-            pobs = actor_observation(env, obs, cfg, tokens[0])
-            t0 = time.perf_counter()
-            step = algo.act({k_: v.unsqueeze(0) for k_, v in pobs.items()})
-            dt = time.perf_counter() - t0
-            act_s += dt
-            chunk = step.actions[0].numpy()
-            t1 = time.perf_counter()
-            out = run_chunk(env, chunk, low, high)
-            env_s += time.perf_counter() - t1
-            obs, n, ended = out.obs, out.steps, out.terminated or out.truncated
-            per_chunk_policy.append(n / max(dt, 1e-9))
-            done_steps += n
-            chunks += 1
-            t2 = time.perf_counter()
-            segment.append(
-                ChunkTransition(
-                    pobs,
-                    step.chain[0],
-                    step.stochastic[0],
-                    step.log_prob[0],
-                    float(step.value[0]),
-                    0.0,
-                    ended,
-                    False,
-                    0.0,
-                )
-            )
-            if len(segment) >= cfg.runtime.rollout_chunks:
-                encode_segment(segment, actions=[torch.zeros(1)] * len(segment), env_steps=[1] * len(segment))
-                segment = []
-            enqueue_s += time.perf_counter() - t2
-            if ended:
-                obs = reset_episode(env, cfg.env.seed + chunks)
+        while sum(per_chunk_steps) < steps:
+            obs, chunk_steps = actor.collect_and_send(obs, ep)
+            per_chunk_steps += chunk_steps
     finally:
         algo.adapter = timed.inner
+        del algo.act
     wall = time.perf_counter() - started
-    p = np.asarray(per_chunk_policy)
+    done_steps, chunks = sum(per_chunk_steps), len(per_chunk_steps)
+    infer_s, env_s = actor.infer_time - infer0, actor.env_time - env0
+    enqueue_s = actor.report.send_s - send0
+    p = np.asarray([n / max(dt, 1e-9) for n, dt in zip(per_chunk_steps, timed_act.seconds, strict=True)])
     loop_fps = done_steps / wall
     return ProfileRow(
         num_denoise_steps=k,
         env_steps=done_steps,
         chunks=chunks,
-        policy_fps_mean=done_steps / max(act_s, 1e-9),
+        policy_fps_mean=done_steps / max(infer_s, 1e-9),
         policy_fps_p10=float(np.percentile(p, 10)),
         policy_fps_p90=float(np.percentile(p, 90)),
         env_fps=done_steps / max(env_s, 1e-9),
@@ -156,7 +163,7 @@ def _profile_k(
         seconds_per_chunk={
             "prefix": timed.prefix_s / chunks,
             "denoise": timed.denoise_s / chunks,
-            "logprob_value": max(act_s - timed.prefix_s - timed.denoise_s, 0.0) / chunks,
+            "logprob_value": max(infer_s - timed.prefix_s - timed.denoise_s, 0.0) / chunks,
             "env": env_s / chunks,
             "enqueue": enqueue_s / chunks,
         },
@@ -196,7 +203,7 @@ def profile_actor(
     checkpoint: str | Path | None = None,
 ) -> ProfileReport:
     from pirlctl.runtime import checkpoint as ckpt
-    from pirlctl.runtime.build import build_algorithm
+    from pirlctl.runtime.actor import Actor
 
     if steps < 1:
         raise ProfileError(f"--steps={steps} is invalid; use 1 or more")
@@ -205,16 +212,21 @@ def profile_actor(
         raise ProfileError(f"--sweep values {ks} are invalid; each num_denoise_steps must be >= 1")
     if cfg.runtime.torch_threads > 0:
         torch.set_num_threads(cfg.runtime.torch_threads)
-    algo = build_algorithm(cfg, cfg.runtime.actor_device)
+    cfg = copy.deepcopy(cfg)  # the K sweep and the segment length below change it
+    actor = Actor(cfg, 0)
+    actor.client.close()
+    actor.client = StandInSender()  # type: ignore[assignment]
     if checkpoint is not None:
         info = ckpt.verify_checkpoint(checkpoint)
-        ckpt.restore_checkpoint(info, policy=algo.policy, algorithm=algo, restore_rng=False)
-    env = make_env(cfg.env)
-    tokens = tokenize_task(cfg.env.instruction, cfg.policy, 1)[0]
+        ckpt.restore_checkpoint(info, policy=actor.algo.policy, algorithm=actor.algo, restore_rng=False)
+    actor.version = actor.algo.iteration
+    # segments as long as the run's, but no longer than the measured steps need: each one is encoded and sent
+    cfg.runtime.rollout_chunks = max(1, min(cfg.runtime.rollout_chunks, math.ceil(steps / actor.algo.n_exec)))
     spy, status = (None, "off")
     if py_spy_svg is not None:
         spy, status = _start_py_spy(Path(py_spy_svg))
-    rows = [_profile_k(algo, env, cfg, k, steps, tokens) for k in ks]
+    rows = [_profile_k(actor, k, steps) for k in ks]
+    actor.env.close()
     flame = None
     if spy is not None:
         spy.send_signal(signal.SIGINT)

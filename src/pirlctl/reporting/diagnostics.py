@@ -13,6 +13,7 @@ from pirlctl.reporting.output import console, to_data
 
 if TYPE_CHECKING:
     from pirlctl.diagnostics.checklist import ChecklistReport
+    from pirlctl.diagnostics.sync_checks import NumericCheck
     from pirlctl.diagnostics.verify_sync import VerifySyncReport
 
 PASS = "[bold green]PASS[/]"
@@ -30,6 +31,18 @@ def _json(report: Any) -> None:
 
 def _g(x: float | None, fmt: str = ".3g") -> str:
     return "—" if x is None else format(x, fmt)
+
+
+def numeric_evidence(num: NumericCheck) -> str:
+    """The numeric check's evidence: each measured value with the limit it must stay within (never a comparison
+    sign, which would read as if it held)."""
+    noise = f"noise level actor {_g(num.actor_noise_level)} / learner {_g(num.learner_noise_level)}"
+    perturbed = f"; planted fault: {num.perturbed} shifted" if num.perturbed else ""
+    return (
+        f"{num.chunks} chunks: max |Δ log-prob| {_g(num.max_abs_delta_log_prob)} (limit {num.tolerance:g}); "
+        f"lr-0 update ratio [{_g(num.ratio_min, '.6f')}, {_g(num.ratio_max, '.6f')}], clipfrac "
+        f"{_g(num.clipfrac)} (limit 0), approx_kl {_g(num.approx_kl)}; {noise}{perturbed}"
+    )
 
 
 def render_verify_sync(report: VerifySyncReport, *, as_json: bool = False) -> None:
@@ -69,15 +82,7 @@ def render_verify_sync(report: VerifySyncReport, *, as_json: bool = False) -> No
     if num.skipped:
         checks.add_row("numeric", SKIP if num.passed else FAIL, f"skipped: {escape(num.skipped)}")
     else:
-        noise = f"noise level actor {num.actor_noise_level:g} / learner {num.learner_noise_level:g}"
-        perturbed = f"; planted fault: {num.perturbed} shifted" if num.perturbed else ""
-        checks.add_row(
-            "numeric",
-            _verdict(num.passed),
-            f"{num.chunks} chunks: max |Δ log-prob| {_g(num.max_abs_delta_log_prob)} (< {num.tolerance:g}); "
-            f"lr-0 update ratio [{_g(num.ratio_min, '.6f')}, {_g(num.ratio_max, '.6f')}], clipfrac "
-            f"{_g(num.clipfrac)} (== 0), approx_kl {_g(num.approx_kl)}; {noise}{perturbed}",
-        )
+        checks.add_row("numeric", _verdict(num.passed), escape(numeric_evidence(num)))
     console.print(checks)
     if s.problems:
         table = Table(title=f"Per-key problems ({len(s.problems)})", title_justify="left", expand=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,38 @@ def actor_observation(
 
 
 EPISODE_SEED_STRIDE = 100_000  # actor i's episodes use seeds env.seed + i·stride + j
+
+
+def receive_pushes(
+    client: LearnerClient, pool: BufferPool
+) -> Iterator[tuple[ParametersMessage | WireError, bytearray | None]]:
+    """The actor's receive path: each push of ``client``'s ``StreamParameters``, assembled into a buffer of
+    ``pool`` and decoded. Yields (message, its buffer): the message's tensors are views of the buffer, to be given
+    back to ``pool`` once loaded. A push that does not decode comes as its :class:`WireError` (its buffer already
+    given back). Ends or raises ``grpc.RpcError`` as the stream does. ``pirlctl verify-sync`` reads through this."""
+    for blob in client.stream_parameters_into(pool):
+        buffer = blob.obj if isinstance(blob.obj, bytearray) else None
+        try:
+            msg = decode_parameters(blob)
+        except WireError as err:
+            pool.give_back(buffer)
+            yield err, None
+            continue
+        yield msg, buffer
+
+
+def load_parameters(algo: PiRLAlgorithm, msg: ParametersMessage, base_fingerprint: str) -> None:
+    """Everything a push does to the actor's algorithm: refuse a learner whose frozen part differs (its
+    fingerprint against ``base_fingerprint``, this side's), load the pushed weights, and take the learner's
+    version as the PPO iteration, so that schedules depending on it (noise annealing) agree with the learner's
+    re-score. ``pirlctl verify-sync`` loads through this, so it checks what actors do."""
+    if msg.base_fingerprint and msg.base_fingerprint != base_fingerprint:
+        raise WireError(
+            "the learner's frozen policy weights differ from this actor's; start both from the same "
+            "policy_path and seed (pirlctl verify-sync shows the mismatch)"
+        )
+    algo.load_weights(msg.weights)
+    algo.optimization_step = msg.version
 
 
 class WeightsSlot:
@@ -163,20 +196,18 @@ class Actor:
         self.env_time = 0.0
         self.actions_done = 0
         self.phi = 0.0  # shaping potential of the current state (env.shaping > 0)
+        self.started = time.monotonic()  # run() restarts it; episode stats report the loop's rate since then
 
     # -- parameters stream (background thread) ------------------------------------------------------------
     def _stream_parameters(self) -> None:
         backoff = 0.2
         while not self.stop.is_set():
             try:
-                for blob in self.client.stream_parameters_into(self.pool):
-                    try:
-                        msg = decode_parameters(blob)
-                    except WireError as err:
-                        logger.warning("ignored a bad parameters message: %s", err)
-                        self.pool.give_back(blob.obj)
+                for msg, buffer in receive_pushes(self.client, self.pool):
+                    if isinstance(msg, WireError):
+                        logger.warning("ignored a bad parameters message: %s", msg)
                         continue
-                    self.slot.put(msg, blob.obj)
+                    self.slot.put(msg, buffer)
                     backoff = 0.2
                     if msg.stop:
                         return
@@ -198,18 +229,11 @@ class Actor:
         return latest is not None and latest.stop
 
     def _load(self, msg: ParametersMessage) -> None:
-        if msg.base_fingerprint and msg.base_fingerprint != self.base_fingerprint:
-            raise WireError(
-                "the learner's frozen policy weights differ from this actor's; start both from the same "
-                "policy_path and seed (pirlctl verify-sync shows the mismatch)"
-            )
+        load_parameters(self.algo, msg, self.base_fingerprint)
         if msg.version < self.version:
             logger.warning(
                 "learner went back from v%d to v%d (resumed from a checkpoint); following it", self.version, msg.version
             )
-        self.algo.load_weights(msg.weights)
-        # the version is the learner's PPO iteration: schedules that depend on it (noise annealing) must agree
-        self.algo.optimization_step = msg.version
         self.version = msg.version
         self.report.versions_loaded.append(msg.version)
         logger.info("actor %d loaded policy v%d", self.actor_id, msg.version)
@@ -314,6 +338,24 @@ class Actor:
                 break
         return transitions, actions, env_steps, obs
 
+    def collect_and_send(self, obs: dict[str, Any], ep: dict[str, float]) -> tuple[dict[str, Any], list[int]]:
+        """One segment of the loop: collect it with the weights loaded now, encode it and send it (retried);
+        collect and send times go to the report. Returns the observation to continue from and the env steps of
+        each chunk. ``pirlctl profile-actor`` times this with a stand-in client."""
+        t0 = time.perf_counter()
+        transitions, actions, env_steps, obs = self._collect_segment(obs, ep)
+        t1 = time.perf_counter()
+        if transitions and self._send(
+            self.client.send_transitions,
+            encode_segment(transitions, actions=actions, env_steps=env_steps),
+            "transitions",
+        ):
+            self.report.segments_sent += 1
+            self.report.chunks_sent += len(transitions)
+        self.report.collect_s += t1 - t0
+        self.report.send_s += time.perf_counter() - t1
+        return obs, env_steps
+
     def _end_episode(self, ep: dict[str, float], success: bool) -> None:
         self.report.episodes += 1
         self.report.successes += int(success)
@@ -375,19 +417,8 @@ class Actor:
         obs = self._reset()
         ep = {"return": 0.0, "length": 0}
         while not self.stop.is_set() and not msg.stop:
-            t0 = time.perf_counter()
-            transitions, actions, env_steps, obs = self._collect_segment(obs, ep)
-            t1 = time.perf_counter()
-            if transitions and self._send(
-                self.client.send_transitions,
-                encode_segment(transitions, actions=actions, env_steps=env_steps),
-                "transitions",
-            ):
-                self.report.segments_sent += 1
-                self.report.chunks_sent += len(transitions)
+            obs, _ = self.collect_and_send(obs, ep)
             t2 = time.perf_counter()
-            self.report.collect_s += t1 - t0
-            self.report.send_s += t2 - t1
             got = self.slot.wait_new(seen, timeout=rt.weights_wait_s, stop=self.stop)
             t3 = time.perf_counter()
             self.report.wait_s += t3 - t2
