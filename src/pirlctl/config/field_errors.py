@@ -118,7 +118,7 @@ class _Walk:
             except Exception as err:  # noqa: BLE001 - any decode failure is this field's wrong type
                 raise ConfigFieldError(
                     f"{dotted}={value!r} ({self.origin(dotted)}) is not a valid {type_name(ftype)}; "
-                    f"give a {type_name(ftype)}{' in JSON syntax' if typing.get_origin(inner) else ''}"
+                    f"give {_a(type_name(ftype))}{' in JSON syntax' if typing.get_origin(inner) else ''}"
                 ) from err
 
     def choice(self, base: Any, name: Any, path: tuple[str, ...]) -> type:
@@ -164,6 +164,10 @@ def type_name(ftype: Any) -> str:
     plain = isinstance(inner, type) and typing.get_origin(inner) is None
     name = inner.__name__ if plain else str(inner).replace("typing.", "")
     return f"{name} or null" if optional else name
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
 
 
 @contextmanager
