@@ -124,3 +124,18 @@ def test_learner_cli_prints_one_line_not_the_usage_dump(flag, expected):
         assert "did you mean algorithm.clip_ratio?" in lines[0]
     else:
         assert "not a valid float" in lines[0]
+
+
+def test_what_draccus_still_rejects_becomes_one_line_and_pirl_validation_passes_through():
+    from draccus.utils import DecodingError
+
+    from pirlctl.algorithms.pi_rl import PiRLConfigError
+    from pirlctl.config.field_errors import draccus_errors
+
+    with pytest.raises(ConfigFieldError, match=r"^a\.b \(run\.json\): bad value$"), draccus_errors("run.json"):
+        raise DecodingError(("a", "b"), "bad value\nand 500 more lines")
+    with pytest.raises(PiRLConfigError, match="own check"), draccus_errors("run.json"):
+        try:
+            raise PiRLConfigError("own check")
+        except PiRLConfigError as err:
+            raise DecodingError(("algorithm",), "Could not decode") from err

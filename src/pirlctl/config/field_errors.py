@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pirlctl.errors import PirlError
+from pirlctl.errors import PirlError, explain
 
 SUGGESTIONS = 3  # closest valid names offered for an unknown one
 TYPE_KEY = "type"  # draccus's CHOICE_TYPE_KEY: names the registered subclass of a ChoiceRegistry field
@@ -172,7 +172,8 @@ def _a(noun: str) -> str:
 
 @contextmanager
 def draccus_errors(source: str) -> Iterator[None]:
-    """Whatever draccus still rejects becomes one :class:`ConfigFieldError` line (never its usage dump)."""
+    """Whatever draccus still rejects becomes one :class:`ConfigFieldError` line (never its usage dump); a config
+    class's own validation error (a :class:`PirlError` raised while draccus builds it) passes through unchanged."""
     import argparse
 
     from draccus.utils import DecodingError, DraccusException
@@ -181,10 +182,11 @@ def draccus_errors(source: str) -> Iterator[None]:
         yield
     except (SystemExit, argparse.ArgumentError) as err:  # argparse (draccus.parse with exit_on_error left on)
         raise ConfigFieldError(f"overrides of {source} rejected: {err}; write them as --section.field=value") from err
-    except DecodingError as err:
-        where = ".".join(err.key_path) or "the config"
-        first = str(err.message).strip().splitlines()[0]
-        raise ConfigFieldError(f"{where} ({source}): {first}") from err
     except DraccusException as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConfigFieldError(f"{source}: {first}") from err
+        cause = explain(err)
+        if isinstance(cause, PirlError):
+            raise
+        where = ".".join(err.key_path) if isinstance(err, DecodingError) and err.key_path else "the config"
+        text = cause.message if isinstance(cause, DecodingError) else str(cause)
+        first = (str(text).strip().splitlines() or [type(cause).__name__])[0]
+        raise ConfigFieldError(f"{where} ({source}): {first}") from err
