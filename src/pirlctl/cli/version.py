@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-import platform
-
 import typer
 
 from pirlctl.reporting.output import render
@@ -14,6 +11,8 @@ PACKAGES = ("pirlctl", "lerobot", "torch")
 
 def installed_versions() -> dict[str, str]:
     """Version of each of :data:`PACKAGES` ("not installed" when absent) and of Python, without importing them."""
+    import importlib.metadata  # ~0.1 s: only when asked, not for every --help
+    import platform
 
     def v(name: str) -> str:
         try:
