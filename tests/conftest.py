@@ -16,7 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-import pirlctl  # noqa: E402,F401  (registers pi_rl)
+import pirlctl.algorithms.pi_rl  # noqa: E402,F401  (registers pi_rl with LeRobot)
 from pirlctl.policies.loading import TINY_XVLA_CONFIG, build_policy, load_policy_config  # noqa: E402
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task  # noqa: E402
 

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from pirlctl.cli import actor, checklist, eval_cmd, learner, migrate_config, pretrain, profile_actor, train, verify_sync
+from pirlctl.cli import (
+    actor,
+    checklist,
+    eval_cmd,
+    learner,
+    migrate_config,
+    pretrain,
+    profile_actor,
+    train,
+    verify_sync,
+    version,
+)
 
 app = typer.Typer(
     name="pirlctl",
@@ -14,17 +25,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (train, pretrain, eval_cmd, learner, actor, profile_actor, migrate_config, verify_sync, checklist):
+for module in (
+    train,
+    pretrain,
+    eval_cmd,
+    learner,
+    actor,
+    profile_actor,
+    migrate_config,
+    verify_sync,
+    checklist,
+    version,
+):
     module.register(app)
-
-
-@app.command()
-def version() -> None:
-    """Print pirlctl, lerobot and torch versions."""
-    from pirlctl.reporting.output import render
-    from pirlctl.runtime.checkpoint import versions
-
-    render(versions())
 
 
 def main() -> None:

@@ -6,21 +6,20 @@ from pathlib import Path
 
 import typer
 
-from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, overrides, run_or_exit
-from pirlctl.policies.loading import DEFAULT_RUN_CONFIG
-
-DEFAULT_CONFIG = "configs/" + DEFAULT_RUN_CONFIG.name  # shown in --help; resolved via DEFAULT_RUN_CONFIG
+from pirlctl.cli.common import (
+    DEFAULT_CONFIG_HELP,
+    EXTRA_ARGS,
+    default_run_config,
+    headless_defaults,
+    overrides,
+    run_or_exit,
+)
 
 
 def register(app: typer.Typer) -> None:
     def checklist(
         ctx: typer.Context,
-        config_path: Path | None = typer.Option(
-            None,
-            "--config_path",
-            "--config-path",
-            help=f"Run config JSON (default: the tiny config, {DEFAULT_CONFIG}).",
-        ),
+        config_path: Path | None = typer.Option(None, "--config_path", "--config-path", help=DEFAULT_CONFIG_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
         debug: bool = typer.Option(False, help="Show tracebacks."),
     ) -> None:
@@ -35,7 +34,7 @@ def register(app: typer.Typer) -> None:
             from pirlctl.config.run_config import load_run_config
             from pirlctl.diagnostics.checklist import run_checklist
 
-            path = config_path if config_path is not None else DEFAULT_RUN_CONFIG
+            path = default_run_config(config_path)
             cfg = load_run_config(path, overrides(ctx))
             return run_checklist(cfg, config_path=str(path))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -14,6 +15,17 @@ from pirlctl.reporting.output import error
 T = TypeVar("T")
 
 EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+# --help text of the commands whose --config_path defaults to the built-in config: no path of this checkout in it.
+DEFAULT_CONFIG_HELP = "Run config JSON (default: the built-in pick_cube_tiny config)."
+
+
+def default_run_config(config_path: Path | None) -> Path:
+    """``config_path``, or the built-in default run config; resolved when a command runs (loading it is heavy)."""
+    if config_path is not None:
+        return config_path
+    from pirlctl.policies.loading import DEFAULT_RUN_CONFIG
+
+    return DEFAULT_RUN_CONFIG
 
 
 def headless_defaults() -> None:

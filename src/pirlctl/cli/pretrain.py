@@ -6,8 +6,14 @@ from pathlib import Path
 
 import typer
 
-from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, overrides, run_or_exit
-from pirlctl.cli.train import DEFAULT_CONFIG
+from pirlctl.cli.common import (
+    DEFAULT_CONFIG_HELP,
+    EXTRA_ARGS,
+    default_run_config,
+    headless_defaults,
+    overrides,
+    run_or_exit,
+)
 from pirlctl.reporting.output import err_console, render
 
 
@@ -15,7 +21,7 @@ def register(app: typer.Typer) -> None:
     @app.command(context_settings=EXTRA_ARGS)
     def pretrain(
         ctx: typer.Context,
-        config_path: Path = typer.Option(DEFAULT_CONFIG, "--config_path", "--config-path", help="Run config JSON."),
+        config_path: Path | None = typer.Option(None, "--config_path", "--config-path", help=DEFAULT_CONFIG_HELP),
         fresh: bool = typer.Option(False, help="Re-record demos and retrain."),
         json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
         debug: bool = typer.Option(False, help="Show tracebacks."),
@@ -27,7 +33,7 @@ def register(app: typer.Typer) -> None:
             from pirlctl.config.run_config import load_run_config
             from pirlctl.pipeline.train_job import TrainJob
 
-            cfg = load_run_config(config_path, overrides(ctx))
+            cfg = load_run_config(default_run_config(config_path), overrides(ctx))
             job = TrainJob(
                 cfg, fresh=fresh, on_event=lambda stage, msg: err_console.print(f"[bold cyan]{stage}[/] {msg}")
             )

@@ -6,8 +6,14 @@ from pathlib import Path
 
 import typer
 
-from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, overrides, run_or_exit
-from pirlctl.cli.train import DEFAULT_CONFIG
+from pirlctl.cli.common import (
+    DEFAULT_CONFIG_HELP,
+    EXTRA_ARGS,
+    default_run_config,
+    headless_defaults,
+    overrides,
+    run_or_exit,
+)
 from pirlctl.reporting.output import render
 from pirlctl.reporting.tables import render_profile
 
@@ -30,7 +36,7 @@ def register(app: typer.Typer) -> None:
     @app.command(name="profile-actor", context_settings=EXTRA_ARGS)
     def profile_actor(
         ctx: typer.Context,
-        config_path: Path = typer.Option(DEFAULT_CONFIG, "--config_path", "--config-path", help="Run config JSON."),
+        config_path: Path | None = typer.Option(None, "--config_path", "--config-path", help=DEFAULT_CONFIG_HELP),
         steps: int = typer.Option(100, help="Env steps to run per measured setting."),
         sweep: str | None = typer.Option(None, help="e.g. num_denoise_steps=1,2,4,8"),
         py_spy: bool = typer.Option(False, "--py-spy", help="Record a flame graph (SVG) of the loop."),
@@ -47,7 +53,7 @@ def register(app: typer.Typer) -> None:
             from pirlctl.diagnostics.profile_actor import profile_actor as run
 
             ks = _parse_sweep(sweep)
-            cfg = load_run_config(config_path, overrides(ctx))
+            cfg = load_run_config(default_run_config(config_path), overrides(ctx))
             return run(cfg, steps=steps, sweep=ks, py_spy_svg=flame_graph if py_spy else None, checkpoint=checkpoint)
 
         report = run_or_exit(go, debug=debug)

@@ -6,18 +6,22 @@ from pathlib import Path
 
 import typer
 
-from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, overrides, run_or_exit
-from pirlctl.policies.loading import DEFAULT_RUN_CONFIG
+from pirlctl.cli.common import (
+    DEFAULT_CONFIG_HELP,
+    EXTRA_ARGS,
+    default_run_config,
+    headless_defaults,
+    overrides,
+    run_or_exit,
+)
 from pirlctl.reporting.output import console, err_console, render
-
-DEFAULT_CONFIG = DEFAULT_RUN_CONFIG
 
 
 def register(app: typer.Typer) -> None:
     @app.command(context_settings=EXTRA_ARGS)
     def train(
         ctx: typer.Context,
-        config_path: Path = typer.Option(DEFAULT_CONFIG, "--config_path", "--config-path", help="Run config JSON."),
+        config_path: Path | None = typer.Option(None, "--config_path", "--config-path", help=DEFAULT_CONFIG_HELP),
         name: str | None = typer.Option(None, help="Run name: the run folder is runs/<name> (default: config's)."),
         fresh: bool = typer.Option(False, help="Redo every stage instead of reusing cached outputs."),
         dashboard: bool = typer.Option(True, help="Live dashboard (off: plain log lines)."),
@@ -37,7 +41,7 @@ def register(app: typer.Typer) -> None:
             extra = overrides(ctx)
             if name:
                 extra.append(f"--output_dir=runs/{name}")
-            cfg = load_run_config(config_path, extra)
+            cfg = load_run_config(default_run_config(config_path), extra)
             job = TrainJob(
                 cfg, fresh=fresh, on_event=lambda stage, msg: err_console.print(f"[bold cyan]{stage}[/] {msg}")
             )
@@ -58,8 +62,9 @@ def register(app: typer.Typer) -> None:
                 )
                 if report.interrupted:
                     console.print(
-                        f"[yellow]stopped early with a checkpoint; resume with: pirlctl train --config_path "
-                        f"{config_path}{' --name ' + name if name else ''}[/]"
+                        f"[yellow]stopped early with a checkpoint; resume with: pirlctl train"
+                        f"{' --config_path ' + str(config_path) if config_path else ''}"
+                        f"{' --name ' + name if name else ''}[/]"
                     )
             return report
 

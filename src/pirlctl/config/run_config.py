@@ -24,6 +24,7 @@ from lerobot.configs.policies import PreTrainedConfig
 from lerobot.rl.algorithms.configs import RLAlgorithmConfig
 
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
+from pirlctl.config.field_errors import check_settings, draccus_errors
 from pirlctl.errors import PirlError
 
 
@@ -300,16 +301,22 @@ def save_run_config(cfg: PiRLRunConfig, path: str | Path) -> None:
 def load_run_config(path: str | Path | None, overrides: list[str] | None = None) -> PiRLRunConfig:
     """Parse a run config file plus dotted overrides (``--runtime.num_actors=2``), then validate it."""
     args = list(overrides or [])
+    data: Any = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
             raise RunConfigError(f"run config {p} not found; pass --config_path to a JSON file (see configs/)")
         try:
-            json.loads(p.read_text())
+            data = json.loads(p.read_text())
         except json.JSONDecodeError as err:
             raise RunConfigError(f"run config {p} is not valid JSON (line {err.lineno}): {err.msg}") from err
-    with draccus.config_type("json"), _without_retired_keys(path) as clean:
-        cfg = draccus.parse(PiRLRunConfig, str(clean) if clean is not None else None, args=args)
+    source = str(path) if path is not None else "the defaults"
+    if isinstance(data, dict) and isinstance(data.get("pipeline"), dict):
+        for key in RETIRED_PIPELINE_KEYS:  # an older run's saved config: dropped, as in _without_retired_keys
+            data["pipeline"].pop(key, None)
+    with draccus.config_type("json"), draccus_errors(source), _without_retired_keys(path) as clean:
+        check_settings(PiRLRunConfig, data, args, source=source)  # one line, not usage
+        cfg = draccus.parse(PiRLRunConfig, str(clean) if clean is not None else None, args=args, exit_on_error=False)
     cfg.validate()
     return cfg
 

@@ -234,7 +234,8 @@ def check_recipe_wired(cfg: PiRLRunConfig) -> str:
     except ValueError as err:
         raise ItemFailedError(
             f"LeRobot's make_algorithm refused pi_rl ({one_line(err)}); the factory registration is "
-            f"{'present' if lerobot_compat.is_installed() else 'missing'}: import pirlctl (lerobot_compat.install())"
+            f"{'present' if lerobot_compat.is_installed() else 'missing'}: import pirlctl.algorithms.pi_rl "
+            "(lerobot_compat.install())"
         ) from None
     _require(
         isinstance(algo, PiRLAlgorithm),
