@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from lerobot.configs.policies import PreTrainedConfig
 from lerobot.rl.algorithms.configs import RLAlgorithmConfig
 
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
+from pirlctl.configs import ConfigFileError, is_composed, read_config_dict, resolve_config_path
 from pirlctl.errors import PirlError
 
 
@@ -188,7 +190,10 @@ class PiRLRunConfig:
 
     def validate(self) -> None:
         if self.policy is None:
-            raise RunConfigError("policy is not set; give a policy config (e.g. configs/policy/tiny_xvla.json)")
+            raise RunConfigError(
+                'policy is not set; add "policy": {"base": "policy/tiny_xvla.json"} (the built-in tiny X-VLA) or a '
+                "LeRobot policy config"
+            )
         if self.algorithm is None:
             self.algorithm = PiRLConfig()
         if getattr(self.algorithm, "policy_config", None) is None:
@@ -288,17 +293,43 @@ def save_run_config(cfg: PiRLRunConfig, path: str | Path) -> None:
 
 
 def load_run_config(path: str | Path | None, overrides: list[str] | None = None) -> PiRLRunConfig:
-    """Parse a run config file plus dotted overrides (``--runtime.num_actors=2``), then validate it."""
+    """Parse a run config (a file, or a built-in name: :mod:`pirlctl.configs`) plus dotted overrides
+    (``--runtime.num_actors=2``), then validate it. A file that builds on a ``base`` is merged first."""
     args = list(overrides or [])
+    parse_path: str | None = None
+    composed: str | None = None
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise RunConfigError(f"run config {p} not found; pass --config_path to a JSON file (see configs/)")
         try:
-            json.loads(p.read_text())
-        except json.JSONDecodeError as err:
-            raise RunConfigError(f"run config {p} is not valid JSON (line {err.lineno}): {err.msg}") from err
-    with draccus.config_type("json"):
-        cfg = draccus.parse(PiRLRunConfig, str(path) if path is not None else None, args=args)
+            p = resolve_config_path(path)
+            data = read_config_dict(p)
+            composed = json.dumps(data) if is_composed(p) else None
+        except ConfigFileError as err:
+            raise RunConfigError(str(err)) from err
+        _refuse_renamed_fields(p, data)
+        parse_path = str(p)
+    with tempfile.TemporaryDirectory(prefix="pirlctl-config-") as tmp:
+        if composed is not None:  # draccus reads files: hand it the merged config
+            parse_path = str(Path(tmp) / p.name)
+            Path(parse_path).write_text(composed)
+        with draccus.config_type("json"):
+            cfg = draccus.parse(PiRLRunConfig, parse_path, args=args)
     cfg.validate()
     return cfg
+
+
+# Fields of older pirlctl versions, and what replaced them: a saved run_config.json names them.
+RENAMED_FIELDS = {
+    "noise_anneal_iters": "noise_anneal_frac (the fraction of the run's planned PPO iterations; the shipped configs "
+    "use 0.84)",
+    "lr_anneal_iters": "lr_anneal_frac (the fraction of the run's planned PPO iterations; the shipped configs use 1.0)",
+}
+
+
+def _refuse_renamed_fields(path: Path, data: dict[str, Any]) -> None:
+    algo = data.get("algorithm")
+    for old, new in RENAMED_FIELDS.items():
+        if isinstance(algo, dict) and old in algo:
+            raise RunConfigError(
+                f"run config {path} sets algorithm.{old}={algo[old]!r}, a field of an older pirlctl: schedules are "
+                f"now fractions of the run; replace it by algorithm.{new}"
+            )
