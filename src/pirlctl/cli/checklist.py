@@ -9,7 +9,7 @@ import typer
 from pirlctl.cli.common import EXTRA_ARGS, headless_defaults, overrides, run_or_exit
 from pirlctl.policies.loading import DEFAULT_RUN_CONFIG
 
-DEFAULT_CONFIG = "configs/" + DEFAULT_RUN_CONFIG.name  # shown in --help; resolved via DEFAULT_RUN_CONFIG
+DEFAULT_CONFIG = DEFAULT_RUN_CONFIG.stem  # shown in --help: the built-in config's name; resolved via DEFAULT_RUN_CONFIG
 
 
 def register(app: typer.Typer) -> None:

@@ -17,7 +17,14 @@ class PolicyLoadError(PirlError, ValueError):
 
 
 # The configs shipped in the package (pirlctl.configs, standard library only), re-exported for older imports.
-__all__ = ["CONFIGS_DIR", "DEFAULT_RUN_CONFIG", "TINY_XVLA_CONFIG", "PolicyLoadError", "build_policy", "load_policy_config"]
+__all__ = [
+    "CONFIGS_DIR",
+    "DEFAULT_RUN_CONFIG",
+    "TINY_XVLA_CONFIG",
+    "PolicyLoadError",
+    "build_policy",
+    "load_policy_config",
+]
 
 
 def load_policy_config(path: str | Path) -> PreTrainedConfig:

@@ -47,7 +47,7 @@ def planned_iterations(total_env_steps: int, num_actors: int, rollout_chunks: in
 def anneal_horizon(frac: float, planned: int) -> int:
     """The PPO iterations a schedule anneals over: the first ``frac`` of the ``planned`` ones, rounded down
     (0.84 of 22 = 18)."""
-    return math.floor(frac * planned + 1e-9)  # 1e-9: a product such as 0.84 * 25 lands just below its integer
+    return math.floor(frac * planned + 1e-9)  # 1e-9: a product such as 0.7 * 90 lands just below its integer
 
 
 class PiRLConfigError(PirlError, ValueError):
