@@ -15,14 +15,16 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
+from pirlctl.configs import DEFAULT_RUN_CONFIG, read_config_dict
+
 from .common import fmt, stats
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ROOT / "configs" / "pick_cube_tiny.json"
+DEFAULT = DEFAULT_RUN_CONFIG
 
 
 def one_run(iterations: int, port: int, out: Path) -> list[dict[str, Any]]:
-    cfg = json.loads(DEFAULT.read_text())
+    cfg = read_config_dict(DEFAULT)  # the complete config: base and policy merged in
     rt = cfg["runtime"]
     n_actors = rt["num_actors"]
     # a budget of `iterations` PPO iterations of the default job (chunk length from the policy config)

@@ -25,8 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pirlctl.configs import CONFIGS_DIR
+
 ROOT = Path(__file__).resolve().parents[1]
-PIXELS = ROOT / "configs" / "pick_cube_tiny_pixels.json"  # B5 was measured on the pixel task
+PIXELS = CONFIGS_DIR / "pick_cube_tiny_pixels.json"  # B5 was measured on the pixel task
 # method -> (run config, overrides)
 METHODS: dict[str, tuple[Path, list[str]]] = {
     "flow_sde": (PIXELS, []),

@@ -56,12 +56,14 @@ def _noise(algo: dict) -> str:
     if algo.get("noise_method") == "flow_noise":
         return "learned"
     a, final = algo.get("noise_level"), algo.get("noise_level_final")
-    return f"{a:g}" if final is None or not algo.get("noise_anneal_iters") else f"{a:g}→{final:g}"
+    annealed = algo.get("noise_anneal_frac") or algo.get("noise_anneal_iters")  # *_iters: runs before 2026-12
+    return f"{a:g}" if final is None or not annealed else f"{a:g}→{final:g}"
 
 
 def _actor_lr(algo: dict) -> str:
     lr, final = algo.get("actor_lr"), algo.get("actor_lr_final")
-    return f"{lr:g}" if final is None or not algo.get("lr_anneal_iters") else f"{lr:g}→{final:g}"
+    annealed = algo.get("lr_anneal_frac") or algo.get("lr_anneal_iters")
+    return f"{lr:g}" if final is None or not annealed else f"{lr:g}→{final:g}"
 
 
 def main_job_table(runs: list[Path]) -> str:

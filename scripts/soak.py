@@ -52,7 +52,7 @@ def main() -> int:
     base = [sys.executable, "-m", "pirlctl"]
     conf = [
         "--config_path",
-        str(ROOT / "configs" / "pick_cube_tiny.json"),
+        "pick_cube_tiny",  # the built-in default config
         f"--output_dir={args.out}",
         f"--runtime.learner_port={args.port}",
         "--runtime.total_env_steps=100000000",

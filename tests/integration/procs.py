@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pirlctl.configs import DEFAULT_RUN_CONFIG
+
 ROOT = Path(__file__).resolve().parents[2]
-TINY_RUN = ROOT / "configs" / "pick_cube_tiny.json"
+TINY_RUN = DEFAULT_RUN_CONFIG
 
 
 def free_port() -> int:

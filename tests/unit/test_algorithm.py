@@ -81,8 +81,9 @@ def test_critic_warmup_leaves_the_policy_untouched():
 def test_the_actor_optimizer_follows_the_lr_schedule_and_the_critic_keeps_its_own():
     torch.manual_seed(0)
     policy = ToyFlowPolicy(obs_dim=3, chunk_size=2, action_dim=2)
-    cfg = PiRLConfig(actor_lr=1e-2, actor_lr_final=0.0, lr_anneal_iters=2, value_lr=1e-3, trainable="all")
+    cfg = PiRLConfig(actor_lr=1e-2, actor_lr_final=0.0, lr_anneal_frac=1.0, value_lr=1e-3, trainable="all")
     algo = PiRLAlgorithm(policy, cfg)
+    algo.planned_iterations = 1  # the lr reaches 0 one iteration after the horizon: 1e-2, 5e-3, 0
     obs = {"observation.state": torch.randn(16, 3)}
     seen = []
     for _ in range(3):

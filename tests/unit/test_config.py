@@ -8,7 +8,12 @@ import draccus
 import pytest
 from lerobot.rl.algorithms.configs import RLAlgorithmConfig
 
-from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig, PiRLConfigError
+from pirlctl.algorithms.pi_rl.configuration_pi_rl import (
+    PiRLConfig,
+    PiRLConfigError,
+    anneal_horizon,
+    planned_iterations,
+)
 from pirlctl.errors import one_line, root_cause
 
 
@@ -34,6 +39,8 @@ from pirlctl.errors import one_line, root_cause
         ({"n_exec": 0}, "n_exec"),
         ({"stale_sample_rule": "keep"}, "stale_sample_rule"),
         ({"adam_betas": (0.9, 1.5)}, "adam_betas"),
+        ({"noise_anneal_frac": 1.5}, "noise_anneal_frac"),
+        ({"lr_anneal_frac": -0.1}, "lr_anneal_frac"),
     ],
 )
 def test_invalid_values_fail_at_construction_naming_the_field(kwargs, field):
@@ -48,21 +55,37 @@ def test_method_defaults_are_derived_not_duplicated():
     assert noise.resolved_sampling == "full_chain" and noise.resolved_entropy_coef == 0.005
 
 
-def test_noise_level_annealing_is_linear_and_clamped():
-    cfg = PiRLConfig(noise_level=0.5, noise_level_final=0.3, noise_anneal_iters=10)
-    assert cfg.noise_level_at(0) == pytest.approx(0.5)
-    assert cfg.noise_level_at(5) == pytest.approx(0.4)
-    assert cfg.noise_level_at(100) == pytest.approx(0.3)
+def test_noise_level_anneals_linearly_over_a_fraction_of_the_planned_iterations_then_holds():
+    cfg = PiRLConfig(noise_level=0.5, noise_level_final=0.3, noise_anneal_frac=0.5)
+    assert cfg.noise_level_at(0, planned=20) == pytest.approx(0.5)
+    assert cfg.noise_level_at(5, planned=20) == pytest.approx(0.4)  # horizon 0.5 x 20 = 10 iterations
+    assert cfg.noise_level_at(10, planned=20) == pytest.approx(0.3)
+    assert cfg.noise_level_at(100, planned=20) == pytest.approx(0.3)
+    assert cfg.noise_level_at(5, planned=40) == pytest.approx(0.45)  # twice the run: half the slope
+    assert cfg.noise_level_at(5, planned=0) == pytest.approx(0.5)  # no planned run: held at the start
 
 
-def test_actor_lr_annealing_is_linear_clamped_and_off_by_default():
-    cfg = PiRLConfig(actor_lr=6e-5, actor_lr_final=0.0, lr_anneal_iters=30)
-    assert cfg.actor_lr_at(0) == pytest.approx(6e-5)
-    assert cfg.actor_lr_at(15) == pytest.approx(3e-5)
-    assert cfg.actor_lr_at(45) == pytest.approx(0.0)
-    assert PiRLConfig(actor_lr=6e-5, lr_anneal_iters=30).actor_lr_at(29) == pytest.approx(6e-5)
+def test_actor_lr_reaches_its_final_value_one_iteration_after_the_horizon_and_is_off_by_default():
+    cfg = PiRLConfig(actor_lr=6e-5, actor_lr_final=0.0, lr_anneal_frac=1.0)
+    assert cfg.actor_lr_at(0, planned=29) == pytest.approx(6e-5)
+    assert cfg.actor_lr_at(15, planned=29) == pytest.approx(3e-5)  # over 29 + 1 iterations
+    # the default job plans 22 updates and usually makes 23: neither the 22nd nor the 23rd runs at lr 0
+    assert cfg.actor_lr_at(21, planned=22) == pytest.approx(6e-5 * 2 / 23)
+    assert cfg.actor_lr_at(22, planned=22) == pytest.approx(6e-5 / 23)
+    assert cfg.actor_lr_at(23, planned=22) == 0.0
+    assert PiRLConfig(actor_lr=6e-5, lr_anneal_frac=1.0).actor_lr_at(29, planned=30) == pytest.approx(6e-5)
     with pytest.raises(PiRLConfigError, match="actor_lr_final=-1"):
         PiRLConfig(actor_lr_final=-1.0)
+
+
+def test_planned_iterations_and_horizons_reproduce_the_schedules_once_frozen_into_the_configs():
+    # the shipped configs used to carry noise_anneal_iters 18 / lr_anneal_iters 22 (45 k env steps) and 31 / 37 (75 k)
+    assert planned_iterations(45_000, num_actors=2, rollout_chunks=256, n_exec=4) == 22
+    assert (anneal_horizon(0.84, 22), anneal_horizon(1.0, 22)) == (18, 22)
+    assert planned_iterations(75_000, num_actors=2, rollout_chunks=256, n_exec=4) == 37
+    assert (anneal_horizon(0.84, 37), anneal_horizon(1.0, 37)) == (31, 37)
+    assert planned_iterations(45_000, num_actors=1, rollout_chunks=512, n_exec=4) == 22
+    assert anneal_horizon(0.7, 90) == 63  # 0.7 * 90 is 62.99999999999999 in floating point
 
 
 def test_n_exec_cannot_exceed_the_chunk():

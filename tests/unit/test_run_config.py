@@ -15,8 +15,9 @@ from lerobot.rl.algorithms.sac import SACAlgorithm, SACAlgorithmConfig
 from lerobot.rl.train_rl import TrainRLServerPipelineConfig
 
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
-from pirlctl.config.run_config import RunConfigError, load_run_config
+from pirlctl.config.run_config import RunConfigError, encode_run_config, load_run_config
 from pirlctl.config.settings import OperatorSettings, apply_operator_settings, check_bind_address
+from pirlctl.configs import builtin_names
 from pirlctl.errors import one_line
 from pirlctl.policies.loading import CONFIGS_DIR
 
@@ -29,20 +30,11 @@ def test_pi_rl_run_config_keeps_policy_type_and_takes_dotted_overrides():
     assert not hasattr(cfg.policy, "actor_learner_config")  # runtime settings are not on the policy
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "pick_cube_tiny",
-        "pick_cube_tiny_flow_noise",
-        "pick_cube_tiny_1actor",
-        "pick_cube_tiny_pixels",
-        "pick_cube_tiny_pixels_exact_demos",
-        "pick_cube_tiny_pixels_full_range",
-    ],
-)
-def test_shipped_configs_parse(name):
+@pytest.mark.parametrize("name", builtin_names())
+def test_every_shipped_config_parses_by_path_and_by_name(name):
     cfg = load_run_config(CONFIGS_DIR / f"{name}.json")
-    assert cfg.pirl.type == "pi_rl"
+    assert cfg.pirl.type == "pi_rl" and cfg.policy.type == "xvla"
+    assert encode_run_config(load_run_config(name)) == encode_run_config(cfg)
 
 
 def test_bad_run_configs_fail_with_one_line_naming_the_field(tmp_path):

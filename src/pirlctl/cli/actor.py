@@ -14,7 +14,12 @@ def register(app: typer.Typer) -> None:
     @app.command(context_settings=EXTRA_ARGS)
     def actor(
         ctx: typer.Context,
-        config_path: Path = typer.Option(..., "--config_path", "--config-path", help="Run config JSON."),
+        config_path: Path = typer.Option(
+            ...,
+            "--config_path",
+            "--config-path",
+            help="Run config: a JSON file or a built-in name (pick_cube_tiny, ...).",
+        ),
         actor_id: int = typer.Option(0, "--actor-id", help="This actor's index (seeds and logs)."),
         host: str | None = typer.Option(None, help="Learner address (default from config)."),
         port: int | None = typer.Option(None, help="Learner port (default from config)."),

@@ -16,14 +16,16 @@ T = TypeVar("T")
 
 EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 # --help text of the commands whose --config_path defaults to the built-in config: no path of this checkout in it.
-DEFAULT_CONFIG_HELP = "Run config JSON (default: the built-in pick_cube_tiny config)."
+DEFAULT_CONFIG_HELP = (
+    "Run config: a JSON file or a built-in name such as pick_cube_tiny_flow_noise (default: pick_cube_tiny)."
+)
 
 
 def default_run_config(config_path: Path | None) -> Path:
     """``config_path``, or the built-in default run config; resolved when a command runs (loading it is heavy)."""
     if config_path is not None:
         return config_path
-    from pirlctl.policies.loading import DEFAULT_RUN_CONFIG
+    from pirlctl.configs import DEFAULT_RUN_CONFIG
 
     return DEFAULT_RUN_CONFIG
 

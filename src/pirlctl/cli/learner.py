@@ -14,7 +14,12 @@ def register(app: typer.Typer) -> None:
     @app.command(context_settings=EXTRA_ARGS)
     def learner(
         ctx: typer.Context,
-        config_path: Path = typer.Option(..., "--config_path", "--config-path", help="Run config JSON."),
+        config_path: Path = typer.Option(
+            ...,
+            "--config_path",
+            "--config-path",
+            help="Run config: a JSON file or a built-in name (pick_cube_tiny, ...).",
+        ),
         host: str | None = typer.Option(None, help="Bind address (default from config: 127.0.0.1)."),
         port: int | None = typer.Option(None, help="gRPC port (default from config)."),
         allow_remote: bool = typer.Option(False, help="Allow a non-loopback bind (needs PIRL_TOKEN or PIRL_TLS_*)."),

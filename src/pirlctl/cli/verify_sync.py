@@ -13,7 +13,12 @@ def register(app: typer.Typer) -> None:
     @app.command("verify-sync", context_settings=EXTRA_ARGS)
     def verify_sync(
         ctx: typer.Context,
-        config_path: Path = typer.Option(..., "--config_path", "--config-path", help="Run config JSON."),
+        config_path: Path = typer.Option(
+            ...,
+            "--config_path",
+            "--config-path",
+            help="Run config: a JSON file or a built-in name (pick_cube_tiny, ...).",
+        ),
         learner: str | None = typer.Option(
             None, "--learner", help="HOST:PORT of a running learner: check its current push instead of a local one."
         ),

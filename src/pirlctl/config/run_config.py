@@ -8,12 +8,10 @@ does not have. PI-RL hyperparameters live only in ``algorithm`` (:class:`PiRLCon
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from lerobot.rl.algorithms.configs import RLAlgorithmConfig
 
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
 from pirlctl.config.field_errors import check_settings, draccus_errors
+from pirlctl.configs import ConfigFileError, is_composed, read_config_dict, resolve_config_path
 from pirlctl.errors import PirlError
 
 
@@ -157,7 +156,7 @@ class PipelineSettings:
 
 
 # Keys that PipelineSettings no longer has: the alarm thresholds live in pirlctl.alarms now. The run_config.json
-# of a run made before carries them; loading drops them (_without_retired_keys) so it still resumes.
+# of a run made before carries them; loading drops them (load_run_config) so it still resumes.
 RETIRED_PIPELINE_KEYS = (
     "alarm_approx_kl",
     "alarm_clipfrac",
@@ -195,7 +194,10 @@ class PiRLRunConfig:
 
     def validate(self) -> None:
         if self.policy is None:
-            raise RunConfigError("policy is not set; give a policy config (e.g. configs/policy/tiny_xvla.json)")
+            raise RunConfigError(
+                'policy is not set; add "policy": {"base": "policy/tiny_xvla.json"} (the built-in tiny X-VLA) or a '
+                "LeRobot policy config"
+            )
         if self.algorithm is None:
             self.algorithm = PiRLConfig()
         if getattr(self.algorithm, "policy_config", None) is None:
@@ -299,40 +301,51 @@ def save_run_config(cfg: PiRLRunConfig, path: str | Path) -> None:
 
 
 def load_run_config(path: str | Path | None, overrides: list[str] | None = None) -> PiRLRunConfig:
-    """Parse a run config file plus dotted overrides (``--runtime.num_actors=2``), then validate it."""
+    """Parse a run config (a file, or a built-in name: :mod:`pirlctl.configs`) plus dotted overrides
+    (``--runtime.num_actors=2``), then validate it. A file that builds on a ``base`` is merged first."""
     args = list(overrides or [])
     data: Any = {}
+    parse_path: str | None = None
+    rewrite = False
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise RunConfigError(f"run config {p} not found; pass --config_path to a JSON file (see configs/)")
         try:
-            data = json.loads(p.read_text())
-        except json.JSONDecodeError as err:
-            raise RunConfigError(f"run config {p} is not valid JSON (line {err.lineno}): {err.msg}") from err
+            p = resolve_config_path(path)
+            data = read_config_dict(p)
+            rewrite = is_composed(p)
+        except ConfigFileError as err:
+            raise RunConfigError(str(err)) from err
+        _refuse_renamed_fields(p, data)
+        parse_path = str(p)
+        pipeline = data.get("pipeline") if isinstance(data, dict) else None
+        if isinstance(pipeline, dict) and any(k in pipeline for k in RETIRED_PIPELINE_KEYS):
+            for key in RETIRED_PIPELINE_KEYS:  # an older run's saved config: alarm thresholds now live in alarms.py
+                pipeline.pop(key, None)
+            rewrite = True
     source = str(path) if path is not None else "the defaults"
-    if isinstance(data, dict) and isinstance(data.get("pipeline"), dict):
-        for key in RETIRED_PIPELINE_KEYS:  # an older run's saved config: dropped, as in _without_retired_keys
-            data["pipeline"].pop(key, None)
-    with draccus.config_type("json"), draccus_errors(source), _without_retired_keys(path) as clean:
-        check_settings(PiRLRunConfig, data, args, source=source)  # one line, not usage
-        cfg = draccus.parse(PiRLRunConfig, str(clean) if clean is not None else None, args=args, exit_on_error=False)
+    with tempfile.TemporaryDirectory(prefix="pirlctl-config-") as tmp:
+        if rewrite:  # draccus reads files: hand it the merged (and cleaned) config
+            parse_path = str(Path(tmp) / p.name)
+            Path(parse_path).write_text(json.dumps(data))
+        with draccus.config_type("json"), draccus_errors(source):
+            check_settings(PiRLRunConfig, data, args, source=source)  # one line, not usage
+            cfg = draccus.parse(PiRLRunConfig, parse_path, args=args, exit_on_error=False)
     cfg.validate()
     return cfg
 
 
-@contextlib.contextmanager
-def _without_retired_keys(path: str | Path | None) -> Iterator[str | Path | None]:
-    """``path``, or a temporary copy without :data:`RETIRED_PIPELINE_KEYS` when it has any (the saved
-    run_config.json of an older run: a whole config, nothing in it refers to files next to it)."""
-    data = json.loads(Path(path).read_text()) if path is not None else None
-    pipeline = data.get("pipeline") if isinstance(data, dict) else None
-    if not isinstance(pipeline, dict) or not any(k in pipeline for k in RETIRED_PIPELINE_KEYS):
-        yield path
-        return
-    for key in RETIRED_PIPELINE_KEYS:
-        pipeline.pop(key, None)
-    with tempfile.TemporaryDirectory(prefix="pirlctl-config-") as tmp:
-        clean = Path(tmp) / Path(str(path)).name
-        clean.write_text(json.dumps(data))
-        yield clean
+# Fields of older pirlctl versions, and what replaced them: a saved run_config.json names them.
+RENAMED_FIELDS = {
+    "noise_anneal_iters": "noise_anneal_frac (the fraction of the run's planned PPO iterations; the shipped configs "
+    "use 0.84)",
+    "lr_anneal_iters": "lr_anneal_frac (the fraction of the run's planned PPO iterations; the shipped configs use 1.0)",
+}
+
+
+def _refuse_renamed_fields(path: Path, data: dict[str, Any]) -> None:
+    algo = data.get("algorithm")
+    for old, new in RENAMED_FIELDS.items():
+        if isinstance(algo, dict) and old in algo:
+            raise RunConfigError(
+                f"run config {path} sets algorithm.{old}={algo[old]!r}, a field of an older pirlctl: schedules are "
+                f"now fractions of the run; replace it by algorithm.{new}"
+            )

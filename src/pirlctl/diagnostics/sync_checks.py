@@ -218,8 +218,8 @@ def numeric_check(
     with torch.no_grad():
         log_prob, _, _ = learner.evaluate(on_dev)
     delta = float((log_prob.cpu() - batch.old_log_prob).abs().max())
-    learner_noise = learner.config.noise_level_at(learner.iteration)
-    actor_noise = actor.config.noise_level_at(actor.iteration)
+    learner_noise = learner.noise_level()
+    actor_noise = actor.noise_level()
     # one PPO iteration that cannot move anything: its ratios are the sync error PPO itself would see
     zero_lr = copy.copy(learner.config)
     zero_lr.actor_lr = 0.0

@@ -8,6 +8,7 @@ import draccus
 from lerobot.configs.policies import PreTrainedConfig
 from torch import nn
 
+from pirlctl.configs import CONFIGS_DIR, DEFAULT_RUN_CONFIG, TINY_XVLA_CONFIG
 from pirlctl.errors import PirlError
 
 
@@ -15,14 +16,19 @@ class PolicyLoadError(PirlError, ValueError):
     """A policy checkpoint cannot be loaded with the given config."""
 
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-CONFIGS_DIR = REPO_ROOT / "configs"
-TINY_XVLA_CONFIG = CONFIGS_DIR / "policy" / "tiny_xvla.json"
-DEFAULT_RUN_CONFIG = CONFIGS_DIR / "pick_cube_tiny.json"  # the embedded default of train, pretrain, checklist...
+# The configs shipped in the package (pirlctl.configs, standard library only), re-exported for older imports.
+__all__ = [
+    "CONFIGS_DIR",
+    "DEFAULT_RUN_CONFIG",
+    "TINY_XVLA_CONFIG",
+    "PolicyLoadError",
+    "build_policy",
+    "load_policy_config",
+]
 
 
 def load_policy_config(path: str | Path) -> PreTrainedConfig:
-    """A LeRobot policy config (draccus JSON with a ``type`` key, e.g. configs/policy/tiny_xvla.json)."""
+    """A LeRobot policy config (draccus JSON with a ``type`` key, e.g. ``TINY_XVLA_CONFIG``)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"policy config {p} not found; pass a JSON file such as {TINY_XVLA_CONFIG}")

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from lerobot.rl.algorithms.factory import make_algorithm
 
-from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY
+from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY, planned_iterations
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PiRLAlgorithm
 from pirlctl.config.run_config import PiRLRunConfig
 from pirlctl.policies.loading import build_policy
@@ -50,11 +50,15 @@ def build_algorithm(cfg: PiRLRunConfig, device: str) -> PiRLAlgorithm:
     """Policy (fresh or from ``policy_path``) and PI-RL algorithm through LeRobot's own ``make_algorithm``.
 
     Seeded with ``cfg.seed`` so that learner and actors build identical weights when there is no checkpoint:
-    only the trainable part is pushed, the frozen part must already agree (checked by fingerprint).
+    only the trainable part is pushed, the frozen part must already agree (checked by fingerprint). The run's
+    planned PPO iterations, the time axis of the noise and learning-rate schedules, are set here, once, from the
+    run config, so that learner, actors, evaluation and diagnostics anneal alike.
     """
     cfg.policy.device = device  # type: ignore[union-attr]
     torch.manual_seed(cfg.seed)
     policy = build_policy(cfg.policy, cfg.policy_path)
     algo = make_algorithm(cfg.pirl, policy)
     assert isinstance(algo, PiRLAlgorithm)
+    rt = cfg.runtime
+    algo.planned_iterations = planned_iterations(rt.total_env_steps, rt.num_actors, rt.rollout_chunks, algo.n_exec)
     return algo

@@ -2,8 +2,8 @@
 
 Every PI-RL hyperparameter is defined here, once. Defaults follow the RLinf LIBERO π0 Flow-SDE recipe
 (``shared/reference/pirl-method.md``, "Reference hyperparameters"), with batch sizes scaled from 64 envs × 8
-rollout epochs on 8 GPUs down to one machine. The tiny CPU configs in ``configs/`` override the learning rates,
-because a freshly behaviour-cloned tiny X-VLA tolerates (and needs) far larger steps than a pretrained VLA.
+rollout epochs on 8 GPUs down to one machine. The tiny CPU configs in ``pirlctl/configs/`` override the learning
+rates, because a freshly behaviour-cloned tiny X-VLA tolerates (and needs) far larger steps than a pretrained VLA.
 """
 
 from __future__ import annotations
@@ -37,6 +37,19 @@ def linear_anneal(start: float, final: float | None, iters: int, iteration: int)
     return start + frac * (final - start)
 
 
+def planned_iterations(total_env_steps: int, num_actors: int, rollout_chunks: int, n_exec: int) -> int:
+    """PPO iterations a run plans: its env-step budget over the env steps of one full batch (each actor's
+    ``rollout_chunks`` chunks of ``n_exec`` steps). A run usually makes one more: an episode that ends inside a chunk
+    executes fewer than ``n_exec`` steps of it, so batches count slightly fewer env steps than planned."""
+    return math.ceil(total_env_steps / (num_actors * rollout_chunks * n_exec))
+
+
+def anneal_horizon(frac: float, planned: int) -> int:
+    """The PPO iterations a schedule anneals over: the first ``frac`` of the ``planned`` ones, rounded down
+    (0.84 of 22 = 18)."""
+    return math.floor(frac * planned + 1e-9)  # 1e-9: a product such as 0.7 * 90 lands just below its integer
+
+
 class PiRLConfigError(PirlError, ValueError):
     """A PI-RL config value is invalid. The message names the field and the fix."""
 
@@ -57,8 +70,10 @@ class PiRLConfig(RLAlgorithmConfig):
     noise_level: float = 0.5
     # Optional linear annealing of `noise_level` to this value (None = constant).
     noise_level_final: float | None = None
-    # Number of PPO iterations over which `noise_level` anneals to `noise_level_final`.
-    noise_anneal_iters: int = 0
+    # Fraction of the run's planned PPO iterations (`planned_iterations`, from runtime.total_env_steps, num_actors,
+    # rollout_chunks and n_exec, computed when the run starts) over which `noise_level` anneals to
+    # `noise_level_final`; it is held after that. 0 = constant.
+    noise_anneal_frac: float = 0.0
     # Flow-Noise lower bound on the learned step std σ (RLinf: 0.08).
     noise_sigma_min: float = 0.08
     # Flow-Noise upper bound on the learned step std σ (RLinf: 0.16).
@@ -113,8 +128,10 @@ class PiRLConfig(RLAlgorithmConfig):
     actor_lr: float = 5e-6
     # Optional linear annealing of `actor_lr` to this value (None = constant), as CleanRL's PPO anneals to 0.
     actor_lr_final: float | None = None
-    # Number of PPO iterations over which `actor_lr` anneals to `actor_lr_final`.
-    lr_anneal_iters: int = 0
+    # Fraction of the run's planned PPO iterations over which `actor_lr` anneals to `actor_lr_final` (0 = constant).
+    # The final value is reached one iteration after that horizon: with 1.0 the planned run's last update, and the
+    # one extra update runs usually make (see `planned_iterations`), still learn.
+    lr_anneal_frac: float = 0.0
     # Critic (value head) learning rate. RLinf: 1e-4.
     value_lr: float = 1e-4
     # AdamW betas (RLinf: 0.9, 0.95).
@@ -199,7 +216,7 @@ class PiRLConfig(RLAlgorithmConfig):
         positive("noise_level", strict=False)
         if self.noise_level_final is not None:
             positive("noise_level_final", strict=False)
-        positive("noise_anneal_iters", strict=False)
+        unit_interval("noise_anneal_frac")
         positive("noise_sigma_min")
         positive("noise_sigma_max")
         if self.noise_sigma_min > self.noise_sigma_max:
@@ -236,7 +253,7 @@ class PiRLConfig(RLAlgorithmConfig):
         positive("actor_lr", strict=False)
         if self.actor_lr_final is not None:
             positive("actor_lr_final", strict=False)
-        positive("lr_anneal_iters", strict=False)
+        unit_interval("lr_anneal_frac")
         positive("value_lr", strict=False)
         positive("weight_decay", strict=False)
         positive("grad_clip_norm")
@@ -267,13 +284,17 @@ class PiRLConfig(RLAlgorithmConfig):
             return self.entropy_coef
         return 0.005 if self.noise_method == "flow_noise" else 0.0
 
-    def noise_level_at(self, iteration: int) -> float:
-        """Flow-SDE noise level a after `iteration` PPO iterations (linear annealing when configured)."""
-        return linear_anneal(self.noise_level, self.noise_level_final, self.noise_anneal_iters, iteration)
+    def noise_level_at(self, iteration: int, planned: int) -> float:
+        """Flow-SDE noise level a after `iteration` PPO iterations of a run that plans `planned` (linear annealing
+        over `anneal_horizon(noise_anneal_frac, planned)` when configured)."""
+        horizon = anneal_horizon(self.noise_anneal_frac, planned)
+        return linear_anneal(self.noise_level, self.noise_level_final, horizon, iteration)
 
-    def actor_lr_at(self, iteration: int) -> float:
-        """Actor learning rate for the PPO iteration that follows `iteration` completed ones."""
-        return linear_anneal(self.actor_lr, self.actor_lr_final, self.lr_anneal_iters, iteration)
+    def actor_lr_at(self, iteration: int, planned: int) -> float:
+        """Actor learning rate for the PPO iteration that follows `iteration` completed ones, in a run that plans
+        `planned`: `actor_lr_final` is reached one iteration after `anneal_horizon(lr_anneal_frac, planned)`."""
+        horizon = anneal_horizon(self.lr_anneal_frac, planned)
+        return linear_anneal(self.actor_lr, self.actor_lr_final, horizon + 1 if horizon > 0 else 0, iteration)
 
     def resolved_n_exec(self, chunk_size: int, n_action_steps: int | None = None) -> int:
         """Executed chunk length n_exec, checked against the policy's chunk size."""

@@ -160,6 +160,9 @@ class PiRLAlgorithm(RLAlgorithm):
         )
         self.optimizers: dict[str, Optimizer] = {}
         self._optimization_step: int = 0
+        # PPO iterations the run plans (configuration_pi_rl.planned_iterations): the schedules' time axis. Set from
+        # the run config by runtime.build.build_algorithm, for learner and actors alike; 0 holds them at their start.
+        self.planned_iterations: int = 0
 
     # -- parameters ------------------------------------------------------------------------------------------
     def _apply_trainable_scope(self) -> None:
@@ -193,6 +196,11 @@ class PiRLAlgorithm(RLAlgorithm):
     def iteration(self) -> int:
         """Completed PPO iterations; also the policy version of the current weights."""
         return self.optimization_step
+
+    def noise_level(self, iteration: int | None = None) -> float:
+        """The Flow-SDE noise level of the current (or the given) iteration, on this run's schedule."""
+        it = self.iteration if iteration is None else iteration
+        return self.config.noise_level_at(it, self.planned_iterations)
 
     @property
     def _sigma_fn(self):
@@ -259,7 +267,7 @@ class PiRLAlgorithm(RLAlgorithm):
             cfg.num_denoise_steps,
             method,
             sampling=cfg.resolved_sampling,
-            noise_level=cfg.noise_level_at(self.iteration),
+            noise_level=self.noise_level(),
             sigma_fn=self._sigma_fn,
             generator=generator,
         )
@@ -293,7 +301,7 @@ class PiRLAlgorithm(RLAlgorithm):
             batch.chain,
             batch.stochastic,
             cfg.noise_method,
-            noise_level=cfg.noise_level_at(self.iteration),
+            noise_level=self.noise_level(),
             sigma_fn=self._sigma_fn,
             hybrid=cfg.resolved_sampling == "hybrid",
         )
@@ -323,7 +331,7 @@ class PiRLAlgorithm(RLAlgorithm):
         adv = normalize(batch.advantages) if cfg.normalize_advantages else batch.advantages
         batch.advantages = adv
         warmup = self.iteration < cfg.critic_warmup_iters
-        actor_lr = cfg.actor_lr_at(self.iteration)
+        actor_lr = cfg.actor_lr_at(self.iteration, self.planned_iterations)
         for group in self.optimizers["actor"].param_groups:
             group["lr"] = actor_lr
         ent_coef = cfg.resolved_entropy_coef
@@ -403,7 +411,7 @@ class PiRLAlgorithm(RLAlgorithm):
                 "ratio_max": ratio_max,
                 "max_abs_log_ratio": max_abs_lr,
                 "onpolicy_max_abs_log_ratio": onpolicy_lr if onpolicy_lr is not None else 0.0,
-                "noise_level": cfg.noise_level_at(self.iteration - 1),
+                "noise_level": self.noise_level(self.iteration - 1),
                 "actor_lr": actor_lr,
                 "epochs": float(epochs_run),
                 "samples": float(N),
