@@ -186,8 +186,7 @@ def test_the_learner_writes_alarm_records_and_a_wandb_offline_run(tmp_path, monk
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
     monkeypatch.setenv("WANDB_MODE", "offline")
     (tmp_path / "wandb").mkdir()
-    tiny = Path(__file__).resolve().parents[2] / "configs" / "pick_cube_tiny.json"
-    cfg = load_run_config(tiny, [f"--output_dir={tmp_path / 'run'}", "--wandb.enable=true", "--wandb.mode=offline"])
+    cfg = load_run_config("pick_cube_tiny", [f"--output_dir={tmp_path / 'run'}", "--wandb.enable=true", "--wandb.mode=offline"])
     learner = Learner(cfg)
     try:
         for version, ok in [(0, True)] * 50 + [(1, False)] * 60:  # training success 100% -> 0%: a collapse
@@ -216,10 +215,11 @@ def test_wandb_enabled_without_wandb_installed_is_one_line_naming_the_extra(monk
 
 
 def test_a_saved_run_config_with_the_retired_alarm_settings_still_loads(tmp_path):
-    from pirlctl.config.run_config import RETIRED_PIPELINE_KEYS, load_run_config
+    from pirlctl.config.run_config import RETIRED_PIPELINE_KEYS, load_run_config, save_run_config
 
-    tiny = Path(__file__).resolve().parents[2] / "configs" / "pick_cube_tiny.json"
-    data = json.loads(tiny.read_text())
+    full = tmp_path / "full.json"
+    save_run_config(load_run_config("pick_cube_tiny"), full)  # a whole config, as a run folder holds
+    data = json.loads(full.read_text())
     data["pipeline"].update({k: 1 for k in RETIRED_PIPELINE_KEYS})  # as an older run's run_config.json has them
     old = tmp_path / "run_config.json"
     old.write_text(json.dumps(data))

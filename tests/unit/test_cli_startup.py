@@ -79,7 +79,7 @@ def test_help_of_every_command_imports_nothing_heavy_and_shows_no_checkout_path(
 
 def test_default_config_help_names_the_built_in_config():
     res = _python("-m", "pirlctl", "train", "--help")
-    assert "built-in pick_cube_tiny config" in " ".join(res.stdout.replace("│", " ").split())
+    assert "(default: pick_cube_tiny)" in " ".join(res.stdout.replace("│", " ").split())
 
 
 def test_version_json_reads_package_metadata_without_importing_torch():
