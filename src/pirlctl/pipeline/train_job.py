@@ -216,6 +216,11 @@ class TrainJob:
             self.reused.append(STAGE_RL)
             return True
         resume = ["--resume=true"] if point is not None else []
+        # the learner cuts the lost tail out of metrics.jsonl itself; done here first, before the dashboard starts
+        # tailing the file, so that its rewrite (shorter) never happens under the tail
+        dropped = M.drop_lost_tail(self.run_dir / "metrics.jsonl", point.info.iteration if point is not None else 0)
+        if dropped:
+            self.on_event(STAGE_RL, f"{dropped} metrics records of training lost by a restart -> metrics.jsonl.lost")
         conf = ["--config_path", str(self.run_dir / "run_config.json")]
         self.on_event(
             STAGE_RL,
@@ -293,8 +298,8 @@ class TrainJob:
         rl_wall = time.monotonic() - rl_started
         info = ckpt.find_resume_checkpoint(self.run_dir).info  # `last`, or the newest that verifies
         final_eval = self.run_dir / "eval_rl.json"
-        if not finished and final_eval.exists():
-            final_eval.unlink()
+        if (not finished or STAGE_RL not in self.reused) and final_eval.exists():
+            final_eval.unlink()  # RL trained in this invocation: a re-saved iteration may keep the folder's name
         stale = final_eval.is_file() and json.loads(final_eval.read_text()).get("checkpoint") != str(info.path)
         if stale:
             final_eval.unlink()
