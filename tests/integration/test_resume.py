@@ -21,7 +21,11 @@ ARGS = ["--runtime.rollout_chunks=8", "--runtime.checkpoint_every=1", "--runtime
 
 
 def _digests(folder) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
 
 
 def _train(out, port, *extra: str) -> dict:
