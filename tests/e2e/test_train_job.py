@@ -126,7 +126,8 @@ def _digests(folder) -> dict[str, str]:
 def _args(args: list[str], run, *extra: str) -> list[str]:
     """The fixture's train command for another run folder (its demos and SFT policy come from the cache)."""
     own = ("--output_dir=", "--runtime.learner_port=")
-    return [*(a for a in args if not a.startswith(own)), f"--output_dir={run}", f"--runtime.learner_port={free_port()}"]
+    kept = [a for a in args if not a.startswith(own)]
+    return [*kept, f"--output_dir={run}", f"--runtime.learner_port={free_port()}", *extra]
 
 
 def test_train_over_a_run_whose_checkpoints_all_fail_stops_in_one_line_and_changes_nothing(trained, tmp_path):
