@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -58,6 +59,17 @@ EVAL_CI_LOW = "eval/ci95_low"
 EVAL_CI_HIGH = "eval/ci95_high"
 EVAL_MEAN_RETURN = "eval/mean_return"
 EVAL_EPISODES = "eval/episodes"
+
+
+# learner, bookkeeping
+KIND_SESSION = "session"  # a learner process started: SESSION_RESUMED_FROM, SESSION_ITERATION, SESSION_NOTE
+KIND_LOST = "lost"  # where a lost tail was cut out (moved to metrics.jsonl.lost): LOST_RECORDS, LOST_ITERATIONS
+SESSION_RESUMED_FROM = "session/resumed_from"  # checkpoint folder, or None for a start from the SFT policy
+SESSION_ITERATION = "session/iteration"  # iteration the session starts from (the checkpoint's, or 0)
+SESSION_NOTE = "session/note"  # why the resume did not start from `last` (None when it did)
+LOST_RECORDS = "lost/records"
+LOST_ITERATIONS = "lost/iterations"
+LOST_SUFFIX = ".lost"
 
 
 def _clean(v: Any) -> Any:
@@ -115,3 +127,73 @@ def read_metrics(path: str | Path, kind: str | None = None) -> list[dict[str, An
         if kind is None or rec.get("kind") == kind:
             out.append(rec)
     return out
+
+
+def _is_lost(rec: dict[str, Any], iteration: int) -> bool:
+    if rec.get("kind") == "train":
+        return int(rec.get(TRAIN_ITERATION, 0)) > iteration
+    if rec.get("kind") == "episode":
+        return int(rec.get(ACTOR_POLICY_VERSION, 0)) > iteration
+    return False
+
+
+def drop_lost_tail(path: str | Path, iteration: int) -> int:
+    """Cut the records of training lost by a restart at ``iteration`` out of metrics.jsonl; returns how many.
+
+    Lost: train records of an iteration > ``iteration`` and episode records of a policy version > ``iteration``
+    (written after the checkpoint the run resumes from, and redone by it). They are appended to
+    ``metrics.jsonl.lost``; metrics.jsonl is rewritten atomically (temp file, fsync, ``os.replace``) with one
+    ``lost`` marker in their place that keeps the time of the last one, so the iteration numbering reads monotone
+    and the session's running time still counts. Call before anything appends to the file.
+    """
+    p = Path(path)
+    records = read_metrics(p)
+    lost = [r for r in records if _is_lost(r, iteration)]
+    if not lost:
+        return 0
+    with open(p.with_name(p.name + LOST_SUFFIX), "a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in lost)
+        f.flush()
+        os.fsync(f.fileno())
+    marker = {
+        "kind": KIND_LOST,
+        "time": lost[-1]["time"],
+        LOST_RECORDS: len(lost),
+        LOST_ITERATIONS: sorted({int(r[TRAIN_ITERATION]) for r in lost if r.get("kind") == "train"}),
+    }
+    last_lost = max(i for i, r in enumerate(records) if _is_lost(r, iteration))
+    kept = [r for i, r in enumerate(records[: last_lost + 1]) if not _is_lost(r, iteration)]
+    kept += [marker, *records[last_lost + 1 :]]
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in kept)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
+    return len(lost)
+
+
+def running_seconds(records: list[dict[str, Any]]) -> float:
+    """Seconds the learner really ran: the sum over its sessions of first-to-last record time.
+
+    A session starts at each ``session`` record; files written before those records existed are split where the
+    train iteration stops increasing (a restart). Time between sessions (nothing running) is not counted.
+    """
+    total, first, last, prev_iter = 0.0, None, None, None
+    for rec in records:
+        t = rec.get("time")
+        if not isinstance(t, int | float):
+            continue
+        it = rec.get(TRAIN_ITERATION) if rec.get("kind") == "train" else None
+        restart = rec.get("kind") == KIND_SESSION or (it is not None and prev_iter is not None and it <= prev_iter)
+        if restart and first is not None and last is not None:
+            total += last - first
+            first = None
+        if first is None:
+            first = t
+        last = t
+        if it is not None:
+            prev_iter = it
+    if first is not None and last is not None:
+        total += last - first
+    return total

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
 
@@ -98,3 +100,74 @@ def test_eval_on_the_saved_checkpoint_and_one_line_errors(trained, tmp_path):
     )
     assert wrong.returncode == 2
     assert "do not fit" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_rerunning_from_the_run_folders_run_config_reuses_the_cached_demos_and_sft_policy(trained):
+    run, _, _ = trained
+    proc = _pirlctl("train", "--json", "--no-dashboard", "--config_path", str(run / "run_config.json"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert set(json.loads(proc.stdout)["stages_reused"]) >= {"demos", "sft", "eval_sft", "rl", "eval_rl"}
+
+
+def _flip_last_byte(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _digests(folder) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+def _args(args: list[str], run, *extra: str) -> list[str]:
+    """The fixture's train command for another run folder (its demos and SFT policy come from the cache)."""
+    own = ("--output_dir=", "--runtime.learner_port=")
+    kept = [a for a in args if not a.startswith(own)]
+    return [*kept, f"--output_dir={run}", f"--runtime.learner_port={free_port()}", *extra]
+
+
+def test_train_over_a_run_whose_checkpoints_all_fail_stops_in_one_line_and_changes_nothing(trained, tmp_path):
+    run, _, args = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, symlinks=True)
+    for model in (copy / "checkpoints").glob("0*/pretrained_model/model.safetensors"):
+        _flip_last_byte(model)
+    before = _digests(copy / "checkpoints"), (copy / "metrics.jsonl").read_bytes()
+    proc = _pirlctl(*_args(args, copy, "--runtime.total_env_steps=96"))
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert str(copy / "checkpoints") in line and "--fresh" in line and "--resume-from" in line
+    assert (_digests(copy / "checkpoints"), (copy / "metrics.jsonl").read_bytes()) == before
+
+
+def test_train_over_a_corrupt_last_resumes_from_the_previous_checkpoint_and_the_report_says_so(trained, tmp_path):
+    _, _, args = trained
+    run = tmp_path / "run"
+    first = _pirlctl(*_args(args, run, "--runtime.checkpoint_every=1"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    n = json.loads(first.stdout)["iterations"]
+    root = run / "checkpoints"
+    good = root / f"{n - 1:06d}"
+    before = _digests(good)
+    steps = json.loads((good / "training_state" / "training_step.json").read_text())["env_steps"]
+    _flip_last_byte(root / f"{n:06d}" / "pretrained_model" / "model.safetensors")
+
+    proc = _pirlctl(*_args(args, run, "--runtime.checkpoint_every=1", f"--runtime.total_env_steps={steps + 1}"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert f"resumed from {n - 1:06d}" in proc.stderr  # said on the console as it happens
+    assert report["rl_sessions"] == 2 and len(report["resume_notes"]) == 1
+    assert f"resumed from {n - 1:06d}" in report["resume_notes"][0] and f"last -> {n:06d}" in report["resume_notes"][0]
+    assert report["iterations"] == n and not {"rl", "eval_rl"} & set(report["stages_reused"])
+    assert json.loads((run / "report.json").read_text()) == report
+    md = (run / "report.md").read_text()
+    assert "Resumed by fallback" in md and report["resume_notes"][0] in md and "| learner sessions | 2 |" in md
+    assert [r["train/iteration"] for r in read_metrics(run / "metrics.jsonl", "train")] == list(range(1, n + 1))
+    assert _digests(good) == before
+    records = read_metrics(run / "metrics.jsonl")
+    assert 0 < report["rl_wall_seconds"] < records[-1]["time"] - records[0]["time"]  # the pause is not counted
+    assert json.loads((run / "eval_rl.json").read_text())["checkpoint"] == str((root / f"{n:06d}").resolve())

@@ -186,7 +186,8 @@ def test_the_learner_writes_alarm_records_and_a_wandb_offline_run(tmp_path, monk
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
     monkeypatch.setenv("WANDB_MODE", "offline")
     (tmp_path / "wandb").mkdir()
-    cfg = load_run_config("pick_cube_tiny", [f"--output_dir={tmp_path / 'run'}", "--wandb.enable=true", "--wandb.mode=offline"])
+    overrides = [f"--output_dir={tmp_path / 'run'}", "--wandb.enable=true", "--wandb.mode=offline"]
+    cfg = load_run_config("pick_cube_tiny", overrides)
     learner = Learner(cfg)
     try:
         for version, ok in [(0, True)] * 50 + [(1, False)] * 60:  # training success 100% -> 0%: a collapse

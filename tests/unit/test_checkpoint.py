@@ -40,7 +40,9 @@ def _ppo_iteration(algo: PiRLAlgorithm, policy_config) -> None:
     algo.update(iter([RolloutBatch(obs, step.chain, step.stochastic, step.log_prob, step.value, adv, adv + 1.0)]))
 
 
-def _save(run: Path, algo: PiRLAlgorithm, iteration: int, env_steps: int = 10, config_hash: str = "h") -> Path:
+def _save(
+    run: Path, algo: PiRLAlgorithm, iteration: int, env_steps: int = 10, config_hash: str = "h", keep: int = 0
+) -> Path:
     return save_checkpoint(
         run,
         iteration,
@@ -49,6 +51,7 @@ def _save(run: Path, algo: PiRLAlgorithm, iteration: int, env_steps: int = 10, c
         run_config_json=RUN_CONFIG,
         config_hash=config_hash,
         counters={"env_steps": env_steps},
+        keep=keep,
     )
 
 
@@ -360,3 +363,93 @@ def test_a_checkpoint_of_another_config_is_refused_unless_forced(saved, tiny_xvl
         restore_checkpoint(verify_checkpoint(run, force=True), policy=other.policy, algorithm=other)
     assert "\n" not in str(exc.value)
     assert all(torch.equal(before[k], v) for k, v in other.policy.state_dict().items())
+
+
+# -- keep_checkpoints and the resume fallback ------------------------------------------------------------------
+def _digests(run: Path) -> dict[str, str]:
+    """sha256 of every file under the run's checkpoint folders (links left out): what must stay untouched."""
+    root = run / "checkpoints"
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "last" not in p.relative_to(root).parts
+    }
+
+
+def _folders(run: Path) -> list[str]:
+    return sorted(p.name for p in (run / "checkpoints").iterdir() if not p.name.startswith(".") and p.name != "last")
+
+
+def test_keep_checkpoints_keeps_the_newest_and_zero_keeps_all(tmp_path, trained):
+    for i in range(1, 6):
+        _save(tmp_path / "keep2", trained, i, keep=2)
+        _save(tmp_path / "all", trained, i, keep=0)
+    assert _folders(tmp_path / "keep2") == ["000004", "000005"] and not _leftovers(tmp_path / "keep2")
+    assert _folders(tmp_path / "all") == [f"{i:06d}" for i in range(1, 6)]
+    assert verify_checkpoint(tmp_path / "keep2").iteration == 5
+
+
+def test_keep_checkpoints_never_deletes_the_checkpoint_last_points_at(tmp_path, trained):
+    """Resumed from 2 while folders 4 and 5 (a lost, damaged tail) are newer: saving 3 with keep=1 keeps 3."""
+    for i in (1, 2, 4, 5):
+        _save(tmp_path, trained, i, env_steps=i)
+    ckpt.point_last(tmp_path / "checkpoints" / "000002")
+    _save(tmp_path, trained, 3, keep=1)
+    assert "000003" in _folders(tmp_path) and verify_checkpoint(tmp_path).iteration == 3
+    assert _folders(tmp_path) == ["000003", "000005"]
+
+
+def test_a_prune_killed_mid_delete_is_cleared_by_the_next_save_not_restored(saved):
+    run, algo = saved
+    root = run / "checkpoints"
+    _save(run, algo, 2)
+    os.replace(root / "000001", root / ".tmp-prune-000001-123-abcd")  # renamed out of the way, not yet deleted
+    _save(run, algo, 3)
+    assert _folders(run) == ["000002", "000003"] and not _leftovers(run)
+
+
+def test_resume_takes_last_when_it_verifies(tmp_path, trained):
+    for i in (1, 2):
+        _save(tmp_path, trained, i, env_steps=i)
+    point = ckpt.find_resume_checkpoint(tmp_path, expected_config_hash="h")
+    assert point.info.iteration == 2 and point.skipped == [] and point.note is None
+
+
+def test_resume_falls_back_to_the_newest_checkpoint_that_verifies_and_says_why_changing_nothing(tmp_path, trained):
+    for i in (1, 2, 3):
+        _save(tmp_path, trained, i, env_steps=i)
+    root = tmp_path / "checkpoints"
+    _flip_last_byte(root / "000003" / "pretrained_model" / "model.safetensors")
+    before = _digests(tmp_path)
+    point = ckpt.find_resume_checkpoint(tmp_path, expected_config_hash="h")
+    assert point.info.path == (root / "000002").resolve() and point.info.counters["env_steps"] == 2
+    assert len(point.skipped) == 1 and point.skipped[0].startswith("last -> 000003: ")
+    assert "sha256" in point.note and "resumed from 000002 (iteration 2)" in point.note and "\n" not in point.note
+    assert _digests(tmp_path) == before and os.readlink(root / "last") == "000003"  # a choice, no write
+
+    shutil.rmtree(root / "000002" / "algorithm")  # 2 incomplete as well: on to 1
+    point = ckpt.find_resume_checkpoint(tmp_path, expected_config_hash="h")
+    assert point.info.iteration == 1 and [s.split(":")[0] for s in point.skipped] == ["last -> 000003", "000002"]
+
+
+def test_a_dangling_last_falls_back_too(tmp_path, trained):
+    for i in (1, 2):
+        _save(tmp_path, trained, i)
+    shutil.rmtree(tmp_path / "checkpoints" / "000002")
+    assert ckpt.find_resume_checkpoint(tmp_path).info.iteration == 1
+
+
+def test_resume_stops_in_one_line_when_no_checkpoint_verifies(tmp_path, trained):
+    with pytest.raises(CheckpointError, match="no checkpoint in") as exc:
+        ckpt.find_resume_checkpoint(tmp_path)
+    assert not ckpt.has_checkpoints(tmp_path)
+    for i in (1, 2):
+        _save(tmp_path, trained, i)
+        _flip_last_byte(tmp_path / "checkpoints" / f"{i:06d}" / "algorithm" / "model.safetensors")
+    assert ckpt.has_checkpoints(tmp_path)
+    with pytest.raises(CheckpointError) as exc:
+        ckpt.find_resume_checkpoint(tmp_path)
+    msg = str(exc.value)
+    assert "\n" not in msg and str(tmp_path / "checkpoints") in msg
+    assert "--resume-from" in msg and "--force" in msg and "--fresh" in msg
+    assert ckpt.find_resume_checkpoint(tmp_path, force=True).info.iteration == 2  # --force: last, damaged

@@ -40,6 +40,9 @@ def test_every_shipped_config_parses_by_path_and_by_name(name):
 def test_bad_run_configs_fail_with_one_line_naming_the_field(tmp_path):
     with pytest.raises(RunConfigError, match="runtime.num_actors=0"):
         load_run_config(CONFIGS_DIR / "pick_cube_tiny.json", ["--runtime.num_actors=0"])
+    with pytest.raises(RunConfigError, match="runtime.keep_checkpoints=-1 is invalid; use 0"):
+        load_run_config(CONFIGS_DIR / "pick_cube_tiny.json", ["--runtime.keep_checkpoints=-1"])
+    assert load_run_config(CONFIGS_DIR / "pick_cube_tiny.json").runtime.keep_checkpoints == 3  # the default
     with pytest.raises(Exception) as err:
         load_run_config(CONFIGS_DIR / "pick_cube_tiny.json", ["--algorithm.noise_method=magic"])
     assert one_line(err.value).startswith("pi_rl.noise_method='magic' is invalid")

@@ -23,6 +23,12 @@ def register(app: typer.Typer) -> None:
         host: str | None = typer.Option(None, help="Bind address (default from config: 127.0.0.1)."),
         port: int | None = typer.Option(None, help="gRPC port (default from config)."),
         allow_remote: bool = typer.Option(False, help="Allow a non-loopback bind (needs PIRL_TOKEN or PIRL_TLS_*)."),
+        resume_from: Path | None = typer.Option(
+            None, "--resume-from", help="Resume from this checkpoint folder (instead of the run's `last`)."
+        ),
+        force: bool = typer.Option(
+            False, help="Load a checkpoint that fails verification (changed files, another config) anyway."
+        ),
         json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
         debug: bool = typer.Option(False, help="Show tracebacks."),
     ) -> None:
@@ -36,6 +42,8 @@ def register(app: typer.Typer) -> None:
             cfg, settings = resolve_run_config(config_path, ctx, host=host, port=port)
             token, tls = settings.resolved_token(), settings.resolved_tls()
             check_bind_address(cfg.runtime.learner_host, allow_remote=allow_remote, token=token, tls=tls)
-            return run_learner(cfg, token=token, tls=tls)
+            return run_learner(
+                cfg, token=token, tls=tls, resume_from=str(resume_from) if resume_from else None, force=force
+            )
 
         render(run_or_exit(go, debug=debug), as_json=json_out, title="learner")

@@ -110,6 +110,9 @@ class RuntimeSettings:
     connect_timeout_s: float = 60.0
     # Write a checkpoint every N PPO iterations (and always at the end).
     checkpoint_every: int = 5
+    # Checkpoints kept in the run folder: older ones are deleted after each save, never the one `last` points at
+    # (the newest, just written and verified). 0 keeps all.
+    keep_checkpoints: int = 3
     # Torch device for the learner ("cpu", "cuda").
     device: str = "cpu"
     # Torch device for the actors.
@@ -209,6 +212,10 @@ class PiRLRunConfig:
             value = getattr(rt, name)
             if not isinstance(value, int) or value < 1:
                 raise RunConfigError(f"runtime.{name}={value!r} is invalid; it must be an integer >= 1")
+        if not isinstance(rt.keep_checkpoints, int) or rt.keep_checkpoints < 0:
+            raise RunConfigError(
+                f"runtime.keep_checkpoints={rt.keep_checkpoints!r} is invalid; use 0 (keep all) or a count >= 1"
+            )
         if not (1 <= rt.learner_port <= 65535):
             raise RunConfigError(f"runtime.learner_port={rt.learner_port} is invalid; use 1-65535")
         if not (isinstance(rt.connect_timeout_s, int | float) and 0 < rt.connect_timeout_s < float("inf")):

@@ -9,6 +9,7 @@ process, see ``envs.pick_cube``).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
@@ -25,6 +26,7 @@ from typing import Any
 
 import draccus
 
+from pirlctl import metrics as M
 from pirlctl.config.run_config import PiRLRunConfig, encode_run_config, save_run_config
 from pirlctl.metrics import read_metrics
 from pirlctl.runtime import checkpoint as ckpt
@@ -49,6 +51,8 @@ class TrainJobReport:
     curve_png: str
     stages_reused: list[str] = field(default_factory=list)
     interrupted: bool = False
+    rl_sessions: int = 0  # learner processes that trained this run (restarts and resumes add one each)
+    resume_notes: list[str] = field(default_factory=list)  # each resume that skipped a checkpoint, and why
 
 
 # Version of the evaluation protocol: a cached SFT evaluation made under another one is not reused.
@@ -82,6 +86,21 @@ def _pirlctl(*args: str) -> list[str]:
     return [sys.executable, "-m", "pirlctl", *args]
 
 
+def policy_key_json(cfg: PiRLRunConfig) -> Any:
+    """The policy config as the cache keys see it: with the fields the policy fills in itself already filled.
+
+    X-VLA sets ``num_image_views`` (and adds empty-camera features) in ``validate_features`` when the policy is
+    built, so a config file and the run_config.json saved after building differ until that has run on both; the
+    key is taken on a copy after it. ``policy_path`` is outside ``policy`` and never part of the key.
+    """
+    policy = copy.deepcopy(cfg.policy)
+    validate = getattr(policy, "validate_features", None)
+    if callable(validate):
+        with contextlib.suppress(ValueError):  # an invalid config fails later, where it is built, with its message
+            validate()
+    return encode_run_config(dataclasses.replace(cfg, policy=policy))["policy"]
+
+
 class TrainJob:
     """Runs the stages; ``on_event`` gets (stage, message) for the dashboard / console."""
 
@@ -93,7 +112,7 @@ class TrainJob:
         self.on_event = on_event or (lambda stage, msg: None)
         self.reused: list[str] = []
         env_json = draccus.encode(cfg.env)
-        pol_json = encode_run_config(cfg)["policy"]
+        pol_json = policy_key_json(cfg)
         p = cfg.pipeline
         self.demo_key = _key(
             env_json,
@@ -187,16 +206,21 @@ class TrainJob:
     def rl(self, watch: Callable[[list[subprocess.Popen]], bool]) -> bool:
         """Learner and actors as child processes; returns False when interrupted. Resumes from a checkpoint."""
         cfg = self.cfg
-        done = False
-        try:
-            info = ckpt.verify_checkpoint(self.run_dir)
-            done = int(info.counters.get("env_steps", 0)) >= cfg.runtime.total_env_steps
-        except ckpt.CheckpointError:
-            info = None
+        # over a run's checkpoints, never train from the SFT policy without --fresh: when none verifies, this
+        # raises one line naming the folder and the fixes
+        point = ckpt.find_resume_checkpoint(self.run_dir) if ckpt.has_checkpoints(self.run_dir) else None
+        if point is not None and point.note:
+            self.on_event(STAGE_RL, point.note)
+        done = point is not None and int(point.info.counters.get("env_steps", 0)) >= cfg.runtime.total_env_steps
         if done and not self.fresh:
             self.reused.append(STAGE_RL)
             return True
-        resume = ["--resume=true"] if info is not None else []
+        resume = ["--resume=true"] if point is not None else []
+        # the learner cuts the lost tail out of metrics.jsonl itself; done here first, before the dashboard starts
+        # tailing the file, so that its rewrite (shorter) never happens under the tail
+        dropped = M.drop_lost_tail(self.run_dir / "metrics.jsonl", point.info.iteration if point is not None else 0)
+        if dropped:
+            self.on_event(STAGE_RL, f"{dropped} metrics records of training lost by a restart -> metrics.jsonl.lost")
         conf = ["--config_path", str(self.run_dir / "run_config.json")]
         self.on_event(
             STAGE_RL,
@@ -258,7 +282,7 @@ class TrainJob:
         if self.fresh:
             import shutil
 
-            for sub in ("checkpoints", "metrics.jsonl", "eval_rl.json", "alarms.log"):
+            for sub in ("checkpoints", "metrics.jsonl", "metrics.jsonl" + M.LOST_SUFFIX, "eval_rl.json", "alarms.log"):
                 target = self.run_dir / sub
                 if target.is_dir():
                     shutil.rmtree(target)
@@ -272,10 +296,10 @@ class TrainJob:
         rl_started = time.monotonic()
         finished = self.rl(watch)
         rl_wall = time.monotonic() - rl_started
-        info = ckpt.verify_checkpoint(self.run_dir)
+        info = ckpt.find_resume_checkpoint(self.run_dir).info  # `last`, or the newest that verifies
         final_eval = self.run_dir / "eval_rl.json"
-        if not finished and final_eval.exists():
-            final_eval.unlink()
+        if (not finished or STAGE_RL not in self.reused) and final_eval.exists():
+            final_eval.unlink()  # RL trained in this invocation: a re-saved iteration may keep the folder's name
         stale = final_eval.is_file() and json.loads(final_eval.read_text()).get("checkpoint") != str(info.path)
         if stale:
             final_eval.unlink()
@@ -291,7 +315,9 @@ class TrainJob:
             rl_eval=rl,
             window=SUCCESS_WINDOW,
         )
-        train = read_metrics(self.run_dir / "metrics.jsonl", "train")
+        records = read_metrics(self.run_dir / "metrics.jsonl")
+        train = [r for r in records if r.get("kind") == "train"]
+        sessions = [r for r in records if r.get("kind") == M.KIND_SESSION]
         report = TrainJobReport(
             run_dir=str(self.run_dir),
             sft_success=sft["success_rate"],
@@ -301,21 +327,23 @@ class TrainJob:
             eval_episodes=int(rl["episodes"]),
             env_steps=int(info.counters.get("env_steps", 0)),
             iterations=info.iteration,
-            rl_wall_seconds=_rl_wall(train, rl_wall),
+            rl_wall_seconds=_rl_wall(records, rl_wall),
             total_wall_seconds=time.monotonic() - started,
             machine=machine_description(),
             report_md=str(self.run_dir / "report.md"),
             curve_png=str(curve),
             stages_reused=sorted(set(self.reused)),
             interrupted=not finished,
+            rl_sessions=len(sessions),
+            resume_notes=[str(r[M.SESSION_NOTE]) for r in sessions if r.get(M.SESSION_NOTE)],
         )
         write_report(report, self.cfg, Path(report.report_md), sft_eval=sft, rl_eval=rl, train=train)
         (self.run_dir / "report.json").write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
         return report
 
 
-def _rl_wall(train: list[dict[str, Any]], fallback: float) -> float:
-    """Wall-clock of RL from the metrics (first to last record), so a reused run reports its real duration."""
-    if len(train) >= 2:
-        return float(train[-1]["time"] - train[0]["time"])
-    return fallback
+def _rl_wall(records: list[dict[str, Any]], fallback: float) -> float:
+    """RL wall-clock from the metrics: the sum of each learner session's running time (``metrics.running_seconds``),
+    so a reused or restarted run reports the time it really ran; ``fallback`` when nothing was recorded."""
+    seconds = M.running_seconds(records)
+    return seconds if seconds > 0 else fallback

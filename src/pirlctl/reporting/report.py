@@ -43,7 +43,8 @@ def write_report(
         f"| method | {cfg.pirl.noise_method} ({cfg.pirl.resolved_sampling}), K={cfg.pirl.num_denoise_steps} |",
         f"| env steps | {report.env_steps} |",
         f"| PPO iterations | {report.iterations} |",
-        f"| RL wall clock | {report.rl_wall_seconds / 60:.1f} min |",
+        f"| RL wall clock (sum of learner sessions) | {report.rl_wall_seconds / 60:.1f} min |",
+        f"| learner sessions | {report.rl_sessions} |",
         f"| whole job wall clock (this invocation) | {report.total_wall_seconds / 60:.1f} min |",
         f"| actors | {cfg.runtime.num_actors} |",
         f"| last approx_kl / clipfrac / explained var. | {last.get(M.TRAIN_APPROX_KL, float('nan')):.4f} / "
@@ -61,6 +62,9 @@ def write_report(
     if alarms:
         lines += ["", f"**Alarms raised: {len(alarms)}** (all in `alarms.log`):", ""]
         lines += [f"- {a}" for a in alarms[:5]] + ([f"- … {len(alarms) - 5} more"] if len(alarms) > 5 else [])
+    if report.resume_notes:
+        lines += ["", "**Resumed by fallback** (`last` failed verification):", ""]
+        lines += [f"- {note}" for note in report.resume_notes]
     if report.interrupted:
         lines += ["", "**Interrupted**: RL stopped early; resume with the same `pirlctl train` command."]
     text = "\n".join(lines) + "\n"

@@ -14,6 +14,11 @@ A checkpoint is written into a hidden temporary folder, fsynced, then renamed in
 an atomic ``os.replace`` of a symlink. A process killed mid-write leaves only a ``.tmp-*`` folder (removed on the
 next save) and ``last`` still points at a complete checkpoint. Upstream LeRobot rewrites in place (PR 4562) and
 re-initialises the policy on resume (PR 4560); here the policy weights are restored too.
+
+Resume (:func:`find_resume_checkpoint`) takes ``last`` when it verifies, else the newest checkpoint that does, and
+says which ones it skipped and why; it never falls back to "no checkpoint" over a run that has some. ``keep`` in
+:func:`save_checkpoint` (``runtime.keep_checkpoints``) bounds disk use: older folders are renamed out of the way
+(atomic), then deleted; the one ``last`` points at (the checkpoint just written) always stays.
 """
 
 from __future__ import annotations
@@ -144,6 +149,48 @@ def _remove_leftovers(root: Path, *, promote: bool = False) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+_ITERATION_DIR = re.compile(r"\d{6,}")
+
+
+def _prune(root: Path, keep: int) -> list[str]:
+    """Delete all but the ``keep`` newest iteration folders; never the one ``last`` points at. Returns their names.
+
+    ``last`` points at the checkpoint just written, hashed from the bytes written and fsynced: the newest verified
+    one. Each folder is first renamed to a ``.tmp-prune-*`` name (atomic; the name never matches a save's leftover,
+    so it is not promoted back), then removed; a kill mid-delete leaves a leftover the next save clears.
+    """
+    if keep <= 0:
+        return []
+    last = root / LAST_LINK
+    protected = last.resolve() if last.is_symlink() else None
+    removed = []
+    for folder in iteration_folders(root.parent)[keep:]:
+        if folder.resolve() == protected:
+            continue
+        trash = root / f".tmp-prune-{folder.name}-{os.getpid()}-{secrets.token_hex(4)}"
+        os.replace(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        removed.append(folder.name)
+    if removed:
+        _fsync_dir(root)
+    return removed
+
+
+def iteration_folders(output_dir: str | Path) -> list[Path]:
+    """The run's ``checkpoints/<iteration>`` folders, newest (highest iteration) first; leftovers and links left out."""
+    root = Path(output_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _ITERATION_DIR.fullmatch(p.name) and p.is_dir() and not p.is_symlink()]
+    return sorted(found, key=lambda p: int(p.name), reverse=True)
+
+
+def has_checkpoints(output_dir: str | Path) -> bool:
+    """Whether the run folder holds any checkpoint (complete or not, verified or not)."""
+    root = Path(output_dir) / CHECKPOINTS_DIR
+    return bool(iteration_folders(output_dir)) or (root / LAST_LINK).is_symlink()
+
+
 @dataclass
 class CheckpointInfo:
     path: Path
@@ -162,11 +209,13 @@ def save_checkpoint(
     run_config_json: dict[str, Any],
     config_hash: str,
     counters: dict[str, Any],
+    keep: int = 0,
 ) -> Path:
     """Write checkpoint ``iteration`` atomically and point ``last`` at it. Returns its folder.
 
     Invariant: at every instant (a SIGKILL can land anywhere) ``last`` is either absent (first save) or a
-    symlink to a complete, fsynced checkpoint.
+    symlink to a complete, fsynced checkpoint. ``keep`` > 0: then only the ``keep`` newest iteration folders stay
+    (see :func:`_prune`); 0 keeps all.
     """
     root = Path(output_dir) / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
@@ -208,7 +257,68 @@ def save_checkpoint(
         os.replace(tmp, final)
     _point_last(root, name)
     _remove_leftovers(root, promote=True)
+    _prune(root, keep)
     return final
+
+
+def point_last(ckpt: Path) -> None:
+    """Atomically point its run's ``last`` at checkpoint folder ``ckpt`` (after a resume that fell back to it)."""
+    _point_last(ckpt.parent, ckpt.name)
+
+
+@dataclass
+class ResumePoint:
+    """Where a resume starts: the checkpoint chosen, and one line per newer candidate skipped (newest first)."""
+
+    info: CheckpointInfo
+    skipped: list[str]
+
+    @property
+    def note(self) -> str | None:
+        """One line for logs and reports when the resume did not start from ``last``; None when it did."""
+        if not self.skipped:
+            return None
+        return f"resumed from {self.info.path.name} (iteration {self.info.iteration}), skipping " + " | ".join(
+            self.skipped
+        )
+
+
+def find_resume_checkpoint(
+    output_dir: str | Path, *, expected_config_hash: str | None = None, force: bool = False
+) -> ResumePoint:
+    """``last`` when it verifies, else the newest iteration folder that does. Nothing is changed on disk.
+
+    Raises :class:`CheckpointError` (one line) when the run holds no checkpoint, or when none verifies: a run is
+    never silently restarted from scratch over its checkpoints.
+    """
+    root = Path(output_dir) / CHECKPOINTS_DIR
+    candidates = ([root / LAST_LINK] if (root / LAST_LINK).is_symlink() else []) + iteration_folders(output_dir)
+    skipped: list[str] = []
+    seen: set[Path] = set()
+    for cand in candidates:
+        resolved = cand.resolve()
+        if resolved in seen:
+            continue
+        seen.add(resolved)
+        try:
+            info = verify_checkpoint(cand, expected_config_hash=expected_config_hash, force=force)
+        except CheckpointError as err:
+            name = f"{LAST_LINK} -> {resolved.name}" if cand.name == LAST_LINK else cand.name
+            skipped.append(f"{name}: {_short(err)}")
+            continue
+        return ResumePoint(info, skipped)
+    if not skipped:
+        raise CheckpointError(f"no checkpoint in {root}; start without resume, or pass --resume-from PATH")
+    raise CheckpointError(
+        f"no checkpoint in {root} verifies ({skipped[0]}); pick one with --resume-from PATH (and --force to load a "
+        "damaged one), or start over with `pirlctl train --fresh` or another output_dir"
+    )
+
+
+def _short(err: BaseException, limit: int = 160) -> str:
+    """A CheckpointError's message without the checkpoint path it starts with, at most ``limit`` characters."""
+    text = re.sub(r"^checkpoint \S+:? ", "", str(err).strip().splitlines()[0] if str(err).strip() else "")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

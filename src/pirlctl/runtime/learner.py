@@ -41,10 +41,20 @@ class LearnerReport:
     last_checkpoint: str | None
     wall_seconds: float
     stopped_by: str  # "budget" | "signal"
+    resumed_from: str | None = None  # the checkpoint this session started from (None: the SFT policy)
+    resume_note: str | None = None  # why it is not the one `last` pointed at, when it is not
 
 
 class Learner:
-    def __init__(self, cfg: PiRLRunConfig, *, token: str | None = None, tls: TlsConfig | None = None) -> None:
+    def __init__(
+        self,
+        cfg: PiRLRunConfig,
+        *,
+        token: str | None = None,
+        tls: TlsConfig | None = None,
+        resume_from: str | None = None,
+        force: bool = False,
+    ) -> None:
         self.cfg = cfg
         self.token = token
         self.tls = tls
@@ -74,30 +84,70 @@ class Learner:
         self._alarms: AlarmMonitor | None = None  # built on first use (_alarm_monitor)
         self._alarm_lock = threading.Lock()
         self.env_steps_offset = 0
-        if cfg.resume:
-            self._resume()
+        self.resume_point: ckpt.ResumePoint | None = None
+        self._saved_iteration: int | None = None  # the iteration `last` holds; save() skips re-writing it
+        self._resume(resume_from, force)
         self.service = PiRLLearnerService(self.shutdown, self._on_transitions, self._on_interaction, token)
 
     # -- resume -------------------------------------------------------------------------------------------
-    def _resume(self) -> None:
-        info = ckpt.verify_checkpoint(self.out, expected_config_hash=self.config_hash)
+    def _resume(self, resume_from: str | None, force: bool) -> None:
+        """The start state: ``resume_from``, or with ``resume`` ``last`` if it verifies, else the newest checkpoint
+        that does (said in the log and the report); without either, the SFT policy, but only in a run folder that
+        holds no checkpoint. Reads only: the run folder is changed in :meth:`_open_session`."""
+        if resume_from is not None:
+            info = ckpt.verify_checkpoint(resume_from, expected_config_hash=self.config_hash, force=force)
+            point = ckpt.ResumePoint(info, [])
+        elif self.cfg.resume:
+            point = ckpt.find_resume_checkpoint(self.out, expected_config_hash=self.config_hash, force=force)
+        elif ckpt.has_checkpoints(self.out):
+            raise ckpt.CheckpointError(
+                f"{self.out} already holds checkpoints of a run; resume it with --resume=true (or --resume-from "
+                "PATH), or start a new run in another --output_dir"
+            )
+        else:
+            return
+        info = point.info
+        if point.note:
+            logger.warning("%s", point.note)
         ckpt.restore_checkpoint(info, policy=self.algo.policy, algorithm=self.algo)
+        self.resume_point = point
         self.env_steps_offset = int(info.counters.get("env_steps", 0))
         self.last_checkpoint = str(info.path)
+        if info.path.parent.resolve() == (self.out / ckpt.CHECKPOINTS_DIR).resolve():
+            self._saved_iteration = info.iteration
         logger.info("resumed from %s: iteration %d, %d env steps", info.path, info.iteration, self.env_steps_offset)
-        # what the restart cost: iterations (and their env steps) trained after the checkpoint and now redone
-        after = [
-            r for r in M.read_metrics(self.out / "metrics.jsonl", "train") if r[M.TRAIN_ITERATION] > info.iteration
-        ]
-        if after:
-            lost_steps = max(r[M.TRAIN_ENV_STEPS] for r in after) - self.env_steps_offset
+
+    def _open_session(self) -> None:
+        """Before this process writes its first record: cut the lost tail (training after the start checkpoint, now
+        redone) out of metrics.jsonl, point ``last`` at a checkpoint resumed from by fallback, mark the session."""
+        point = self.resume_point
+        start = point.info.iteration if point is not None else 0
+        path = self.out / "metrics.jsonl"
+        after = [r for r in M.read_metrics(path, "train") if r[M.TRAIN_ITERATION] > start]
+        dropped = M.drop_lost_tail(path, start)
+        if dropped:
+            lost_steps = max((r[M.TRAIN_ENV_STEPS] for r in after), default=self.env_steps_offset)
             logger.warning(
-                "restart lost %d PPO iteration(s) and %d env steps since the last checkpoint (bounded by "
-                "runtime.checkpoint_every=%d)",
+                "restart lost %d PPO iteration(s) and %d env steps after iteration %d (runtime.checkpoint_every=%d); "
+                "their %d metrics records moved to %s",
                 len(after),
-                lost_steps,
+                max(lost_steps - self.env_steps_offset, 0),
+                start,
                 self.cfg.runtime.checkpoint_every,
+                dropped,
+                path.name + M.LOST_SUFFIX,
             )
+        last = self.out / ckpt.CHECKPOINTS_DIR / ckpt.LAST_LINK
+        if self._saved_iteration is not None and point is not None and last.resolve() != point.info.path:
+            ckpt.point_last(point.info.path)  # a fallback or --resume-from: the run goes on from there
+        self.metrics.write(
+            M.KIND_SESSION,
+            {
+                M.SESSION_RESUMED_FROM: str(point.info.path) if point is not None else None,
+                M.SESSION_ITERATION: start,
+                M.SESSION_NOTE: point.note if point is not None else None,
+            },
+        )
 
     @property
     def env_steps(self) -> int:
@@ -170,6 +220,8 @@ class Learner:
         self.service.publish(version, blob)
 
     def save(self) -> None:
+        if self.algo.iteration == self._saved_iteration:
+            return  # `last` already holds this iteration (saved periodically, or the checkpoint resumed from)
         counters = {
             "env_steps": self.env_steps,
             "policy_version": self.algo.iteration,
@@ -183,7 +235,9 @@ class Learner:
             run_config_json=self.run_json,
             config_hash=self.config_hash,
             counters=counters,
+            keep=self.cfg.runtime.keep_checkpoints,
         )
+        self._saved_iteration = self.algo.iteration
         self.last_checkpoint = str(path)
         logger.info("checkpoint %s", path)
 
@@ -262,6 +316,7 @@ class Learner:
         rt = cfg.runtime
         bound = bound or bind_server(rt.learner_host, rt.learner_port, rt.num_actors, self.tls)
         save_run_config(cfg, self.out / "run_config.json")
+        self._open_session()
         server = serve(bound, self.service)
         stopped_by = "budget"
         try:
@@ -293,6 +348,8 @@ class Learner:
             last_checkpoint=self.last_checkpoint,
             wall_seconds=time.monotonic() - started,
             stopped_by=stopped_by,
+            resumed_from=str(self.resume_point.info.path) if self.resume_point is not None else None,
+            resume_note=self.resume_point.note if self.resume_point is not None else None,
         )
 
     def _drain_actors(self, server: Any, grace: float = 3.0) -> None:
@@ -303,14 +360,20 @@ class Learner:
 
 
 def run_learner(
-    cfg: PiRLRunConfig, *, token: str | None = None, tls: TlsConfig | None = None, handle_signals: bool = True
+    cfg: PiRLRunConfig,
+    *,
+    token: str | None = None,
+    tls: TlsConfig | None = None,
+    handle_signals: bool = True,
+    resume_from: str | None = None,
+    force: bool = False,
 ) -> LearnerReport:
     rt = cfg.runtime
     # the port first: a second learner on a held port fails in a second, before it builds a model or writes a file
     bound = bind_server(rt.learner_host, rt.learner_port, rt.num_actors, tls)
     try:
         setup_process(cfg, "learner")
-        learner = Learner(cfg, token=token, tls=tls)
+        learner = Learner(cfg, token=token, tls=tls, resume_from=resume_from, force=force)
     except BaseException:
         bound.release()
         raise
