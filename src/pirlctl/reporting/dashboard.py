@@ -17,6 +17,7 @@ from rich.table import Table
 from pirlctl import metrics as M
 from pirlctl.alarms import AlarmState, episode_alarms, train_alarms
 from pirlctl.reporting.output import console, err_console
+from pirlctl.reporting.progress import EnvStepCount, eta_seconds, progress_line
 
 
 class MetricsTail:
@@ -45,6 +46,9 @@ class MetricsTail:
         return out
 
 
+PLAIN_EVERY_S = 15.0  # --no-dashboard: a progress line this often
+
+
 def _failed(proc: subprocess.Popen) -> bool:
     """Exited with a non-zero code (an actor exiting with 0 got the learner's ``stop``)."""
     return proc.poll() not in (None, 0)
@@ -62,6 +66,9 @@ class Dashboard:
         self.episodes: list[dict[str, Any]] = []
         self.alarms: list[str] = []
         self.failed_actors: set[int] = set()
+        # env steps as the actors report them (each episode), not only at PPO iterations; "starting" until then
+        self.steps = EnvStepCount(since=time.time())
+        self.started = time.monotonic()
         self.progress = Progress(
             TextColumn("[bold]PI-RL"),
             BarColumn(),
@@ -69,8 +76,9 @@ class Dashboard:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
+            TextColumn("[yellow]{task.description}"),
         )
-        self.task = self.progress.add_task("rl", total=total_env_steps)
+        self.task = self.progress.add_task("starting learner + actors", total=total_env_steps)
 
     def _record(self, new: list[str]) -> None:
         self.alarms.extend(new)
@@ -107,9 +115,9 @@ class Dashboard:
         raised: list[str] = self.check_actors(procs) if procs else []
         for rec in self.tail.poll():
             new: list[str] = []
+            self.steps.add(rec)
             if rec.get("kind") == "train":
                 self.last_train = rec
-                self.progress.update(self.task, completed=min(rec.get(M.TRAIN_ENV_STEPS, 0), self.total))
                 new = train_alarms(rec, self.state, self.settings)
             elif rec.get("kind") == "episode":
                 self.episodes.append(rec)
@@ -117,7 +125,17 @@ class Dashboard:
             if new:
                 self._record(new)
                 raised.extend(new)
+        started = "" if self.steps.started else "starting learner + actors"
+        self.progress.update(self.task, completed=min(self.steps.total, self.total), description=started)
         return raised
+
+    def progress_line(self) -> str:
+        """The RL bar as a plain line (``--no-dashboard``)."""
+        if not self.steps.started:
+            return f"rl starting learner + actors ({time.monotonic() - self.started:.0f} s)"
+        done = min(self.steps.total, self.total)
+        eta = eta_seconds(time.monotonic() - self.started, done, self.total, self.steps.base)
+        return progress_line("rl", done, self.total, "env steps", eta, f"{len(self.episodes)} episodes")
 
     def render(self, procs: list[subprocess.Popen]) -> Group:
         w = self.settings.alarm_window
@@ -157,13 +175,17 @@ class Dashboard:
         When every actor has exited while the learner waits, returns False at once: the caller stops the learner
         as on Ctrl-C (a checkpoint, a resume hint) instead of waiting for rollouts that will never come.
 
-        ``live=False`` (``--no-dashboard``) draws nothing but still raises every alarm: each goes to alarms.log
-        and is printed as a log line on stderr."""
+        ``live=False`` (``--no-dashboard``) prints the progress as a line every ``PLAIN_EVERY_S`` and still raises
+        every alarm: each goes to alarms.log and is printed as a log line on stderr."""
         if not live:
+            last_line = float("-inf")
             while True:
                 done = procs[0].poll() is not None
                 for alarm in self.update(procs):
                     err_console.print(f"[bold red]ALARM[/] {alarm}", highlight=False)
+                if done or time.monotonic() - last_line >= PLAIN_EVERY_S:
+                    err_console.print(self.progress_line(), highlight=False)
+                    last_line = time.monotonic()
                 if done:
                     return procs[0].returncode == 0
                 if self.actors_gone(procs):
