@@ -60,6 +60,8 @@ def test_eta_and_the_plain_line():
     assert eta_seconds(10.0, 60, 100, start=50) == pytest.approx(40.0)  # rate since timing began
     assert progress_line("sft", 25, 100, "steps", 30.0, "loss 0.1") == "sft 25/100 steps, ETA 0:30, loss 0.1"
     assert progress_line("demos", 4, 4, "episodes", None) == "demos 4/4 episodes, done"
+    assert progress_line("demos", 0, 4, "episodes", None) == "demos 0/4 episodes"
+    assert progress_line("rl", 7200, 9000, "env steps", 3725.0) == "rl 7200/9000 env steps, ETA 1:02:05"
 
 
 def test_plain_stage_progress_prints_the_start_throttled_updates_and_the_end_once():
@@ -71,9 +73,9 @@ def test_plain_stage_progress_prints_the_start_throttled_updates_and_the_end_onc
     stages("eval_sft", 0, 2, "episodes")
     stages.close()
     assert out.getvalue().splitlines() == [
-        "demos 0/4 episodes, ETA -:--",
+        "demos 0/4 episodes",
         "demos 4/4 episodes, done",
-        "eval_sft 0/2 episodes, ETA -:--",
+        "eval_sft 0/2 episodes",
     ]
 
 

@@ -138,7 +138,7 @@ def record_demos(
     same executed actions: the simulator is deterministic) with the cameras on. A miscalibrated demonstrator fails
     most attempts, and rendering them was most of the demo stage's time. With ``keep_failures`` every attempt is
     kept, so each is rendered as it is played and never replayed. The dataset is the same either way.
-    ``on_episode(saved, episodes)`` is called after each saved episode (a progress bar)."""
+    ``on_episode(saved, episodes)`` is called at the start (0 saved) and after each saved episode (a progress bar)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     quiet_video_backend_probe()
@@ -163,6 +163,8 @@ def record_demos(
     )
     saved = successes = frames = 0
     attempt = 0
+    if on_episode is not None:
+        on_episode(0, episodes)
     while saved < episodes:
         seed = settings.seed + DEMO_SEED_OFFSET + attempt
         attempt += 1

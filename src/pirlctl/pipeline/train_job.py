@@ -192,6 +192,8 @@ class TrainJob:
                     subprocess.Popen(_pirlctl(*args), stdout=subprocess.PIPE, stderr=err, text=True, env=_child_env())
                 )
             stdouts = _wait_reporting(procs, lambda: self.on_progress(stage, _count(counts), n, "episodes"))
+        for f in counts:
+            f.unlink(missing_ok=True)
         # the first failure to report is one that was not killed because another one failed
         failed = sorted((p.returncode == -signal.SIGKILL, w) for w, p in enumerate(procs) if p.returncode != 0)
         if failed:

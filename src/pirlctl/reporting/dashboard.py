@@ -135,7 +135,8 @@ class Dashboard:
             return f"rl starting learner + actors ({time.monotonic() - self.started:.0f} s)"
         done = min(self.steps.total, self.total)
         eta = eta_seconds(time.monotonic() - self.started, done, self.total, self.steps.base)
-        return progress_line("rl", done, self.total, "env steps", eta, f"{len(self.episodes)} episodes")
+        n = len(self.episodes)
+        return progress_line("rl", done, self.total, "env steps", eta, f"{n} episode{'' if n == 1 else 's'}")
 
     def render(self, procs: list[subprocess.Popen]) -> Group:
         w = self.settings.alarm_window
@@ -178,14 +179,15 @@ class Dashboard:
         ``live=False`` (``--no-dashboard``) prints the progress as a line every ``PLAIN_EVERY_S`` and still raises
         every alarm: each goes to alarms.log and is printed as a log line on stderr."""
         if not live:
-            last_line = float("-inf")
+            last_line, last_text = float("-inf"), ""
             while True:
                 done = procs[0].poll() is not None
                 for alarm in self.update(procs):
                     err_console.print(f"[bold red]ALARM[/] {alarm}", highlight=False)
-                if done or time.monotonic() - last_line >= PLAIN_EVERY_S:
-                    err_console.print(self.progress_line(), highlight=False)
-                    last_line = time.monotonic()
+                text = self.progress_line()
+                if text != last_text and (done or time.monotonic() - last_line >= PLAIN_EVERY_S):
+                    err_console.print(text, highlight=False)
+                    last_line, last_text = time.monotonic(), text
                 if done:
                     return procs[0].returncode == 0
                 if self.actors_gone(procs):

@@ -140,17 +140,15 @@ def eta_seconds(elapsed: float, done: int, total: int, start: int = 0) -> float 
     return max(total - done, 0) * elapsed / (done - start)
 
 
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "-:--"
+def _clock(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def progress_line(stage: str, done: int, total: int, unit: str, eta: float | None, note: str = "") -> str:
-    """The plain form: ``sft 400/2000 steps, ETA 1:05, loss 0.0312``."""
-    tail = "done" if done >= total else f"ETA {_clock(eta)}"
-    return f"{stage} {done}/{total} {unit}, {tail}" + (f", {note}" if note else "")
+    """The plain form: ``sft 400/2000 steps, ETA 1:05, loss 0.0312`` (no ETA before any progress)."""
+    tail = ["done"] if done >= total else [] if eta is None else [f"ETA {_clock(eta)}"]
+    return ", ".join([f"{stage} {done}/{total} {unit}", *tail, *([note] if note else [])])
 
 
 class StageProgress:
