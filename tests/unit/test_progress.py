@@ -163,3 +163,45 @@ def test_the_rl_bar_shows_start_up_then_counts_env_steps_as_actors_report_them(t
     finally:
         learner.kill()
         learner.wait()
+
+
+def _child(code: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+
+
+def test_evaluation_children_are_watched_through_their_progress_files(tmp_path):
+    """Each child writes its count, then waits for the parent to have seen both counts: the parent reads the
+    files while the children run (it would never see them otherwise and the children would fail)."""
+    from pirlctl.pipeline.train_job import _count, _wait_reporting
+
+    go, files = tmp_path / "go", [tmp_path / f"w{i}.progress" for i in range(2)]
+    code = (
+        "import pathlib, sys, time\n"
+        "pathlib.Path({f!r}).write_text('1 1\\n')\n"  # as progress_file_writer does (no pirlctl import: fast)
+        "deadline = time.monotonic() + 60\n"
+        "while not pathlib.Path({go!r}).exists():\n"
+        "    if time.monotonic() > deadline: sys.exit(3)\n"
+        "    time.sleep(0.05)\n"
+        "print('report {i}')\n"
+    )
+    procs = [_child(code.format(f=str(f), go=str(go), i=i)) for i, f in enumerate(files)]
+    seen: list[int] = []
+
+    def report() -> None:
+        seen.append(_count(files))
+        if seen[-1] == 2:
+            go.touch()
+
+    outs = _wait_reporting(procs, report, every_s=0.1)
+    assert [p.returncode for p in procs] == [0, 0] and outs == ["report 0\n", "report 1\n"]
+    assert seen[-1] == 2 and seen == sorted(seen)
+
+
+def test_when_an_evaluation_child_fails_the_others_are_stopped(tmp_path):
+    import signal
+
+    from pirlctl.pipeline.train_job import _wait_reporting
+
+    procs = [_child("import time; time.sleep(120)"), _child("raise SystemExit(4)")]
+    _wait_reporting(procs, lambda: None, every_s=0.1)
+    assert procs[1].returncode == 4 and procs[0].returncode == -signal.SIGKILL
