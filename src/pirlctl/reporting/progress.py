@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 import time
-import warnings
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,8 +57,7 @@ def quiet_third_party(log_file: Path) -> logging.Handler:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
-    logging.captureWarnings(True)  # warnings.warn -> the "py.warnings" logger
-    warnings.simplefilter("default")  # each distinct warning once, not once per call site and module
+    logging.captureWarnings(True)  # warnings.warn -> the "py.warnings" logger (Python's filters still apply)
     root = logging.getLogger()
     for name in ("", *THIRD_PARTY_LOGGERS):
         logger = logging.getLogger(name) if name else root
