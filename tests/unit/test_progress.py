@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import subprocess
 import sys
 import warnings
@@ -158,8 +159,10 @@ def test_the_rl_bar_shows_start_up_then_counts_env_steps_as_actors_report_them(t
         w.write("episode", {M.ACTOR_ID: 1, M.ACTOR_ENV_STEPS: 150, M.ACTOR_SUCCESS: False})
         dash.update([learner])  # no PPO iteration yet, and the bar moves
         assert dash.progress.tasks[0].completed == 250 and dash.progress.tasks[0].description == ""
-        assert dash.progress_line().startswith("rl 250/1000 env steps, ETA ")
-        assert dash.progress_line().endswith("2 episodes")
+        assert dash.progress_line() == "rl 250/1000 env steps, 2 episodes"  # the ETA's rate starts here
+        w.write("episode", {M.ACTOR_ID: 0, M.ACTOR_ENV_STEPS: 300, M.ACTOR_SUCCESS: True})
+        dash.update([learner])
+        assert re.fullmatch(r"rl 450/1000 env steps, ETA \d+:\d\d, 3 episodes", dash.progress_line())
     finally:
         learner.kill()
         learner.wait()

@@ -69,6 +69,7 @@ class Dashboard:
         # env steps as the actors report them (each episode), not only at PPO iterations; "starting" until then
         self.steps = EnvStepCount(since=time.time())
         self.started = time.monotonic()
+        self.rate_from: tuple[float, int] | None = None  # (time, env steps) at the first record: the ETA's origin
         self.progress = Progress(
             TextColumn("[bold]PI-RL"),
             BarColumn(),
@@ -126,15 +127,19 @@ class Dashboard:
                 self._record(new)
                 raised.extend(new)
         started = "" if self.steps.started else "starting learner + actors"
-        self.progress.update(self.task, completed=min(self.steps.total, self.total), description=started)
+        done = min(self.steps.total, self.total)
+        if self.steps.started and self.rate_from is None:
+            self.rate_from = (time.monotonic(), done)
+        self.progress.update(self.task, completed=done, description=started)
         return raised
 
     def progress_line(self) -> str:
         """The RL bar as a plain line (``--no-dashboard``)."""
-        if not self.steps.started:
+        if self.rate_from is None:
             return f"rl starting learner + actors ({time.monotonic() - self.started:.0f} s)"
         done = min(self.steps.total, self.total)
-        eta = eta_seconds(time.monotonic() - self.started, done, self.total, self.steps.base)
+        # the rate since the first record: start-up (about a minute, no steps) would make the ETA far too long
+        eta = eta_seconds(time.monotonic() - self.rate_from[0], done, self.total, self.rate_from[1])
         n = len(self.episodes)
         return progress_line("rl", done, self.total, "env steps", eta, f"{n} episode{'' if n == 1 else 's'}")
 
