@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -43,7 +44,23 @@ def trained(tmp_path_factory):
     ]
     proc = _pirlctl(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (base / "terminal.txt").write_text(proc.stderr)  # what the user saw (stdout is the JSON report)
     return run, json.loads(proc.stdout), args
+
+
+def test_the_terminal_shows_each_stages_progress_and_no_third_party_line(trained):
+    run, _, _ = trained
+    terminal = (run.parent / "terminal.txt").read_text()
+    lines = terminal.splitlines()
+    for noise in ("Map", "%|", "Box", "precision", "Warning", "WARN", "absl", "fork_posix", "grpc"):
+        assert noise not in terminal, (noise, terminal[-3000:])
+    assert not [line for line in lines if re.match(r"[EIWF]\d{4} ", line)], terminal  # gRPC core's log format
+    for stage in ("demos 2/2 episodes, done", "sft 20/20 steps, done", "eval_sft 2/2 episodes, done"):
+        assert stage in lines or any(line.startswith(stage) for line in lines), (stage, terminal)
+    assert any(re.match(r"rl 64/64 env steps, done, \d+ episodes?$", line) for line in lines), terminal
+    assert "eval_rl 2/2 episodes, done" in lines, terminal
+    # the third-party output went to the run folder instead: gymnasium's warning on the demo env, for one
+    assert "precision" in (run / "train.log").read_text()
 
 
 def test_train_writes_the_run_folder_and_the_report_comes_from_the_metrics(trained):

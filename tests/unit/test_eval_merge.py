@@ -99,3 +99,13 @@ def test_the_wilson_interval_contains_the_rate_even_at_0_and_100_percent(episode
         assert 0.0 <= lo <= successes / episodes <= hi <= 1.0
     assert wilson_interval(episodes, episodes)[1] == 1.0  # not 0.9999999999999999: a plot's error bar was negative
     assert wilson_interval(0, episodes)[0] == 0.0
+
+
+def test_on_episode_reports_each_finished_episode_for_the_progress_bar():
+    cfg = load_run_config(CONFIGS_DIR / "pick_cube_tiny_pixels.json", ["--env.seed=0"])
+    cfg.env.cameras = ["front"]
+    seen: list[tuple[int, int]] = []
+    evaluate_algorithm(
+        _FixedChunkAlgo(), cfg, episodes=3, env=_ThreeStepEnv(), on_episode=lambda done, n: seen.append((done, n))
+    )
+    assert seen == [(1, 3), (2, 3), (3, 3)]

@@ -35,7 +35,11 @@ def headless_defaults() -> None:
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # one "Map" bar per saved demo episode otherwise
+    # no "Map" bar per saved demo episode, no gRPC core lines: for this process and the children it starts
+    from pirlctl.reporting.progress import disable_datasets_bars, quiet_environment
+
+    quiet_environment(os.environ)
+    disable_datasets_bars()  # `datasets` is already imported (by LeRobot): the variable alone comes too late
 
 
 def run_or_exit[T](fn: Callable[[], T], *, debug: bool = False) -> T:

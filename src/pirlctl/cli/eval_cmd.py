@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
         ),
         strip: Path | None = typer.Option(None, help="Write a PNG strip of the first episode here."),
         force: bool = typer.Option(False, help="Load a checkpoint whose manifest does not verify."),
+        progress_file: Path | None = typer.Option(
+            None, "--progress-file", hidden=True, help="Append 'done total' per episode here (pirlctl train)."
+        ),
         json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
         debug: bool = typer.Option(False, help="Show tracebacks."),
     ) -> None:
@@ -64,8 +67,11 @@ def register(app: typer.Typer) -> None:
                 policy_dir = info.path / "pretrained_model"
                 conf = conf or info.path / "run_config.json"
             cfg = load_run_config(conf, overrides(ctx))
+            from pirlctl.reporting.progress import progress_file_writer
+
+            on_episode = progress_file_writer(progress_file) if progress_file else None
             report = evaluate_policy_dir(
-                cfg, policy_dir, episodes=episodes, first_episode=first_episode, strip_path=strip
+                cfg, policy_dir, episodes=episodes, first_episode=first_episode, strip_path=strip, on_episode=on_episode
             )
             report.checkpoint = str(checkpoint if policy_dir == checkpoint else policy_dir.parent)
             return report

@@ -37,22 +37,35 @@ def register(app: typer.Typer) -> None:
             from pirlctl.config.run_config import load_run_config
             from pirlctl.pipeline.train_job import TrainJob
             from pirlctl.reporting.dashboard import Dashboard
+            from pirlctl.reporting.progress import StageProgress, quiet_third_party
 
             extra = overrides(ctx)
             if name:
                 extra.append(f"--output_dir=runs/{name}")
             cfg = load_run_config(default_run_config(config_path), extra)
+            # third-party warnings, loggers and bars go to the run folder: the terminal shows our stages only
+            quiet_third_party(Path(cfg.output_dir) / "train.log")
+            live = dashboard and err_console.is_terminal  # bars on a terminal, plain lines in a pipe or a log
+            stages = StageProgress(err_console, live=live)
             job = TrainJob(
-                cfg, fresh=fresh, on_event=lambda stage, msg: err_console.print(f"[bold cyan]{stage}[/] {msg}")
+                cfg,
+                fresh=fresh,
+                on_event=lambda stage, msg: err_console.print(f"[bold cyan]{stage}[/] {msg}"),
+                on_progress=stages,
             )
 
             def watch(procs):
+                stages.close()  # one live display at a time: the dashboard's
                 sft = job.run_dir / "eval_sft.json"
                 level = json.loads(sft.read_text())["success_rate"] if sft.is_file() else None
                 dash = Dashboard(job.run_dir, cfg.runtime.total_env_steps, cfg.pipeline, level)
-                return dash.watch(procs, live=dashboard)  # alarms are raised with or without the dashboard
+                # alarms are raised with or without the dashboard
+                return dash.watch(procs, live=dashboard and console.is_terminal)
 
-            report = job.run(watch)
+            try:
+                report = job.run(watch)
+            finally:
+                stages.close()
             if not json_out:
                 from rich.markdown import Markdown
 

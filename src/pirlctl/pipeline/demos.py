@@ -130,13 +130,15 @@ def record_demos(
     keep_failures: bool = False,
     fresh: bool = False,
     two_pass: bool = True,
+    on_episode: Callable[[int, int], None] | None = None,
 ) -> DemoReport:
     """Record ``episodes`` scripted episodes into a LeRobot dataset at ``root`` (reused when it exists).
 
     With ``two_pass`` each attempt first runs without rendering; only a kept attempt is replayed (same reset seed,
     same executed actions: the simulator is deterministic) with the cameras on. A miscalibrated demonstrator fails
     most attempts, and rendering them was most of the demo stage's time. With ``keep_failures`` every attempt is
-    kept, so each is rendered as it is played and never replayed. The dataset is the same either way."""
+    kept, so each is rendered as it is played and never replayed. The dataset is the same either way.
+    ``on_episode(saved, episodes)`` is called at the start (0 saved) and after each saved episode (a progress bar)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     quiet_video_backend_probe()
@@ -161,6 +163,8 @@ def record_demos(
     )
     saved = successes = frames = 0
     attempt = 0
+    if on_episode is not None:
+        on_episode(0, episodes)
     while saved < episodes:
         seed = settings.seed + DEMO_SEED_OFFSET + attempt
         attempt += 1
@@ -185,6 +189,8 @@ def record_demos(
         saved += 1
         successes += int(played.success)
         frames += len(played.frames)
+        if on_episode is not None:
+            on_episode(saved, episodes)
     ds.finalize()
     marker.write_text("ok\n")
     return DemoReport(str(root), saved, successes, frames, reused=False, attempts=attempt)

@@ -63,10 +63,12 @@ def evaluate_algorithm(
     strip_path: str | Path | None = None,
     env: Any = None,
     on_step: Callable[[int, Any, np.ndarray], None] | None = None,
+    on_episode: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
     """Run ODE episodes ``first_episode ..< first_episode + episodes`` of ``algo`` (a PiRLAlgorithm) and summarise
     them; the strip shows the first of them. ``on_step(episode, env, action)`` is called before every env step
-    (the clipped action), for tools that read the simulator during evaluation (bench/grasp_errors.py)."""
+    (the clipped action), for tools that read the simulator during evaluation (bench/grasp_errors.py);
+    ``on_episode(done, episodes)`` after every episode (progress)."""
     started = time.monotonic()
     env = env if env is not None else make_env(cfg.env)
     tokens = tokenize_task(cfg.env.instruction, cfg.policy, 1)[0]
@@ -102,6 +104,8 @@ def evaluate_algorithm(
         returns.append(ret)
         lengths.append(length)
         steps += length
+        if on_episode is not None:
+            on_episode(len(lengths), episodes)
     lo, hi = wilson_interval(successes, episodes)
     strip = None
     if strip_path is not None and frames:
@@ -154,6 +158,7 @@ def evaluate_policy_dir(
     episodes: int,
     first_episode: int = 0,
     strip_path: str | Path | None = None,
+    on_episode: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
     """ODE evaluation of a LeRobot policy folder (an SFT output or a checkpoint's pretrained_model)."""
     from pirlctl.runtime.build import build_algorithm
@@ -165,5 +170,11 @@ def evaluate_policy_dir(
     torch.manual_seed(cfg.seed)
     algo = build_algorithm(cfg, cfg.runtime.actor_device)
     return evaluate_algorithm(
-        algo, cfg, episodes=episodes, first_episode=first_episode, label=str(policy_dir), strip_path=strip_path
+        algo,
+        cfg,
+        episodes=episodes,
+        first_episode=first_episode,
+        label=str(policy_dir),
+        strip_path=strip_path,
+        on_episode=on_episode,
     )

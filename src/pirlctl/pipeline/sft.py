@@ -61,7 +61,8 @@ def behaviour_clone(
     log_every: int = 100,
     on_log: Any = None,
 ) -> SFTReport:
-    """Train ``policy_cfg`` from scratch (seeded) on the dataset; save to ``output`` (reused when present)."""
+    """Train ``policy_cfg`` from scratch (seeded) on the dataset; save to ``output`` (reused when present).
+    ``on_log(step, loss)`` every ``log_every`` steps and at the last; ``on_log(0, nan)`` once the data is loaded."""
     out = Path(output)
     if (out / "model.safetensors").is_file() and not fresh:
         return SFTReport(str(out), steps, float("nan"), -1, 0.0, reused=True)
@@ -76,6 +77,8 @@ def behaviour_clone(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=lr * 0.05)
     g = torch.Generator().manual_seed(seed)
     loss_val = float("nan")
+    if on_log is not None:
+        on_log(0, loss_val)
     for step in range(1, steps + 1):
         idx = torch.randint(0, n, (min(batch_size, n),), generator=g)
         batch = {k: v[idx] for k, v in data.items()}

@@ -29,9 +29,11 @@ import draccus
 from pirlctl import metrics as M
 from pirlctl.config.run_config import PiRLRunConfig, encode_run_config, save_run_config
 from pirlctl.metrics import read_metrics
+from pirlctl.reporting.progress import ProgressFn, quiet_environment, read_progress_file
 from pirlctl.runtime import checkpoint as ckpt
 
 STAGE_DEMOS, STAGE_SFT, STAGE_EVAL_SFT, STAGE_RL, STAGE_EVAL_RL = "demos", "sft", "eval_sft", "rl", "eval_rl"
+SFT_PROGRESS_UPDATES = 100  # progress reports over the SFT steps
 
 
 @dataclass
@@ -79,6 +81,7 @@ def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("MUJOCO_GL", "osmesa")
     env.setdefault("HF_HUB_OFFLINE", "1")
+    quiet_environment(env)  # read at import time in the child: no datasets bars, no gRPC core info lines
     return env
 
 
@@ -102,14 +105,23 @@ def policy_key_json(cfg: PiRLRunConfig) -> Any:
 
 
 class TrainJob:
-    """Runs the stages; ``on_event`` gets (stage, message) for the dashboard / console."""
+    """Runs the stages; ``on_event`` gets (stage, message) for the dashboard / console, ``on_progress`` (stage,
+    done, total, unit, note) as the demo, SFT and evaluation stages advance (RL's progress is in metrics.jsonl)."""
 
-    def __init__(self, cfg: PiRLRunConfig, *, fresh: bool = False, on_event: Callable[[str, str], None] | None = None):
+    def __init__(
+        self,
+        cfg: PiRLRunConfig,
+        *,
+        fresh: bool = False,
+        on_event: Callable[[str, str], None] | None = None,
+        on_progress: ProgressFn | None = None,
+    ):
         self.cfg = cfg
         self.fresh = fresh
         self.run_dir = Path(cfg.output_dir)
         self.cache = Path(cfg.pipeline.cache_dir)
         self.on_event = on_event or (lambda stage, msg: None)
+        self.on_progress: ProgressFn = on_progress or (lambda stage, done, total, unit, note="": None)
         self.reused: list[str] = []
         env_json = draccus.encode(cfg.env)
         pol_json = policy_key_json(cfg)
@@ -148,6 +160,7 @@ class TrainJob:
             aim_scale=p.demo_aim_scale,
             keep_failures=p.demo_keep_failures,
             fresh=self.fresh,
+            on_episode=lambda done, total: self.on_progress(STAGE_DEMOS, done, total, "episodes"),
         )
         if demos.reused:
             self.reused.append(STAGE_DEMOS)
@@ -161,7 +174,10 @@ class TrainJob:
             lr=p.sft_lr,
             seed=self.cfg.seed,
             fresh=self.fresh,
-            on_log=lambda step, loss: self.on_event(STAGE_SFT, f"step {step}/{p.sft_steps} loss {loss:.4f}"),
+            log_every=max(1, p.sft_steps // SFT_PROGRESS_UPDATES),
+            on_log=lambda step, loss: self.on_progress(
+                STAGE_SFT, step, p.sft_steps, "steps", f"loss {loss:.4f}" if step else ""
+            ),
         )
         if sft.reused:
             self.reused.append(STAGE_SFT)
@@ -178,26 +194,33 @@ class TrainJob:
         workers = min(self.cfg.pipeline.eval_workers, n)
         self.on_event(stage, f"ODE evaluation, {n} episodes, {workers} process(es)")
         bounds = [n * w // workers for w in range(workers + 1)]
-        procs = []
-        for w in range(workers):
-            args = ["eval", target, "--config_path", str(self.run_dir / "run_config.json"), "--json"]
-            args += ["--episodes", str(bounds[w + 1] - bounds[w]), "--first-episode", str(bounds[w])]
-            if strip is not None and w == 0:
-                args += ["--strip", str(strip)]
-            procs.append(
-                subprocess.Popen(
-                    _pirlctl(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_child_env()
+        procs, errs, counts = [], [], []
+        with contextlib.ExitStack() as stack:
+            for w in range(workers):
+                # stderr (log lines, third-party warnings, a traceback) to the run folder; progress via a file
+                errs.append(self.run_dir / f"{stage}-{w}.stderr")
+                counts.append(self.run_dir / f"{stage}-{w}.progress")
+                counts[w].unlink(missing_ok=True)
+                args = ["eval", target, "--config_path", str(self.run_dir / "run_config.json"), "--json"]
+                args += ["--episodes", str(bounds[w + 1] - bounds[w]), "--first-episode", str(bounds[w])]
+                args += ["--progress-file", str(counts[w])]
+                if strip is not None and w == 0:
+                    args += ["--strip", str(strip)]
+                err = stack.enter_context(open(errs[w], "w"))
+                procs.append(
+                    subprocess.Popen(_pirlctl(*args), stdout=subprocess.PIPE, stderr=err, text=True, env=_child_env())
                 )
-            )
-        parts = []
-        for proc in procs:
-            stdout, stderr = proc.communicate()
-            if proc.returncode != 0:
-                for other in procs:
-                    other.kill()
-                tail = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
-                raise RuntimeError(f"evaluation of {target} failed: {tail[0]}")
-            parts.append(EvalReport(**json.loads(stdout)))
+            stdouts = _wait_reporting(procs, lambda: self.on_progress(stage, _count(counts), n, "episodes"))
+        for f in counts:
+            f.unlink(missing_ok=True)
+        # the first failure to report is one that was not killed because another one failed
+        failed = sorted((p.returncode == -signal.SIGKILL, w) for w, p in enumerate(procs) if p.returncode != 0)
+        if failed:
+            w = failed[0][1]
+            tail = (errs[w].read_text() or stdouts[w]).strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"evaluation of {target} failed: {tail[0]} (log: {errs[w]})")
+        parts = [EvalReport(**json.loads(out)) for out in stdouts]
+        self.on_progress(stage, n, n, "episodes")
         report = dataclasses.asdict(merge_eval_reports(parts))
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(report, indent=2) + "\n")
@@ -340,6 +363,33 @@ class TrainJob:
         write_report(report, self.cfg, Path(report.report_md), sft_eval=sft, rl_eval=rl, train=train)
         (self.run_dir / "report.json").write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
         return report
+
+
+def _count(files: list[Path]) -> int:
+    return sum(read_progress_file(f) for f in files)
+
+
+def _wait_reporting(procs: list[subprocess.Popen], report: Callable[[], None], every_s: float = 0.5) -> list[str]:
+    """Wait for child processes, calling ``report()`` every ``every_s``; returns their stdout. When one fails the
+    others are killed (their output is then incomplete)."""
+    outs = [""] * len(procs)
+    pending = set(range(len(procs)))
+    while pending:
+        for i in sorted(pending):
+            try:
+                out, _ = procs[i].communicate(timeout=every_s / len(pending))
+            except subprocess.TimeoutExpired:
+                continue  # communicate() keeps what it read so far; the next call goes on
+            outs[i] = out or ""
+            pending.discard(i)
+            if procs[i].returncode != 0:
+                for j in pending:
+                    procs[j].kill()
+                    procs[j].communicate()
+                pending.clear()
+                break
+        report()
+    return outs
 
 
 def _rl_wall(records: list[dict[str, Any]], fallback: float) -> float:

@@ -17,6 +17,7 @@ from rich.table import Table
 from pirlctl import metrics as M
 from pirlctl.alarms import SUCCESS_WINDOW, format_alarm
 from pirlctl.reporting.output import console, err_console
+from pirlctl.reporting.progress import EnvStepCount, eta_seconds, progress_line
 
 
 class MetricsTail:
@@ -45,6 +46,9 @@ class MetricsTail:
         return out
 
 
+PLAIN_EVERY_S = 15.0  # --no-dashboard: a progress line this often
+
+
 def _failed(proc: subprocess.Popen) -> bool:
     """Exited with a non-zero code (an actor exiting with 0 got the learner's ``stop``)."""
     return proc.poll() not in (None, 0)
@@ -59,11 +63,15 @@ class Dashboard:
         self.sft_success = sft_success
         # training alarms are the learner's ``alarm`` records; only those raised after this dashboard started are
         # shown (a resumed run's metrics.jsonl still holds the alarms of its earlier sessions)
-        self.started = time.time()
+        self.alarms_since = time.time()  # wall clock, as the records' "time"
         self.last_train: dict[str, Any] = {}
         self.episodes: list[dict[str, Any]] = []
         self.alarms: list[str] = []
         self.failed_actors: set[int] = set()
+        # env steps as the actors report them (each episode), not only at PPO iterations; "starting" until then
+        self.steps = EnvStepCount(since=time.time())
+        self.started = time.monotonic()  # start-up time shown until the first record
+        self.rate_from: tuple[float, int] | None = None  # (time, env steps) at the first record: the ETA's origin
         self.progress = Progress(
             TextColumn("[bold]PI-RL"),
             BarColumn(),
@@ -71,8 +79,9 @@ class Dashboard:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
+            TextColumn("[yellow]{task.description}"),
         )
-        self.task = self.progress.add_task("rl", total=total_env_steps)
+        self.task = self.progress.add_task("starting learner + actors", total=total_env_steps)
 
     def _record(self, new: list[str]) -> None:
         self.alarms.extend(new)
@@ -109,17 +118,32 @@ class Dashboard:
         raised: list[str] = self.check_actors(procs) if procs else []
         for rec in self.tail.poll():
             new: list[str] = []
+            self.steps.add(rec)
             if rec.get("kind") == "train":
                 self.last_train = rec
-                self.progress.update(self.task, completed=min(rec.get(M.TRAIN_ENV_STEPS, 0), self.total))
             elif rec.get("kind") == "episode":
                 self.episodes.append(rec)
-            elif rec.get("kind") == "alarm" and rec.get("time", 0.0) >= self.started:
+            elif rec.get("kind") == "alarm" and rec.get("time", 0.0) >= self.alarms_since:
                 new = [format_alarm(rec)]
             if new:
                 self._record(new)
                 raised.extend(new)
+        started = "" if self.steps.started else "starting learner + actors"
+        done = min(self.steps.total, self.total)
+        if self.steps.started and self.rate_from is None:
+            self.rate_from = (time.monotonic(), done)
+        self.progress.update(self.task, completed=done, description=started)
         return raised
+
+    def progress_line(self) -> str:
+        """The RL bar as a plain line (``--no-dashboard``)."""
+        if self.rate_from is None:
+            return f"rl starting learner + actors ({time.monotonic() - self.started:.0f} s)"
+        done = min(self.steps.total, self.total)
+        # the rate since the first record: start-up (about a minute, no steps) would make the ETA far too long
+        eta = eta_seconds(time.monotonic() - self.rate_from[0], done, self.total, self.rate_from[1])
+        n = len(self.episodes)
+        return progress_line("rl", done, self.total, "env steps", eta, f"{n} episode{'' if n == 1 else 's'}")
 
     def render(self, procs: list[subprocess.Popen]) -> Group:
         w = SUCCESS_WINDOW
@@ -159,13 +183,18 @@ class Dashboard:
         When every actor has exited while the learner waits, returns False at once: the caller stops the learner
         as on Ctrl-C (a checkpoint, a resume hint) instead of waiting for rollouts that will never come.
 
-        ``live=False`` (``--no-dashboard``) draws nothing but still shows every new alarm: each goes to alarms.log
-        and is printed as a log line on stderr."""
+        ``live=False`` (``--no-dashboard``) prints the progress as a line every ``PLAIN_EVERY_S`` and still shows
+        every new alarm: each goes to alarms.log and is printed as a log line on stderr."""
         if not live:
+            last_line, last_text = float("-inf"), ""
             while True:
                 done = procs[0].poll() is not None
                 for alarm in self.update(procs):
                     err_console.print(f"[bold red]ALARM[/] {alarm}", highlight=False)
+                text = self.progress_line()
+                if text != last_text and (done or time.monotonic() - last_line >= PLAIN_EVERY_S):
+                    err_console.print(text, highlight=False)
+                    last_line, last_text = time.monotonic(), text
                 if done:
                     return procs[0].returncode == 0
                 if self.actors_gone(procs):
