@@ -53,7 +53,8 @@ def test_a_corrupt_last_resumes_from_the_newest_good_checkpoint_and_metrics_cont
     # without --resume the learner refuses to train over the run (one line, exit 2, nothing written)
     metrics_before = (out / "metrics.jsonl").read_bytes()
     refused = subprocess.run(
-        [sys.executable, "-m", "pirlctl", "learner", "--config_path", str(TINY_RUN), f"--output_dir={out}"],
+        [sys.executable, "-m", "pirlctl", "learner", "--config_path", str(TINY_RUN), f"--output_dir={out}",
+         f"--runtime.learner_port={free_port()}"],
         capture_output=True, text=True, env=env(), cwd=ROOT, timeout=120,
     )  # fmt: skip
     assert refused.returncode == 2 and "already holds checkpoints" in refused.stderr and "--resume" in refused.stderr
