@@ -244,3 +244,40 @@ def test_a_checkpoint_naming_an_uncached_tokenizer_says_what_to_download(sft_fol
     with pytest.raises(ProcessorError, match=r"'pirl-test/no-such-tok' .* not in the local Hugging Face cache") as err:
         load_processors(tok, cfg)
     assert "hf download pirl-test/no-such-tok" in str(err.value)
+
+
+def test_sft_trains_in_the_normalised_space(demos, tmp_path):
+    """Same seed, weights and frames: only the normalisation differs, so the first loss differs only if the
+    preprocessor's normalisation reaches the training batch."""
+    losses = {}
+    for name, cfg in (("identity", _run_config().policy), ("mean_std", _mean_std(_run_config().policy))):
+        report = behaviour_clone(cfg, demos, tmp_path / name, steps=1, batch_size=4, seed=0)
+        losses[name] = report.final_loss
+    assert losses["identity"] != losses["mean_std"]
+
+
+def test_own_pipeline_is_lerobots_xvla_pipeline_minus_the_documented_steps():
+    """Fails loudly when LeRobot's X-VLA factory changes the steps pirlctl relies on (LeRobot 0.6.1)."""
+    from lerobot.policies.xvla.processor_xvla import make_xvla_pre_post_processors
+    from lerobot.processor import TokenizerProcessorStep
+
+    from pirlctl.policies.processors import (
+        OWN_SFT_OMITTED_STEPS,
+        TOKENIZER_STEP,
+        _registry_name,
+        _tokenizer_step_unloaded,
+    )
+
+    cfg = _run_config().policy
+    original = TokenizerProcessorStep.__post_init__
+    with _tokenizer_step_unloaded():
+        pre, post = make_xvla_pre_post_processors(cfg, dataset_stats=None)
+    assert TokenizerProcessorStep.__post_init__ is original  # the patch does not outlive the build
+    theirs = [_registry_name(s) for s in pre.steps]
+    assert TOKENIZER_STEP in theirs and all(n in theirs for n in OWN_SFT_OMITTED_STEPS)
+    ours = build_processors(cfg, None)
+    assert [_registry_name(s) for s in ours.preprocessor.steps] == [
+        n for n in theirs if n not in (*OWN_SFT_OMITTED_STEPS, TOKENIZER_STEP)
+    ]
+    assert [_registry_name(s) for s in ours.postprocessor.steps] == [_registry_name(s) for s in post.steps]
+    assert not ours.tokenizes
