@@ -281,3 +281,28 @@ def test_own_pipeline_is_lerobots_xvla_pipeline_minus_the_documented_steps():
     ]
     assert [_registry_name(s) for s in ours.postprocessor.steps] == [_registry_name(s) for s in post.steps]
     assert not ours.tokenizes
+
+
+def test_a_lerobot_factory_pipeline_with_a_local_tokenizer_loads_and_tokenises_itself(tmp_path):
+    """A folder as ``lerobot-train`` writes it (LeRobot's X-VLA factory, every step kept): the tokenizer step comes
+    from the folder (here a local tokenizer directory), the images get LeRobot's ImageNet normalisation."""
+    from lerobot.policies.factory import make_pre_post_processors
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "pick": 4, "up": 5, "the": 6, "cube": 7}
+    tk = Tokenizer(models.WordLevel(words, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>").save_pretrained(tmp_path / "tok")
+    cfg = _run_config().policy
+    cfg.tokenizer_name = str(tmp_path / "tok")
+    pre, post = make_pre_post_processors(cfg, dataset_stats=None)
+    pre.save_pretrained(tmp_path / "ckpt")
+    post.save_pretrained(tmp_path / "ckpt")
+
+    procs = load_processors(tmp_path / "ckpt", cfg)
+    assert procs.tokenizes
+    obs = {k: torch.rand(2, *f.shape) for k, f in cfg.input_features.items()}
+    out = procs.preprocess(obs, TASK)
+    assert out[LANGUAGE_TOKENS_KEY].tolist() == [[4, 5, 6, 7, 1, 1, 1, 1]] * 2
+    assert out["observation.images.front"].min() < 0  # ImageNet-normalised, as the checkpoint was trained
