@@ -69,6 +69,8 @@ class PolicyProcessors:
         ``task`` is the task text: tokenised by the pipeline's own step when it has one, else by
         :func:`pirlctl.policies.xvla.tokenize_task` (unless the batch already carries the tokens).
         """
+        import torch
+
         from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 
         batch = dict(batch)
@@ -78,8 +80,6 @@ class PolicyProcessors:
                 batch["task"] = [task] * size
         elif task is not None and LANGUAGE_TOKENS_KEY not in batch:
             batch[LANGUAGE_TOKENS_KEY] = tokenize_task(task, self.policy_config, size)[0]
-        import torch
-
         # LeRobot's batch converter adds empty transition fields (action None, next.reward, info...): keep tensors
         return {k: v for k, v in self.preprocessor(batch).items() if isinstance(v, torch.Tensor)}
 
@@ -134,10 +134,17 @@ def dataset_stats(dataset_root: str | Path, policy_config: Any) -> dict[str, dic
     return stats
 
 
+# The statistics each LeRobot NormalizationMode reads (lerobot/processor/normalize_processor.py); IDENTITY: none.
+STATS_PER_MODE = {
+    "MEAN_STD": ("mean", "std"),
+    "MIN_MAX": ("min", "max"),
+    "QUANTILES": ("q01", "q99"),
+    "QUANTILE10": ("q10", "q90"),
+}
+
+
 def _stat_names(mode: str) -> tuple[str, ...]:
-    return {"MEAN_STD": ("mean", "std"), "MIN_MAX": ("min", "max"), "QUANTILES": ("q01", "q99")}.get(
-        mode, ("q10", "q90") if mode == "QUANTILE10" else ()
-    )
+    return STATS_PER_MODE.get(mode, ())
 
 
 def validate_stats(
