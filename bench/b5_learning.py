@@ -188,8 +188,7 @@ def render(root: Path, seeds: list[int], png: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.common import machine
-    from bench.run_all import DOC, replace_section
+    from bench.common import DOC, machine, replace_section
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -38,3 +40,17 @@ def machine() -> str:
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch "
         f"{torch.__version__}, {torch.get_num_threads()} torch threads"
     )
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    """``text`` with the ``<!-- name:begin -->`` ... ``<!-- name:end -->`` block replaced by ``body`` (appended when
+    absent)."""
+    start, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body}\n{end}"
+    if start in text:
+        return re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    return text + "\n" + block + "\n"

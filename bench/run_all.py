@@ -10,23 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
-
-
-def replace_section(text: str, name: str, body: str) -> str:
-    start, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{body}\n{end}"
-    if start in text:
-        return re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-    return text + "\n" + block + "\n"
+from bench.common import DOC, replace_section
 
 
 def _job_minutes(run: Path) -> str:
