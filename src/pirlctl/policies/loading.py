@@ -43,7 +43,15 @@ def build_policy(config: PreTrainedConfig, pretrained_path: str | Path | None = 
     """
     from lerobot.policies.factory import get_policy_class
 
+    from pirlctl.policies.tiny_builds import build_context
+
     cls = get_policy_class(config.type)
+    with build_context(config):  # the tiny offline build of a config tagged tiny (no patch outlives it)
+        policy = _construct(cls, config, pretrained_path)
+    return policy.to(config.device or "cpu")
+
+
+def _construct(cls: type, config: PreTrainedConfig, pretrained_path: str | Path | None) -> nn.Module:
     if pretrained_path is None:
         policy = cls(config)
     else:
@@ -61,4 +69,4 @@ def build_policy(config: PreTrainedConfig, pretrained_path: str | Path | None = 
                 f"the weights in {path} do not fit this {config.type} config ({first[:160]}); "
                 "use the config the checkpoint was trained with (its run_config.json)"
             ) from err
-    return policy.to(config.device or "cpu")
+    return policy
