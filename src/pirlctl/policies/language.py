@@ -14,11 +14,14 @@ actor and learner see the state; when a processor wrote the mask it has already 
 
 from __future__ import annotations
 
+import logging
 import zlib
 from typing import Any
 
 import torch
 from torch import Tensor
+
+logger = logging.getLogger(__name__)
 
 LANGUAGE_TOKENS_KEY = "observation.language.tokens"
 LANGUAGE_MASK_KEY = "observation.language.attention_mask"
@@ -74,3 +77,32 @@ def state_prompt_tokens(state: Tensor, vocab: int) -> Tensor:
     rows = [[word_id("State:", vocab)] + [word_id(str(b), vocab) for b in row] + [word_id(";", vocab)] for row in bins]
     action = word_id("Action:", vocab)
     return torch.tensor([r + [action] for r in rows], dtype=torch.long, device=state.device)
+
+
+def tokenize_task(task: str, policy_config: Any, batch_size: int = 1) -> tuple[Tensor, str]:
+    """Task text -> ``observation.language.tokens`` [B, L] long (L = ``tokenizer_max_length``) and its tokenizer.
+
+    A real-size vocabulary tries the policy's tokenizer from the local HF cache (never downloads); when it is not
+    there, one warning names what to download, and the hashing tokenizer is used (recorded: SFT, RL and eval must
+    agree). Tiny builds always hash.
+    """
+    max_len = int(policy_config.tokenizer_max_length)
+    vocab = vocab_size(policy_config)
+    name = tokenizer_name(policy_config)
+    if vocab > 1000:
+        try:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
+            ids = tok(task, padding="max_length", max_length=max_len, truncation=True)["input_ids"]
+            return torch.tensor([ids] * batch_size, dtype=torch.long), name
+        except Exception as err:  # noqa: BLE001 - any failure means "not cached": fall back, say so
+            logger.warning(
+                "tokenizer %s is not in the local HF cache (%s); download it with `hf download %s` on a machine "
+                "with access (HF_HOME must point at that cache here); using the hashing tokenizer",
+                name,
+                type(err).__name__,
+                name,
+            )
+    ids = hash_tokenize(task, vocab, max_len)
+    return torch.tensor([ids] * batch_size, dtype=torch.long), "hash"
