@@ -33,6 +33,15 @@ def tiny(request):
     return request.param, policy.eval(), cfg
 
 
+@pytest.fixture
+def as_built(tiny):
+    """Restores the module-scoped policy's requires_grad flags after a test that builds a PiRLAlgorithm on it."""
+    flags = {n: p.requires_grad for n, p in tiny[1].named_parameters()}
+    yield tiny
+    for n, p in tiny[1].named_parameters():
+        p.requires_grad_(flags[n])
+
+
 def make_batch(cfg, batch_size: int = 3, *, with_mask: bool = False, seed: int = 1) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     batch = {k: torch.rand(batch_size, *f.shape, generator=g) for k, f in cfg.input_features.items()}
@@ -112,7 +121,12 @@ def test_chunk_log_prob_equals_an_independent_normal_density(tiny):
     with torch.no_grad():
         prefix = adapter.encode(batch)
         s = sample_chain(
-            adapter.denoise_fn(prefix), noise, K, "flow_sde", sampling="full_chain", noise_level=a,
+            adapter.denoise_fn(prefix),
+            noise,
+            K,
+            "flow_sde",
+            sampling="full_chain",
+            noise_level=a,
             generator=torch.Generator().manual_seed(3),
         )
         ours = reduce_chain_log_prob(s.step_log_prob, s.stochastic, mask)
@@ -127,19 +141,29 @@ def test_chunk_log_prob_equals_an_independent_normal_density(tiny):
             mean = x - delta * v - st**2 * delta / (2.0 * t) * x1_hat
             lp = Normal(mean, st * math.sqrt(delta)).log_prob(s.chain[:, k + 1])
             expected += (lp * mask).sum(dim=(1, 2))
-        rescored = rescore_chain(adapter.denoise_fn(prefix), s.chain, s.stochastic, "flow_sde", noise_level=a, hybrid=False)
+        rescored = rescore_chain(
+            adapter.denoise_fn(prefix), s.chain, s.stochastic, "flow_sde", noise_level=a, hybrid=False
+        )
     torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-5)
-    torch.testing.assert_close(reduce_chain_log_prob(rescored.step_log_prob, s.stochastic, mask), ours, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        reduce_chain_log_prob(rescored.step_log_prob, s.stochastic, mask), ours, atol=1e-5, rtol=0
+    )
 
 
 @pytest.mark.parametrize(
     ("method", "sampling"), [("flow_sde", "hybrid"), ("flow_sde", "full_chain"), ("flow_noise", "full_chain")]
 )
-def test_lr_zero_update_gives_unit_ratio_and_no_clipping(tiny, method, sampling):
-    _, policy, cfg = tiny
+def test_lr_zero_update_gives_unit_ratio_and_no_clipping(as_built, method, sampling):
+    _, policy, cfg = as_built
     pcfg = PiRLConfig(
-        num_denoise_steps=K, noise_method=method, sampling=sampling, actor_lr=0.0, value_lr=0.0,
-        minibatch_size=3, ppo_epochs=2, trainable="all",
+        num_denoise_steps=K,
+        noise_method=method,
+        sampling=sampling,
+        actor_lr=0.0,
+        value_lr=0.0,
+        minibatch_size=3,
+        ppo_epochs=2,
+        trainable="all",
     )
     algo = PiRLAlgorithm(policy, pcfg)
     batch = make_batch(cfg)
@@ -153,28 +177,24 @@ def test_lr_zero_update_gives_unit_ratio_and_no_clipping(tiny, method, sampling)
 
 
 @pytest.mark.parametrize("trainable", ["all", "action_expert"])
-def test_unused_lm_heads_are_never_trainable(tiny, trainable):
-    _, policy, _ = tiny
+def test_unused_lm_heads_are_never_trainable(as_built, trainable):
+    _, policy, _ = as_built
     algo = PiRLAlgorithm(policy, PiRLConfig(num_denoise_steps=K, trainable=trainable))
     names = list(algo.trainable_policy_parameters())
     assert names and not any("lm_head" in n for n in names)
     if trainable == "action_expert":
         assert not any(n.startswith(algo.adapter.frozen_parameter_prefixes()) for n in names)
-    for p in policy.parameters():  # leave the module-scoped policy as built
-        p.requires_grad_(True)
 
 
-def test_last_n_expert_blocks(tiny):
-    _, policy, _ = tiny
+def test_last_n_expert_blocks_train_and_the_rest_freeze(as_built):
+    _, policy, _ = as_built
     adapter = make_flow_adapter(policy)
     blocks = adapter.expert_block_prefixes()
     assert blocks and all(any(n.startswith(b) for n, _ in policy.named_parameters()) for b in blocks)
     algo = PiRLAlgorithm(policy, PiRLConfig(num_denoise_steps=K, trainable_blocks=1), adapter=adapter)
     names = list(algo.trainable_policy_parameters())
     assert any(n.startswith(blocks[-1]) for n in names)
-    assert not any(n.startswith(blocks[:-1]) for n in names) if len(blocks) > 1 else True
-    for p in policy.parameters():
-        p.requires_grad_(True)
+    assert not any(n.startswith(blocks[:-1]) for n in names)
 
 
 def test_pi05_offline_prompt_carries_the_state(tiny):
@@ -190,4 +210,6 @@ def test_pi05_offline_prompt_carries_the_state(tiny):
     assert not torch.equal(tokens[0], tokens[1])  # different states, different prompts
     with torch.no_grad():
         feats = adapter.prefix_features(adapter.encode(batch))
-    assert n_state <= cfg.max_state_dim and not torch.allclose(feats[0, :-cfg.max_state_dim], feats[1, :-cfg.max_state_dim])
+    assert n_state <= cfg.max_state_dim and not torch.allclose(
+        feats[0, : -cfg.max_state_dim], feats[1, : -cfg.max_state_dim]
+    )

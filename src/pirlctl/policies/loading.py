@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
+from typing import Any
 
 import draccus
 from lerobot.configs.policies import PreTrainedConfig
@@ -46,12 +49,14 @@ def build_policy(config: PreTrainedConfig, pretrained_path: str | Path | None = 
     from pirlctl.policies.tiny_builds import build_context
 
     cls = get_policy_class(config.type)
-    with build_context(config):  # the tiny offline build of a config tagged tiny (no patch outlives it)
+    # the tiny offline build of a config tagged tiny (no patch outlives it); SmolVLA's constructor print()s
+    # progress, which would corrupt ``--json`` output: it goes to stderr
+    with build_context(config), contextlib.redirect_stdout(sys.stderr):
         policy = _construct(cls, config, pretrained_path)
     return policy.to(config.device or "cpu")
 
 
-def _construct(cls: type, config: PreTrainedConfig, pretrained_path: str | Path | None) -> nn.Module:
+def _construct(cls: Any, config: PreTrainedConfig, pretrained_path: str | Path | None) -> nn.Module:
     if pretrained_path is None:
         policy = cls(config)
     else:

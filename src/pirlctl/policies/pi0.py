@@ -17,7 +17,9 @@ PALIGEMMA = "model.paligemma_with_expert.paligemma."
 EXPERT = "model.paligemma_with_expert.gemma_expert."
 
 
-def paligemma_prefix(model: Any, images: Any, img_masks: Any, tokens: Tensor, masks: Tensor) -> tuple[Any, Tensor, Tensor]:
+def paligemma_prefix(
+    model: Any, images: Any, img_masks: Any, tokens: Tensor, masks: Tensor
+) -> tuple[Any, Tensor, Tensor]:
     """(KV cache, pad masks [B,P], prefix output [B,P,W]) of π0 / π0.5, as their ``sample_actions`` computes them."""
     from lerobot.policies.common.vla_utils import make_att_2d_masks, prepare_attention_masks_4d
 

@@ -37,7 +37,7 @@ class TinyGemma:
     vlm_mlp: int = 64
     expert_width: int = 16
     expert_mlp: int = 32
-    depth: int = 1
+    depth: int = 2
     num_heads: int = 8
     num_kv_heads: int = 1
     head_dim: int = 4
@@ -68,6 +68,7 @@ def is_tiny(config: Any) -> bool:
 def check_tiny_build_targets(policy_type: str) -> None:
     """The attributes :func:`tiny_build` swaps must still exist in LeRobot; else one line saying what moved."""
     check_lerobot_version()
+    names: tuple[str, ...]
     if policy_type in _PI_MODULES:
         module, names = _PI_MODULES[policy_type], _PI_TARGETS
     elif policy_type == "smolvla":
@@ -101,7 +102,9 @@ def _pi_replacements(mod: Any, spec: TinyGemma) -> dict[str, Any]:
     def get_gemma_config(variant: str) -> Any:
         # gemma_2b names the VLM and gemma_300m the expert in every shipped config (π0 and π0.5 defaults)
         if variant == "gemma_2b":
-            return gemma_config(spec.vlm_width, spec.depth, spec.vlm_mlp, spec.num_heads, spec.num_kv_heads, spec.head_dim)
+            return gemma_config(
+                spec.vlm_width, spec.depth, spec.vlm_mlp, spec.num_heads, spec.num_kv_heads, spec.head_dim
+            )
         if variant == "gemma_300m":
             return gemma_config(
                 spec.expert_width, spec.depth, spec.expert_mlp, spec.num_heads, spec.num_kv_heads, spec.head_dim
@@ -135,7 +138,7 @@ def tiny_smolvlm_config() -> Any:
     """A hand-made SmolVLM config (SmolVLM2's layout, tiny sizes) standing in for the hub's."""
     from transformers import SmolVLMConfig
 
-    return SmolVLMConfig(
+    fields: dict[str, Any] = dict(
         text_config={
             "model_type": "llama",
             "vocab_size": TINY_SMOLVLM_VOCAB,
@@ -160,10 +163,13 @@ def tiny_smolvlm_config() -> Any:
         vocab_size=TINY_SMOLVLM_VOCAB,
         image_token_id=TINY_SMOLVLM_VOCAB - 1,
     )
+    return SmolVLMConfig(**fields)
 
 
 def _smolvla_replacements() -> dict[str, Any]:
-    tokenizer = SimpleNamespace(fake_image_token_id=TINY_FAKE_IMAGE_TOKEN, global_image_token_id=TINY_GLOBAL_IMAGE_TOKEN)
+    tokenizer = SimpleNamespace(
+        fake_image_token_id=TINY_FAKE_IMAGE_TOKEN, global_image_token_id=TINY_GLOBAL_IMAGE_TOKEN
+    )
     return {
         "AutoConfig": SimpleNamespace(from_pretrained=lambda *_a, **_k: tiny_smolvlm_config()),
         "AutoProcessor": SimpleNamespace(from_pretrained=lambda *_a, **_k: SimpleNamespace(tokenizer=tokenizer)),

@@ -58,9 +58,9 @@ class VelocityAdapter:
     expert_layers: str = ""
     unused_parameter_prefixes: tuple[str, ...] = ()
 
-    def __init__(self, policy: nn.Module) -> None:
+    def __init__(self, policy: Any) -> None:
         self.policy: Any = policy
-        self.model: Any = self.policy.model
+        self.model: Any = policy.model
         cfg: Any = self.policy.config
         self.chunk_size = int(cfg.chunk_size)
         self.n_action_steps = int(cfg.n_action_steps)
