@@ -166,12 +166,12 @@ def tiny_smolvlm_config() -> Any:
     return SmolVLMConfig(**fields)
 
 
-def _smolvla_replacements() -> dict[str, Any]:
+def _smolvla_replacements(make_config: Any = tiny_smolvlm_config) -> dict[str, Any]:
     tokenizer = SimpleNamespace(
         fake_image_token_id=TINY_FAKE_IMAGE_TOKEN, global_image_token_id=TINY_GLOBAL_IMAGE_TOKEN
     )
     return {
-        "AutoConfig": SimpleNamespace(from_pretrained=lambda *_a, **_k: tiny_smolvlm_config()),
+        "AutoConfig": SimpleNamespace(from_pretrained=lambda *_a, **_k: make_config()),
         "AutoProcessor": SimpleNamespace(from_pretrained=lambda *_a, **_k: SimpleNamespace(tokenizer=tokenizer)),
     }
 
@@ -187,6 +187,14 @@ def tiny_build(policy_type: str, spec: TinyGemma = TINY_GEMMA) -> Iterator[None]
     else:
         with _swapped(importlib.import_module(_SMOLVLA_MODULE), _smolvla_replacements()):
             yield
+
+
+@contextlib.contextmanager
+def smolvlm_stand_in(make_config: Any) -> Iterator[None]:
+    """Like the SmolVLA tiny build, with the VLM config ``make_config()`` (the full-size bench types SmolVLM2's)."""
+    check_tiny_build_targets("smolvla")
+    with _swapped(importlib.import_module(_SMOLVLA_MODULE), _smolvla_replacements(make_config)):
+        yield
 
 
 def build_context(config: Any) -> contextlib.AbstractContextManager[None]:
