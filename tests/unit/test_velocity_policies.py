@@ -151,14 +151,20 @@ def test_chunk_log_prob_equals_an_independent_normal_density(tiny):
 
 
 @pytest.mark.parametrize(
-    ("method", "sampling"), [("flow_sde", "hybrid"), ("flow_sde", "full_chain"), ("flow_noise", "full_chain")]
+    ("method", "sampling", "value_head"),
+    [
+        ("flow_sde", "hybrid", "vlm_prefix"),
+        ("flow_sde", "full_chain", "action_expert"),
+        ("flow_noise", "full_chain", "vlm_prefix"),
+    ],
 )
-def test_lr_zero_update_gives_unit_ratio_and_no_clipping(as_built, method, sampling):
+def test_lr_zero_update_gives_unit_ratio_and_no_clipping(as_built, method, sampling, value_head):
     _, policy, cfg = as_built
     pcfg = PiRLConfig(
         num_denoise_steps=K,
         noise_method=method,
         sampling=sampling,
+        value_head=value_head,
         actor_lr=0.0,
         value_lr=0.0,
         minibatch_size=3,
@@ -213,3 +219,11 @@ def test_pi05_offline_prompt_carries_the_state(tiny):
     assert n_state <= cfg.max_state_dim and not torch.allclose(
         feats[0, : -cfg.max_state_dim], feats[1, : -cfg.max_state_dim]
     )
+
+
+def test_a_policy_without_an_adapter_gets_one_line_naming_the_supported_types():
+    class Other(torch.nn.Module):
+        name = "act"
+
+    with pytest.raises(ValueError, match="'act' has no PI-RL flow adapter; set policy.type to one of: xvla, pi0, pi05"):
+        make_flow_adapter(Other())

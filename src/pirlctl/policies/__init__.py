@@ -7,7 +7,13 @@ from typing import Any
 
 from torch import nn
 
+from pirlctl.errors import PirlError
 from pirlctl.policies.base import FlowPolicyAdapter
+
+
+class NoAdapterError(PirlError, ValueError):
+    """The policy type has no PI-RL flow adapter."""
+
 
 # policy name -> "module:class"; π0, π0.5 and SmolVLA share the velocity convention (policies/velocity.py)
 ADAPTERS = {
@@ -24,7 +30,7 @@ def make_flow_adapter(policy: nn.Module) -> FlowPolicyAdapter:
     name = getattr(policy, "name", type(policy).__name__)
     if name not in ADAPTERS:
         supported = ", ".join(n for n in ADAPTERS if n != "toy_flow")
-        raise ValueError(f"policy type {name!r} has no PI-RL flow adapter; set policy.type to one of: {supported}")
+        raise NoAdapterError(f"policy type {name!r} has no PI-RL flow adapter; set policy.type to one of: {supported}")
     module, cls = ADAPTERS[name].split(":")
     adapter: Any = getattr(importlib.import_module(module), cls)(policy)
     return adapter
