@@ -36,7 +36,7 @@ def test_a_moved_lerobot_internal_fails_loudly(monkeypatch):
         check_tiny_build_targets("pi0")
 
 
-@pytest.mark.parametrize("kind", ["pi0", "smolvla"])
+@pytest.mark.parametrize("kind", ["pi0", "pi05", "smolvla"])
 def test_saved_tiny_checkpoint_reloads_in_a_fresh_process(kind, tmp_path, child_json):
     cfg = load_policy_config(CONFIGS_DIR / "policy" / f"tiny_{kind}.json")
     policy = build_policy(cfg)
