@@ -57,3 +57,14 @@ def test_saved_tiny_checkpoint_reloads_in_a_fresh_process(kind, tmp_path, child_
     out = child_json(code, str(tmp_path / "ckpt"))
     assert out == {"same": True, "n": out["n"], "clean": True} and out["n"] > 10
     assert "pirlctl-tiny" in json.loads((tmp_path / "ckpt" / "config.json").read_text())["tags"]
+
+
+def test_policy_config_loads_first_thing_in_a_fresh_process(child_json):
+    code = (
+        "import json\n"
+        "from pirlctl.configs import CONFIGS_DIR\n"
+        "from pirlctl.policies.loading import load_policy_config\n"
+        "print(json.dumps([load_policy_config(CONFIGS_DIR / 'policy' / f'tiny_{k}.json').type "
+        "for k in ('pi0', 'pi05', 'smolvla')]))\n"
+    )
+    assert child_json(code) == ["pi0", "pi05", "smolvla"]

@@ -227,3 +227,21 @@ def test_a_policy_without_an_adapter_gets_one_line_naming_the_supported_types():
 
     with pytest.raises(ValueError, match="'act' has no PI-RL flow adapter; set policy.type to one of: xvla, pi0, pi05"):
         make_flow_adapter(Other())
+
+
+def test_the_policys_own_training_loss_runs_on_the_adapters_prompt(as_built):
+    """What SFT needs: LeRobot's forward on tokens and mask as the adapter builds them (π0.5: state included)."""
+    _, policy, cfg = as_built
+    batch = make_batch(cfg, batch_size=2)
+    batch[LANGUAGE_TOKENS_KEY], batch[LANGUAGE_MASK_KEY] = make_flow_adapter(policy).language(batch)
+    batch["action"] = torch.rand(2, cfg.chunk_size, cfg.output_features["action"].shape[0])
+    batch["action_is_pad"] = torch.zeros(2, cfg.chunk_size, dtype=torch.bool)
+    policy.train()
+    try:
+        loss, _ = policy.forward(batch)
+        loss.backward()
+        expert = [p.grad for n, p in policy.named_parameters() if "action_out_proj" in n]
+    finally:
+        policy.eval()
+        policy.zero_grad(set_to_none=True)
+    assert torch.isfinite(loss) and all(g is not None and g.abs().sum() > 0 for g in expert)

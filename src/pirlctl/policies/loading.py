@@ -35,6 +35,8 @@ def load_policy_config(path: str | Path) -> PreTrainedConfig:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"policy config {p} not found; pass a JSON file such as {TINY_XVLA_CONFIG}")
+    import lerobot.policies  # noqa: F401 - registers every policy config type (pi0, smolvla, ...) with draccus
+
     with draccus.config_type("json"):
         return draccus.parse(PreTrainedConfig, str(p), args=[])
 
