@@ -16,9 +16,12 @@ SHIPPED = [
     "pick_cube_tiny",
     "pick_cube_tiny_1actor",
     "pick_cube_tiny_flow_noise",
+    "pick_cube_tiny_pi0",
+    "pick_cube_tiny_pi05",
     "pick_cube_tiny_pixels",
     "pick_cube_tiny_pixels_exact_demos",
     "pick_cube_tiny_pixels_full_range",
+    "pick_cube_tiny_smolvla",
 ]
 STATE = "policy.input_features.observation.state.shape"
 
@@ -37,7 +40,7 @@ def settings(name: str) -> dict[str, Any]:
     return flat(encode_run_config(load_run_config(name)))
 
 
-def test_the_package_ships_the_six_configs_and_the_default_is_the_base():
+def test_the_package_ships_the_nine_configs_and_the_default_is_the_base():
     assert builtin_names() == SHIPPED
     assert DEFAULT_RUN_CONFIG == CONFIGS_DIR / "pick_cube_tiny.json" and DEFAULT_RUN_CONFIG.is_file()
     assert BASE_KEY not in json.loads(DEFAULT_RUN_CONFIG.read_text())  # the base stands on the policy config only

@@ -6,7 +6,8 @@ defaults. Two keys keep the shipped files small (``README.md`` next to them says
 - a top-level ``"base": "OTHER.json"``: the config is OTHER (itself read this way) with this file's keys merged
   over it. Dicts merge key by key; any other value, lists included, replaces the base's.
 - ``"policy": {"base": "policy/tiny_xvla.json", ...}``: the policy config is read from that file and the dict's
-  other keys are merged over it the same way.
+  other keys are merged over it the same way. Such a policy is whole: in a file that also has a top-level ``base``
+  it replaces that base's policy instead of merging into it (how ``pick_cube_tiny_pi0.json`` swaps X-VLA for π0).
 
 A ``base`` path is relative to the file that names it; when no such file exists there, it names a built-in config
 (so a user's overlay may say ``"base": "pick_cube_tiny.json"`` from anywhere). ``--config_path`` takes a path or
@@ -95,11 +96,14 @@ def read_config_dict(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]
         raise ConfigFileError(f"run config bases form a loop ({chain}); remove one {BASE_KEY}")
     data = _read_json(path)
     policy = data.get("policy")
+    whole_policy = isinstance(policy, dict) and BASE_KEY in policy
     if isinstance(policy, dict) and BASE_KEY in policy:
         rest = {k: v for k, v in policy.items() if k != BASE_KEY}
         data["policy"] = deep_merge(_read_json(_included(policy[BASE_KEY], path, "policy")), rest)
     if BASE_KEY in data:
         base = read_config_dict(_included(data.pop(BASE_KEY), path, "top-level"), (*_seen, path.resolve()))
+        if whole_policy:
+            base.pop("policy", None)
         data = deep_merge(base, data)
     return data
 

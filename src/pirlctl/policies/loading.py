@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
+from typing import Any
 
 import draccus
 from lerobot.configs.policies import PreTrainedConfig
@@ -32,6 +35,8 @@ def load_policy_config(path: str | Path) -> PreTrainedConfig:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"policy config {p} not found; pass a JSON file such as {TINY_XVLA_CONFIG}")
+    import lerobot.policies  # noqa: F401 - registers every policy config type (pi0, smolvla, ...) with draccus
+
     with draccus.config_type("json"):
         return draccus.parse(PreTrainedConfig, str(p), args=[])
 
@@ -43,7 +48,17 @@ def build_policy(config: PreTrainedConfig, pretrained_path: str | Path | None = 
     """
     from lerobot.policies.factory import get_policy_class
 
+    from pirlctl.policies.tiny_builds import build_context
+
     cls = get_policy_class(config.type)
+    # the tiny offline build of a config tagged tiny (no patch outlives it); SmolVLA's constructor print()s
+    # progress, which would corrupt ``--json`` output: it goes to stderr
+    with build_context(config), contextlib.redirect_stdout(sys.stderr):
+        policy = _construct(cls, config, pretrained_path)
+    return policy.to(config.device or "cpu")
+
+
+def _construct(cls: Any, config: PreTrainedConfig, pretrained_path: str | Path | None) -> nn.Module:
     if pretrained_path is None:
         policy = cls(config)
     else:
@@ -61,4 +76,4 @@ def build_policy(config: PreTrainedConfig, pretrained_path: str | Path | None = 
                 f"the weights in {path} do not fit this {config.type} config ({first[:160]}); "
                 "use the config the checkpoint was trained with (its run_config.json)"
             ) from err
-    return policy.to(config.device or "cpu")
+    return policy

@@ -111,7 +111,12 @@ def tokenize_task(task: str, policy_config: Any, batch_size: int = 1) -> tuple[T
     """Task text -> ``observation.language.tokens`` [B, L] long, and which tokenizer made them.
 
     Uses the policy's HF tokenizer from the local cache when present (never downloads), else :func:`hash_tokenize`.
+    π0, π0.5 and SmolVLA configs go to :func:`pirlctl.policies.language.tokenize_task` (PaliGemma's pad id).
     """
+    if not hasattr(policy_config, "get_florence_config"):
+        from pirlctl.policies.language import tokenize_task as tokenize_prompt
+
+        return tokenize_prompt(task, policy_config, batch_size)
     max_len = int(policy_config.tokenizer_max_length)
     vocab = int(policy_config.get_florence_config().text_config.vocab_size)
     ids: list[int] | None = None
