@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from pirlctl.policies.language import LANGUAGE_MASK_KEY
 from pirlctl.policies.loading import build_policy
 from pirlctl.policies.processors import build_processors, dataset_stats, has_processors
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
@@ -85,6 +86,11 @@ def behaviour_clone(
     torch.manual_seed(seed)
     policy: Any = build_policy(policy_cfg)
     policy.train()
+    # π0, π0.5 and SmolVLA read an attention mask (π0.5 also its state as prompt text): the adapter builds the
+    # prompt exactly as the actor does; X-VLA reads the tokens alone
+    from pirlctl.policies import make_flow_adapter
+
+    prompt = None if policy_cfg.type == "xvla" else getattr(make_flow_adapter(policy), "language", None)
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=lr * 0.05)
@@ -95,6 +101,8 @@ def behaviour_clone(
     for step in range(1, steps + 1):
         idx = torch.randint(0, n, (min(batch_size, n),), generator=g)
         batch = processors.preprocess({k: v[idx] for k, v in data.items()}, task)
+        if prompt is not None:
+            batch[LANGUAGE_TOKENS_KEY], batch[LANGUAGE_MASK_KEY] = prompt(batch)
         loss, _ = policy.forward(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
