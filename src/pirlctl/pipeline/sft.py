@@ -1,8 +1,11 @@
 """Behaviour cloning (few-shot SFT) of a flow policy on a LeRobot dataset, with the policy's own flow-matching loss.
 
 The whole (small) dataset is decoded into memory once, with action chunks of ``chunk_size`` from LeRobot's
-``delta_timestamps``; training samples minibatches from memory. The result is a LeRobot checkpoint folder
-(``config.json`` + ``model.safetensors``) that ``policy_path`` points at.
+``delta_timestamps``; training samples minibatches from memory and passes each through the policy's LeRobot
+preprocessor (normalisation with the dataset's ``meta/stats.json``), as ``lerobot-train`` does, so a non-identity
+normalisation mode is trained in the normalised space. The result is a complete LeRobot policy folder
+(``config.json``, ``model.safetensors``, ``policy_preprocessor.json`` / ``policy_postprocessor.json`` and their
+state files) that ``policy_path`` points at and LeRobot's own tools load.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import torch
 
 from pirlctl.policies.loading import build_policy
+from pirlctl.policies.processors import build_processors, dataset_stats, has_processors
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 
 
@@ -48,6 +52,13 @@ def load_frames(dataset_root: str | Path, policy_cfg: Any, fps: int = 10) -> dic
     return out
 
 
+def _dataset_task(dataset_root: str | Path) -> str:
+    """The dataset's (single) task text, for a preprocessor that tokenises it itself."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    return str(LeRobotDatasetMetadata("pirlctl/demos", root=dataset_root).tasks.index[0])
+
+
 def behaviour_clone(
     policy_cfg: Any,
     dataset_root: str | Path,
@@ -64,9 +75,11 @@ def behaviour_clone(
     """Train ``policy_cfg`` from scratch (seeded) on the dataset; save to ``output`` (reused when present).
     ``on_log(step, loss)`` every ``log_every`` steps and at the last; ``on_log(0, nan)`` once the data is loaded."""
     out = Path(output)
-    if (out / "model.safetensors").is_file() and not fresh:
+    if (out / "model.safetensors").is_file() and has_processors(out) and not fresh:
         return SFTReport(str(out), steps, float("nan"), -1, 0.0, reused=True)
     started = time.monotonic()
+    processors = build_processors(policy_cfg, dataset_stats(dataset_root, policy_cfg))
+    task = _dataset_task(dataset_root) if processors.tokenizes else None
     data = load_frames(dataset_root, policy_cfg)
     n = data["action"].shape[0]
     torch.manual_seed(seed)
@@ -81,7 +94,7 @@ def behaviour_clone(
         on_log(0, loss_val)
     for step in range(1, steps + 1):
         idx = torch.randint(0, n, (min(batch_size, n),), generator=g)
-        batch = {k: v[idx] for k, v in data.items()}
+        batch = processors.preprocess({k: v[idx] for k, v in data.items()}, task)
         loss, _ = policy.forward(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -95,6 +108,7 @@ def behaviour_clone(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     policy.save_pretrained(tmp)
+    processors.save(tmp)
     if out.exists():
         import shutil
 
