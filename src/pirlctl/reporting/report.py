@@ -51,6 +51,13 @@ def write_report(
         f"{last.get(M.TRAIN_CLIPFRAC, float('nan')):.3f} / {ev:.2f} |",
         f"| machine | {report.machine} |",
         f"| stages reused from cache | {', '.join(report.stages_reused) or 'none'} |",
+        *(
+            [
+                f"| stages skipped | {', '.join(report.stages_skipped)} (started from --policy_path {report.start_policy}) |"
+            ]
+            if report.stages_skipped
+            else []
+        ),
         "",
         "Learning curve: `learning_curve.png` in the run folder.",
         "",
