@@ -52,9 +52,7 @@ def write_report(
         f"| machine | {report.machine} |",
         f"| stages reused from cache | {', '.join(report.stages_reused) or 'none'} |",
         *(
-            [
-                f"| stages skipped | {', '.join(report.stages_skipped)} (started from --policy_path {report.start_policy}) |"
-            ]
+            [f"| stages skipped | {', '.join(report.stages_skipped)} (started from {report.start_policy}) |"]
             if report.stages_skipped
             else []
         ),

@@ -211,7 +211,7 @@ class Actor:
     @property
     def processors(self) -> PolicyProcessors:
         """The policy's LeRobot processors (those of the checkpoint after a restore, as in profile-actor)."""
-        return self.algo.processors  # type: ignore[no-any-return]
+        return self.algo.processors
 
     # -- parameters stream (background thread) ------------------------------------------------------------
     def _stream_parameters(self) -> None:
