@@ -145,8 +145,10 @@ class TrainJob:
         self.sft_key = _key(self.demo_key, pol_json, p.sft_steps, p.sft_batch_size, p.sft_lr, cfg.seed)
         self.demo_dir = self.cache / f"demos-{self.demo_key}"
         self.sft_dir = self.cache / f"sft-{self.sft_key}"
-        # a user's policy folder replaces demos + SFT; its evaluation is cached under the folder's contents
-        self.user_policy = Path(cfg.policy_path).resolve() if cfg.policy_path else None
+        # a user's policy folder replaces demos + SFT; its evaluation is cached under the folder's contents. The
+        # job's own SFT folder (recorded in a run folder's run_config.json) is not the user's: its stages are reused
+        given = Path(cfg.policy_path).resolve() if cfg.policy_path else None
+        self.user_policy = given if given is not None and given != self.sft_dir.resolve() else None
         self.skipped: list[str] = []
         if self.user_policy is not None:
             self.sft_dir = self.user_policy
