@@ -393,3 +393,10 @@ def test_the_default_jobs_identity_processors_leave_observations_actions_and_log
     after = algo.act({k: v.unsqueeze(0) for k, v in seen.items()}, generator=torch.Generator().manual_seed(9))
     assert torch.equal(before.chain, after.chain) and torch.equal(before.log_prob, after.log_prob)
     assert np.array_equal(procs.env_action(after.actions), before.actions[0].numpy())
+    # building the processors draws no random numbers: the seeded weights are those of the build before them
+    from lerobot.rl.algorithms.factory import make_algorithm
+
+    torch.manual_seed(cfg.seed)
+    old = make_algorithm(cfg.pirl, build_policy(cfg.policy, cfg.policy_path))
+    for key, value in old.state_dict().items():
+        assert torch.equal(value, algo.state_dict()[key]), key
