@@ -12,6 +12,7 @@ import torch
 from pirlctl.config.run_config import load_run_config
 from pirlctl.pipeline.evaluate import EvalReport, evaluate_algorithm, merge_eval_reports, wilson_interval
 from pirlctl.policies.loading import CONFIGS_DIR
+from pirlctl.policies.processors import build_processors
 
 
 def _part(successes, episodes, mean_length, seconds, strip=None):
@@ -74,6 +75,9 @@ class _ThreeStepEnv:
 class _FixedChunkAlgo:
     device = torch.device("cpu")
 
+    def __init__(self, cfg):
+        self.processors = build_processors(cfg.policy, None)  # identity: the env gets the chunk as is
+
     def act(self, batch, deterministic, generator):
         assert deterministic
         return SimpleNamespace(actions=torch.tensor([[[5.0, 0.0, -5.0, 3.0], [0.5, 0.0, 0.0, 0.0]]]))
@@ -85,7 +89,7 @@ def test_on_step_sees_every_clipped_action_of_every_episode_before_it_is_stepped
     cfg.env.cameras = ["front"]
     seen = []
     report = evaluate_algorithm(
-        _FixedChunkAlgo(), cfg, episodes=2, env=_ThreeStepEnv(), on_step=lambda j, env, a: seen.append((j, env.t, a))
+        _FixedChunkAlgo(cfg), cfg, episodes=2, env=_ThreeStepEnv(), on_step=lambda j, env, a: seen.append((j, env.t, a))
     )
     assert [(j, t) for j, t, _ in seen] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
     np.testing.assert_array_equal(seen[0][2], [2.0, 0.0, -1.0, 2.0])  # clipped to the action space
@@ -106,6 +110,6 @@ def test_on_episode_reports_each_finished_episode_for_the_progress_bar():
     cfg.env.cameras = ["front"]
     seen: list[tuple[int, int]] = []
     evaluate_algorithm(
-        _FixedChunkAlgo(), cfg, episodes=3, env=_ThreeStepEnv(), on_episode=lambda done, n: seen.append((done, n))
+        _FixedChunkAlgo(cfg), cfg, episodes=3, env=_ThreeStepEnv(), on_episode=lambda done, n: seen.append((done, n))
     )
     assert seen == [(1, 3), (2, 3), (3, 3)]

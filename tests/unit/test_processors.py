@@ -306,3 +306,97 @@ def test_a_lerobot_factory_pipeline_with_a_local_tokenizer_loads_and_tokenises_i
     out = procs.preprocess(obs, TASK)
     assert out[LANGUAGE_TOKENS_KEY].tolist() == [[4, 5, 6, 7, 1, 1, 1, 1]] * 2
     assert out["observation.images.front"].min() < 0  # ImageNet-normalised, as the checkpoint was trained
+
+
+# -- the runtime: checkpoints, the default job ---------------------------------------------------------------
+
+
+def _run_from(policy_cfg, policy_path, out):
+    run = _run_config()
+    run.policy, run.policy_path, run.output_dir = policy_cfg, str(policy_path), str(out)
+    return run
+
+
+def test_lerobot_alone_loads_a_pirlctl_checkpoint_and_returns_pirls_ode_action(sft_folder, tmp_path, child_json):
+    """A checkpoint's pretrained_model/ is a complete LeRobot policy folder: the processors are saved there (and in
+    the manifest), restored with the checkpoint, and LeRobot's own code gives pirlctl's ODE action (atol 1e-5)."""
+    from pirlctl.config.run_config import config_hash, encode_run_config
+    from pirlctl.diagnostics.sync_checks import perturb_one_parameter
+    from pirlctl.runtime.build import build_algorithm, run_processors
+    from pirlctl.runtime.checkpoint import restore_checkpoint, save_checkpoint, verify_checkpoint
+
+    cfg, sft = sft_folder
+    run = _run_from(cfg, sft, tmp_path / "run")
+    trained = build_algorithm(run, "cpu")
+    perturb_one_parameter(trained, 0.05)  # the checkpoint's weights are not the SFT folder's
+    path = save_checkpoint(
+        tmp_path / "run",
+        1,
+        policy=trained.policy,
+        algorithm=trained,
+        processors=trained.processors,
+        run_config_json=encode_run_config(run),
+        config_hash=config_hash(run),
+        counters={"env_steps": 0},
+    )
+    folder = path / "pretrained_model"
+    manifest = json.loads((path / "manifest.json").read_text())["files"]
+    state_files = sorted(p.name for p in folder.glob("policy_*processor*.safetensors"))
+    assert len(state_files) == 2
+    for name in (PREPROCESSOR_FILE, POSTPROCESSOR_FILE, *state_files):
+        assert f"pretrained_model/{name}" in manifest
+    info = verify_checkpoint(tmp_path / "run", expected_config_hash=config_hash(run))
+
+    restored = build_algorithm(run, "cpu")
+    restored.processors = None
+    restore_checkpoint(info, policy=restored.policy, algorithm=restored, restore_rng=False)
+    procs = restored.processors
+    assert procs is not None  # restore loads the checkpoint's processors
+
+    B, seed = 3, 11
+    g = torch.Generator().manual_seed(2)
+    obs = {k: torch.rand(B, *f.shape, generator=g) for k, f in cfg.input_features.items()}
+    obs["observation.state"] = 3.0 + 2.0 * torch.randn(B, *cfg.input_features["observation.state"].shape, generator=g)
+    obs[LANGUAGE_TOKENS_KEY] = tokenize_task(TASK, cfg, B)[0]
+    save_file(obs, str(tmp_path / "obs.safetensors"))
+    theirs = torch.tensor(child_json(_LEROBOT_ALONE, str(folder), str(tmp_path / "obs.safetensors"), str(seed)))
+    x_init = torch.randn(
+        B, restored.adapter.chunk_size, restored.adapter.action_dim, generator=torch.Generator().manual_seed(seed)
+    )
+    step = restored.act(procs.preprocess(obs), deterministic=True, x_init=x_init)
+    ours = procs.postprocess(restored.adapter.postprocess(step.chain[:, -1]))
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    # the checkpoint's weights, not the SFT folder's, produced it
+    sft_step = build_algorithm(run, "cpu").act(procs.preprocess(obs), deterministic=True, x_init=x_init)
+    assert not torch.allclose(sft_step.chain[:, -1], step.chain[:, -1], atol=1e-4)
+    # `pirlctl eval <checkpoint>` builds from pretrained_model/: the same statistics
+    x = torch.randn(2, cfg.chunk_size, 4)
+    evaluated = run_processors(_run_from(cfg, folder, tmp_path / "eval"))
+    torch.testing.assert_close(evaluated.postprocess(x), procs.postprocess(x), atol=0, rtol=0)
+
+
+def test_the_default_jobs_identity_processors_leave_observations_actions_and_log_probs_unchanged():
+    """The default job (IDENTITY normalisation): the actor's preprocess -> act -> postprocess gives, for the same
+    seed, bit-identical actions, chain and log-prob to feeding the raw observation (the path before processors)."""
+    from pirlctl.diagnostics.sync_checks import synthetic_observations
+    from pirlctl.runtime.build import build_algorithm
+
+    cfg = _run_config()
+    algo = build_algorithm(cfg, "cpu")
+    procs = algo.processors
+    raw = {k: v[0] for k, v in synthetic_observations(cfg, 1, seed=5).items()}
+    before = algo.act({k: v.unsqueeze(0) for k, v in raw.items()}, generator=torch.Generator().manual_seed(9))
+    seen = procs.preprocess_one(raw, cfg.env.instruction)
+    assert set(seen) == set(raw) | {"domain_id"} and int(seen["domain_id"]) == 0
+    for key, value in raw.items():
+        assert torch.equal(seen[key], value), key
+    after = algo.act({k: v.unsqueeze(0) for k, v in seen.items()}, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(before.chain, after.chain) and torch.equal(before.log_prob, after.log_prob)
+    assert np.array_equal(procs.env_action(after.actions), before.actions[0].numpy())
+    # building the processors draws no random numbers: the seeded weights are those of the build before them
+    from lerobot.rl.algorithms.factory import make_algorithm
+
+    torch.manual_seed(cfg.seed)
+    old = make_algorithm(cfg.pirl, build_policy(cfg.policy, cfg.policy_path))
+    for key, value in old.state_dict().items():
+        assert torch.equal(value, algo.state_dict()[key]), key

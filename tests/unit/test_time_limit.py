@@ -18,6 +18,7 @@ from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PolicyStep
 from pirlctl.config.run_config import load_run_config
 from pirlctl.envs.pick_cube import progress_potential
 from pirlctl.policies.loading import DEFAULT_RUN_CONFIG
+from pirlctl.policies.processors import build_processors
 from pirlctl.runtime.actor import Actor, ActorReport, WeightsSlot
 
 Z_INIT, Z_SUCCESS = 0.02, 0.12
@@ -68,6 +69,7 @@ def _segment(bootstrap_time_limit: bool, value: float = 0.9):
     actor = Actor.__new__(Actor)
     actor.cfg, actor.actor_id, actor.version = cfg, 0, 0
     actor.algo = ConstantValueAlgo(value)
+    actor.algo.processors = build_processors(cfg.policy, None)
     actor.env = HalfLiftEnv()
     actor.action_low, actor.action_high = -np.ones(4, np.float32), np.full(4, 2.0, np.float32)
     actor.generator, actor.stop, actor.slot = None, threading.Event(), WeightsSlot()

@@ -26,3 +26,54 @@ def test_the_sft_key_from_a_saved_run_config_equals_the_key_from_its_config_file
     # a policy setting that matters still changes the key
     other = TrainJob(load_run_config(saved, ["--policy.num_image_views=3"]))
     assert other.sft_key != job.sft_key and other.demo_key == job.demo_key
+
+
+def test_a_users_policy_path_skips_demos_and_sft_and_the_report_says_so(tmp_path):
+    """``pirlctl train --policy_path DIR``: no demos, no SFT; the start evaluation and RL use DIR. The job's own SFT
+    folder, as a run folder's run_config.json records it, is not a user's folder: its stages are reused."""
+    from pirlctl.pipeline.train_job import STAGE_DEMOS, STAGE_SFT, TrainJobReport
+    from pirlctl.reporting.report import write_report
+
+    folder = tmp_path / "lerobot_policy"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    events: list[tuple[str, str]] = []
+    cfg = load_run_config(TINY_RUN, [f"--output_dir={tmp_path / 'run'}", f"--policy_path={folder}"])
+    cfg.pipeline.cache_dir = str(tmp_path / "cache")
+    job = TrainJob(cfg, on_event=lambda stage, msg: events.append((stage, msg)))
+    job.pretrain()
+    assert job.sft_dir == folder.resolve() and job.skipped == [STAGE_DEMOS, STAGE_SFT]
+    assert [stage for stage, _ in events] == [STAGE_DEMOS, STAGE_SFT]
+    assert all(f"skipped: starting from --policy_path {folder}" in msg for _, msg in events)
+    assert not (tmp_path / "cache").exists()  # nothing recorded, nothing trained
+    plain = TrainJob(load_run_config(TINY_RUN, [f"--output_dir={tmp_path / 'run'}"]))
+    assert job.sft_eval != plain.sft_eval  # the start evaluation is the folder's, cached apart
+    (folder / "model.safetensors").write_bytes(b"0")
+    assert TrainJob(cfg).sft_eval != job.sft_eval  # and redone when the folder's files change
+
+    own = load_run_config(TINY_RUN, [f"--output_dir={tmp_path / 'run'}"])
+    own.policy_path = str(plain.sft_dir)
+    assert TrainJob(own).user_policy is None
+
+    report = TrainJobReport(
+        str(tmp_path / "run"),
+        0.1,
+        (0.0, 0.2),
+        0.2,
+        (0.1, 0.3),
+        10,
+        16,
+        1,
+        1.0,
+        2.0,
+        "m",
+        "r.md",
+        "c.png",
+        stages_skipped=job.skipped,
+        start_policy=str(job.sft_dir),
+    )
+    (tmp_path / "run").mkdir()
+    ev = {"success_rate": 0.5, "ci95_low": 0.2, "ci95_high": 0.8, "mean_return": 0.5, "episodes": 4}
+    text = write_report(report, cfg, tmp_path / "run" / "report.md", sft_eval=ev, rl_eval=ev, train=[])
+    assert f"| stages skipped | demos, sft (started from {folder.resolve()}) |" in text
+    assert "| start policy (--policy_path) | 50.0% |" in text

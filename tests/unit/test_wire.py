@@ -52,6 +52,29 @@ def test_segment_round_trip():
     assert seg.transitions[0].terminated and seg.transitions[0].reward == 1.0
 
 
+def test_a_preprocessed_observation_keeps_the_pipelines_domain_id_and_bool_attention_mask():
+    """What LeRobot's preprocessor adds (X-VLA's domain_id [], a tokenizer step's bool attention mask) reaches the
+    learner, as the learner's expected shapes list them (runtime.build.expected_observation_shapes)."""
+    obs = {
+        "observation.state": torch.zeros(3),
+        "domain_id": torch.tensor(0),
+        "observation.language.attention_mask": torch.tensor([True, True, False, False]),
+    }
+    expected = {"observation.state": (3,), "domain_id": (), "observation.language.attention_mask": (4,)}
+    seg = decode_segment(_encode([_tr(observation=obs)]), expected_obs=expected, chain_shape=CHAIN, log_prob_shape=())
+    got = seg.transitions[0].observation
+    assert got["domain_id"].dtype == torch.int64 and torch.equal(
+        got["observation.language.attention_mask"], obs["observation.language.attention_mask"]
+    )
+    with pytest.raises(WireError, match="'domain_id' missing"):
+        decode_segment(
+            _encode([_tr(observation={"observation.state": torch.zeros(3)})]),
+            expected_obs=expected,
+            chain_shape=CHAIN,
+            log_prob_shape=(),
+        )
+
+
 @pytest.mark.parametrize(
     ("trs", "needle"),
     [

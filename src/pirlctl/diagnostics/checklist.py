@@ -223,12 +223,14 @@ def check_recipe_wired(cfg: PiRLRunConfig) -> str:
     from pirlctl import lerobot_compat
     from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PiRLAlgorithm
     from pirlctl.policies.loading import build_policy
+    from pirlctl.runtime.build import run_processors
 
     policy_type = getattr(cfg.policy, "type", None)
     algo_type = getattr(cfg.algorithm, "type", None)
     _require(algo_type == "pi_rl", f"algorithm.type={algo_type!r}; set algorithm.type to pi_rl")
     torch.manual_seed(cfg.seed)
     policy = build_policy(cfg.policy, cfg.policy_path)
+    processors = run_processors(cfg)  # as runtime.build.build_algorithm: refused in one line when they do not fit
     try:
         algo = make_algorithm(cfg.pirl, policy)
     except ValueError as err:
@@ -243,7 +245,8 @@ def check_recipe_wired(cfg: PiRLRunConfig) -> str:
     )
     return (
         f"algorithm.type=pi_rl, policy.type={policy_type}; LeRobot make_algorithm → {type(algo).__name__} "
-        f"({len(algo.trainable_policy_parameters())} trainable policy tensors)"
+        f"({len(algo.trainable_policy_parameters())} trainable policy tensors); processors "
+        f"{len(processors.preprocessor.steps)} + {len(processors.postprocessor.steps)} steps"
     )
 
 
@@ -275,7 +278,7 @@ def _on_policy_batch(algo, cfg: PiRLRunConfig, obs: dict[str, torch.Tensor], see
 
 def check_learner_branch(cfg: PiRLRunConfig) -> str:
     from pirlctl.config.run_config import config_hash, encode_run_config
-    from pirlctl.diagnostics.sync_checks import synthetic_observations
+    from pirlctl.diagnostics.sync_checks import policy_observations
     from pirlctl.runtime.build import build_algorithm
     from pirlctl.runtime.checkpoint import save_checkpoint, verify_checkpoint
 
@@ -283,7 +286,7 @@ def check_learner_branch(cfg: PiRLRunConfig) -> str:
     algo.make_optimizers_and_scheduler()
     policy_before = {k: v.detach().clone() for k, v in algo.trainable_policy_parameters().items()}
     value_before = {k: v.detach().clone() for k, v in algo.value_head.state_dict().items()}
-    obs = synthetic_observations(cfg, BATCH_CHUNKS, seed=cfg.seed)
+    obs = policy_observations(cfg, algo, BATCH_CHUNKS, seed=cfg.seed)
     iterations = max(MIN_LEARNER_ITERATIONS, cfg.pirl.critic_warmup_iters + 1)  # so the policy itself trains
     last: dict[str, float] = {}
     for it in range(iterations):
@@ -305,6 +308,7 @@ def check_learner_branch(cfg: PiRLRunConfig) -> str:
             algo.iteration,
             policy=algo.policy,
             algorithm=algo,
+            processors=algo.processors,
             run_config_json=encode_run_config(cfg),
             config_hash=config_hash(cfg),
             counters={"env_steps": 0, "policy_version": algo.iteration},
@@ -322,7 +326,7 @@ def check_learner_branch(cfg: PiRLRunConfig) -> str:
 
 
 def check_actor_sync(cfg: PiRLRunConfig) -> str:
-    from pirlctl.diagnostics.sync_checks import sample_batch, synthetic_observations
+    from pirlctl.diagnostics.sync_checks import policy_observations, sample_batch
     from pirlctl.diagnostics.sync_live import (
         InProcessLearner,
         ParameterReceiver,
@@ -344,7 +348,7 @@ def check_actor_sync(cfg: PiRLRunConfig) -> str:
         _require(first.message.version == v, f"received v{first.message.version}, published v{v}")
         actor_load(actor, first.message)
         at_v = weight_hashes(actor.get_weights())
-        batch = sample_batch(actor, synthetic_observations(cfg, BATCH_CHUNKS, seed=cfg.seed), seed=cfg.seed)
+        batch = sample_batch(actor, policy_observations(cfg, actor, BATCH_CHUNKS, seed=cfg.seed), seed=cfg.seed)
         learner.update(iter([batch]))
         second = publish_and_receive(served, receiver, learner.iteration, learner.get_weights(), fingerprint)
         _require(

@@ -4,8 +4,9 @@ re-scoring (pitfalls-research.md, Pitfall 1: an actor that "runs but performance
 - **static**: the learner's :meth:`~PiRLAlgorithm.get_weights` against what the actor's
   :meth:`~PiRLAlgorithm.load_weights` consumes (:meth:`~PiRLAlgorithm.expected_weights`), key by key (missing,
   unexpected, shape, dtype, device, finiteness), plus the fingerprint of the frozen part that is never pushed.
-- **numeric**: the actor samples chunks with ``act``; the learner re-scores them (``evaluate``) and runs one PPO
-  ``update`` at learning rate 0. On-policy data must give ratio 1: max |Δ log-prob| < 1e-5 and clipfrac 0.
+- **numeric**: the actor samples chunks with ``act`` (observations through its preprocessor); the learner
+  re-scores them (``evaluate``) and runs one PPO ``update`` at learning rate 0. On-policy data must give ratio 1:
+  max |Δ log-prob| < 1e-5 and clipfrac 0.
 """
 
 from __future__ import annotations
@@ -163,6 +164,13 @@ def synthetic_observations(cfg: PiRLRunConfig, batch_size: int, seed: int = 0) -
     return obs
 
 
+def policy_observations(cfg: PiRLRunConfig, algo: PiRLAlgorithm, batch_size: int, seed: int = 0) -> dict[str, Tensor]:
+    """:func:`synthetic_observations` through ``algo``'s LeRobot preprocessor, on the CPU: the policy's inputs as
+    the actor scores and sends them (normalised; the pipeline's own steps and tokens)."""
+    raw = synthetic_observations(cfg, batch_size, seed)
+    return {k: v.cpu() for k, v in algo.processors.preprocess(raw, task=cfg.env.instruction).items()}
+
+
 def sample_batch(actor: PiRLAlgorithm, obs: dict[str, Tensor], seed: int = 0) -> RolloutBatch:
     """A PPO batch the actor sampled with ``act`` (on-policy), with seeded advantages and returns."""
     device = actor.device
@@ -203,7 +211,7 @@ def numeric_check(
 ) -> NumericCheck:
     """Actor samples, learner re-scores and runs one PPO update at lr 0 (on a copy of its config)."""
     perturbed = perturb_one_parameter(learner, perturb_learner) if perturb_learner else None
-    batch = sample_batch(actor, synthetic_observations(cfg, chunks, seed=cfg.seed), seed=cfg.seed)
+    batch = sample_batch(actor, policy_observations(cfg, actor, chunks, seed=cfg.seed), seed=cfg.seed)
     learner.policy.eval()  # as update() does: no dropout in the re-score
     dev = learner.device
     on_dev = RolloutBatch(

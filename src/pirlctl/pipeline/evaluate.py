@@ -71,7 +71,8 @@ def evaluate_algorithm(
     ``on_episode(done, episodes)`` after every episode (progress)."""
     started = time.monotonic()
     env = env if env is not None else make_env(cfg.env)
-    tokens = tokenize_task(cfg.env.instruction, cfg.policy, 1)[0]
+    processors = algo.processors  # the policy's LeRobot pre/post-processors (runtime.build.build_algorithm)
+    tokens = None if processors.tokenizes else tokenize_task(cfg.env.instruction, cfg.policy, 1)[0][0]
     low = np.asarray(env.action_space.low, dtype=np.float32)
     high = np.asarray(env.action_space.high, dtype=np.float32)
     successes, returns, lengths, steps = 0, [], [], 0
@@ -94,10 +95,13 @@ def evaluate_algorithm(
             length += 1
 
         while not done:
-            pobs = observation_to_policy(obs, cfg.env, env)
-            pobs[LANGUAGE_TOKENS_KEY] = tokens[0]
+            raw = observation_to_policy(obs, cfg.env, env)
+            if tokens is not None:
+                raw[LANGUAGE_TOKENS_KEY] = tokens
+            # as the actor: preprocess -> act -> postprocess (the env gets actions in its own units)
+            pobs = processors.preprocess_one(raw, cfg.env.instruction)
             batch = {k: v.unsqueeze(0).to(algo.device) for k, v in pobs.items()}
-            chunk = algo.act(batch, deterministic=True, generator=generator).actions[0].cpu().numpy()
+            chunk = processors.env_action(algo.act(batch, deterministic=True, generator=generator).actions)
             out = run_chunk(env, chunk, low, high, on_step=before_step)
             obs, ret, done, success = out.obs, ret + out.reward, out.terminated or out.truncated, out.success
         successes += int(success)
@@ -160,7 +164,8 @@ def evaluate_policy_dir(
     strip_path: str | Path | None = None,
     on_episode: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
-    """ODE evaluation of a LeRobot policy folder (an SFT output or a checkpoint's pretrained_model)."""
+    """ODE evaluation of a LeRobot policy folder (an SFT output, a checkpoint's pretrained_model or a
+    ``lerobot-train`` folder), through the processors saved in it."""
     from pirlctl.runtime.build import build_algorithm
 
     cfg.policy_path = str(policy_dir)

@@ -4,6 +4,10 @@ Each stage's output is cached and reused (``--fresh`` redoes everything): demos,
 evaluation live in the cache folder under a key derived from the settings that produce them; RL lives in the
 run folder and resumes from its last checkpoint. Evaluations run in their own process (one image env per
 process, see ``envs.pick_cube``).
+
+``--policy_path DIR`` given by the user (a folder written by ``lerobot-train``, or a pirlctl checkpoint's
+``pretrained_model``): the demos and SFT stages are skipped (said in the report), the start evaluation and RL run
+on that folder, through the processors saved in it.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class TrainJobReport:
     report_md: str
     curve_png: str
     stages_reused: list[str] = field(default_factory=list)
+    stages_skipped: list[str] = field(default_factory=list)  # demos + sft when the user gave --policy_path
+    start_policy: str = ""  # the folder RL started from (the SFT output, or the user's --policy_path)
     interrupted: bool = False
     rl_sessions: int = 0  # learner processes that trained this run (restarts and resumes add one each)
     resume_notes: list[str] = field(default_factory=list)  # each resume that skipped a checkpoint, and why
@@ -139,6 +145,14 @@ class TrainJob:
         self.sft_key = _key(self.demo_key, pol_json, p.sft_steps, p.sft_batch_size, p.sft_lr, cfg.seed)
         self.demo_dir = self.cache / f"demos-{self.demo_key}"
         self.sft_dir = self.cache / f"sft-{self.sft_key}"
+        # a user's policy folder replaces demos + SFT; its evaluation is cached under the folder's contents. The
+        # job's own SFT folder (recorded in a run folder's run_config.json) is not the user's: its stages are reused
+        given = Path(cfg.policy_path).resolve() if cfg.policy_path else None
+        self.user_policy = given if given is not None and given != self.sft_dir.resolve() else None
+        self.skipped: list[str] = []
+        if self.user_policy is not None:
+            self.sft_dir = self.user_policy
+            self.sft_key = _key(pol_json, _folder_stamp(self.user_policy))
         eval_key = _key(cfg.pirl.num_denoise_steps, p.eval_episodes, EVAL_PROTOCOL)
         self.sft_eval = self.cache / f"eval-{self.sft_key}-{eval_key}.json"
 
@@ -147,6 +161,11 @@ class TrainJob:
         from pirlctl.pipeline.demos import record_demos
         from pirlctl.pipeline.sft import behaviour_clone
 
+        if self.user_policy is not None:
+            self.skipped = [STAGE_DEMOS, STAGE_SFT]
+            for stage in self.skipped:
+                self.on_event(stage, f"skipped: starting from --policy_path {self.user_policy}")
+            return
         p = self.cfg.pipeline
         self.on_event(STAGE_DEMOS, f"{p.demo_episodes} scripted demos -> {self.demo_dir}")
         demos = record_demos(
@@ -356,6 +375,8 @@ class TrainJob:
             report_md=str(self.run_dir / "report.md"),
             curve_png=str(curve),
             stages_reused=sorted(set(self.reused)),
+            stages_skipped=list(self.skipped),
+            start_policy=str(self.sft_dir),
             interrupted=not finished,
             rl_sessions=len(sessions),
             resume_notes=[str(r[M.SESSION_NOTE]) for r in sessions if r.get(M.SESSION_NOTE)],
@@ -363,6 +384,14 @@ class TrainJob:
         write_report(report, self.cfg, Path(report.report_md), sft_eval=sft, rl_eval=rl, train=train)
         (self.run_dir / "report.json").write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
         return report
+
+
+def _folder_stamp(folder: Path) -> list[tuple[str, int, int]]:
+    """Name, size and modification time of each file of a policy folder: a cached evaluation of the folder is
+    reused only while its files are unchanged."""
+    if not folder.is_dir():
+        return []
+    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
 
 
 def _count(files: list[Path]) -> int:

@@ -46,6 +46,7 @@ DATASET_STATS_FILE = "meta/stats.json"  # LeRobot's STATS_PATH inside a dataset 
 TOKENIZER_STEP = "tokenizer_processor"
 NORMALIZER_STEP = "normalizer_processor"
 UNNORMALIZER_STEP = "unnormalizer_processor"
+DEVICE_STEP = "device_processor"
 # Steps of LeRobot's factory pipelines that pirlctl's own SFT folders leave out (why: module docstring).
 OWN_SFT_OMITTED_STEPS = ("xvla_imagenet_normalize",)
 
@@ -86,6 +87,19 @@ class PolicyProcessors:
     def postprocess(self, action: Any) -> Any:
         """Policy-space actions [..., A] (normalised, padding already dropped) -> env actions [..., A]."""
         return self.postprocessor(action)
+
+    def preprocess_one(self, observation: dict[str, Any], task: str | None = None) -> dict[str, Any]:
+        """One unbatched raw observation -> the policy's unbatched inputs on the CPU: what the actor scores and
+        sends to the learner (and evaluation scores), through :meth:`preprocess`."""
+        batch = self.preprocess({k: v.unsqueeze(0) for k, v in observation.items()}, task=task)
+        return {k: v[0].cpu() for k, v in batch.items()}
+
+    def env_action(self, actions: Any) -> Any:
+        """``PolicyStep.actions`` [B, n_exec, A] in the policy's normalised space -> the first observation's env
+        actions [n_exec, A], float32 numpy, through :meth:`postprocess`: what the env executes."""
+        import numpy as np
+
+        return np.asarray(self.postprocess(actions)[0].detach().cpu().numpy(), dtype=np.float32)
 
     def save(self, folder: str | Path) -> None:
         """Write both pipelines into ``folder`` with LeRobot's own ``save_pretrained`` (LeRobot's file names)."""
@@ -272,6 +286,14 @@ def _step_files(folder: Path, config_file: str) -> list[str]:
     return [str(s["state_file"]) for s in cfg.get("steps", []) if isinstance(s, dict) and s.get("state_file")]
 
 
+def _step_names(folder: Path, config_file: str) -> list[str]:
+    try:
+        cfg = json.loads((folder / config_file).read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(s.get("registry_name")) for s in cfg.get("steps", []) if isinstance(s, dict)]
+
+
 def _tokenizer_name(folder: Path) -> str | None:
     try:
         cfg = json.loads((folder / PREPROCESSOR_FILE).read_text())
@@ -322,7 +344,11 @@ def load_processors(folder: str | Path, policy_config: Any) -> PolicyProcessors:
             f"the tokenizer {tokenizer!r} named in {path / PREPROCESSOR_FILE} is not in the local Hugging Face "
             f"cache ({HF_HUB_CACHE}); download it there once: hf download {tokenizer}"
         )
-    pre, post = make_pre_post_processors(policy_config, pretrained_path=str(path))
+    # the device of this process, not the one the folder was saved on (as lerobot-eval does)
+    overrides = {}
+    if DEVICE_STEP in _step_names(path, PREPROCESSOR_FILE) and getattr(policy_config, "device", None):
+        overrides[DEVICE_STEP] = {"device": str(policy_config.device)}
+    pre, post = make_pre_post_processors(policy_config, pretrained_path=str(path), preprocessor_overrides=overrides)
     for pipeline, file, step_name in (
         (pre, PREPROCESSOR_FILE, NORMALIZER_STEP),
         (post, POSTPROCESSOR_FILE, UNNORMALIZER_STEP),

@@ -25,13 +25,14 @@ def write_report(
     ev = last.get(M.TRAIN_EXPLAINED_VARIANCE)
     ev = float("nan") if ev is None else ev
     lift = rl_eval["success_rate"] - sft_eval["success_rate"]
+    start = "start policy (--policy_path)" if getattr(report, "stages_skipped", None) else "SFT (few-shot BC)"
     overlap = not (rl_eval["ci95_low"] > sft_eval["ci95_high"] or sft_eval["ci95_low"] > rl_eval["ci95_high"])
     lines = [
         f"# pirlctl train report: {Path(report.run_dir).name}",
         "",
         "| | success (ODE) | 95% CI (Wilson) | mean return | episodes |",
         "|---|---|---|---|---|",
-        f"| SFT (few-shot BC) | {_pct(sft_eval['success_rate'])} | {_pct(sft_eval['ci95_low'])} – "
+        f"| {start} | {_pct(sft_eval['success_rate'])} | {_pct(sft_eval['ci95_low'])} – "
         f"{_pct(sft_eval['ci95_high'])} | {sft_eval['mean_return']:.3f} | {sft_eval['episodes']} |",
         f"| after PI-RL | {_pct(rl_eval['success_rate'])} | {_pct(rl_eval['ci95_low'])} – "
         f"{_pct(rl_eval['ci95_high'])} | {rl_eval['mean_return']:.3f} | {rl_eval['episodes']} |",
@@ -51,6 +52,11 @@ def write_report(
         f"{last.get(M.TRAIN_CLIPFRAC, float('nan')):.3f} / {ev:.2f} |",
         f"| machine | {report.machine} |",
         f"| stages reused from cache | {', '.join(report.stages_reused) or 'none'} |",
+        *(
+            [f"| stages skipped | {', '.join(report.stages_skipped)} (started from {report.start_policy}) |"]
+            if report.stages_skipped
+            else []
+        ),
         "",
         "Learning curve: `learning_curve.png` in the run folder.",
         "",

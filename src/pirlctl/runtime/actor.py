@@ -1,8 +1,10 @@
 """The PI-RL actor: runs the env with the PI-RL sampler, sends version-tagged segments, loads new weights between
 segments.
 
-Loop: wait for weights → collect ``rollout_chunks`` chunks with that version (each chunk: one ``act`` call, up
-to n_exec env steps, stopped early when the episode ends) → send the segment (with V(s') for the bootstrap) →
+Loop: wait for weights → collect ``rollout_chunks`` chunks with that version (each chunk: the observation
+through the policy's LeRobot preprocessor, one ``act`` call, the actions through its postprocessor, up to n_exec
+env steps, stopped early when the episode ends; the PREPROCESSED observation is what is sent, so the learner
+re-scores exactly what the actor saw) → send the segment (with V(s') for the bootstrap) →
 wait for the next push (``weights_wait_s``; on timeout keep collecting with the weights it has, and the
 learner's version rule decides) → load it, checking the version → ... until the learner pushes ``stop``.
 The episode is not reset at a segment boundary; GAE bootstraps there. The learner being away is survived: the
@@ -35,6 +37,7 @@ from pirlctl.envs.pick_cube import (
     run_chunk,
     shaped_reward,
 )
+from pirlctl.policies.processors import PolicyProcessors
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 from pirlctl.runtime.build import build_algorithm, setup_process
 from pirlctl.runtime.transport import BufferPool, LearnerClient, LearnerUnreachableError, TlsConfig
@@ -50,12 +53,14 @@ logger = logging.getLogger("pirlctl.actor")
 
 
 def actor_observation(
-    env: Any, obs: dict[str, Any], cfg: PiRLRunConfig, tokens: torch.Tensor
+    env: Any, obs: dict[str, Any], cfg: PiRLRunConfig, tokens: torch.Tensor | None
 ) -> dict[str, torch.Tensor]:
-    """One unbatched observation as the actor scores and sends it: the policy's inputs, the task tokens, and, for
-    an asymmetric critic, the simulator-only state (read from ``env``, whose state must be that of ``obs``)."""
+    """One unbatched raw observation: the policy's inputs, the task tokens (None: the preprocessor tokenises the
+    instruction itself), and, for an asymmetric critic, the simulator-only state (read from ``env``, whose state
+    must be that of ``obs``)."""
     o = observation_to_policy(obs, cfg.env, env)
-    o[LANGUAGE_TOKENS_KEY] = tokens
+    if tokens is not None:
+        o[LANGUAGE_TOKENS_KEY] = tokens
     if cfg.pirl.critic_privileged_dim:
         o[PRIVILEGED_STATE_KEY] = torch.from_numpy(privileged_state(env))
     return o
@@ -184,8 +189,13 @@ class Actor:
         self.env = make_env(cfg.env)
         low, high = self.env.action_space.low, self.env.action_space.high
         self.action_low, self.action_high = np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32)
-        self.tokens, source = tokenize_task(cfg.env.instruction, cfg.policy, 1)
-        logger.info("actor %d: task tokens from %s", actor_id, source)
+        self.tokens: torch.Tensor | None = None  # the pipeline's own tokenizer step tokenises the instruction
+        if self.processors.tokenizes:
+            logger.info("actor %d: task tokens from the policy's preprocessor", actor_id)
+        else:
+            tokens, source = tokenize_task(cfg.env.instruction, cfg.policy, 1)
+            self.tokens = tokens[0]
+            logger.info("actor %d: task tokens from %s", actor_id, source)
         self.client = LearnerClient(cfg.runtime.learner_host, cfg.runtime.learner_port, token, tls)
         self.pool = BufferPool(keep=2)  # receive buffers reused across pushes (B4)
         self.slot = WeightsSlot(self.pool)
@@ -197,6 +207,11 @@ class Actor:
         self.actions_done = 0
         self.phi = 0.0  # shaping potential of the current state (env.shaping > 0)
         self.started = time.monotonic()  # run() restarts it; episode stats report the loop's rate since then
+
+    @property
+    def processors(self) -> PolicyProcessors:
+        """The policy's LeRobot processors (those of the checkpoint after a restore, as in profile-actor)."""
+        return self.algo.processors
 
     # -- parameters stream (background thread) ------------------------------------------------------------
     def _stream_parameters(self) -> None:
@@ -258,7 +273,9 @@ class Actor:
 
     # -- env interaction ----------------------------------------------------------------------------------
     def _policy_obs(self, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return actor_observation(self.env, obs, self.cfg, self.tokens[0])
+        """The preprocessed, unbatched observation the actor scores and sends."""
+        raw = actor_observation(self.env, obs, self.cfg, self.tokens)
+        return self.processors.preprocess_one(raw, self.cfg.env.instruction)
 
     def _reset(self) -> dict[str, Any]:
         obs = reset_episode(self.env, self._episode_seed())
@@ -280,7 +297,7 @@ class Actor:
             t0 = time.perf_counter()
             step = self.algo.act(batch, generator=self.generator)
             self.infer_time += time.perf_counter() - t0
-            chunk = step.actions[0].cpu().numpy()
+            chunk = self.processors.env_action(step.actions)
             t1 = time.perf_counter()
             out = run_chunk(self.env, chunk, self.action_low, self.action_high)
             self.env_time += time.perf_counter() - t1

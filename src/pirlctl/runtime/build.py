@@ -1,7 +1,7 @@
 """What learner, actor and the diagnostics share when they start: the process set-up (logging, threads, run
-folder), the algorithm built from a run config (policy + PI-RL through LeRobot's ``make_algorithm``), and the
-observation shapes the learner accepts on the wire. One module, so that a diagnostic builds exactly what the
-runtime builds."""
+folder), the algorithm built from a run config (policy + PI-RL through LeRobot's ``make_algorithm``, with the
+policy's LeRobot processors as ``algo.processors``), and the observation shapes the learner accepts on the wire.
+One module, so that a diagnostic builds exactly what the runtime builds."""
 
 from __future__ import annotations
 
@@ -16,14 +16,38 @@ from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY, p
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PiRLAlgorithm
 from pirlctl.config.run_config import PiRLRunConfig
 from pirlctl.policies.loading import build_policy
+from pirlctl.policies.processors import PolicyProcessors, build_processors, load_processors
 
 
-def expected_observation_shapes(policy_cfg: Any, token_len: int, privileged_dim: int = 0) -> dict[str, tuple[int, ...]]:
+def expected_observation_shapes(
+    policy_cfg: Any,
+    token_len: int,
+    privileged_dim: int = 0,
+    processors: PolicyProcessors | None = None,
+    task: str | None = None,
+) -> dict[str, tuple[int, ...]]:
+    """Observation key -> per-transition shape the learner accepts: the policy's input features, the task tokens
+    and, for an asymmetric critic, the simulator state. With ``processors``: every tensor the actor's preprocess
+    makes of such an observation (``task`` its instruction), e.g. X-VLA's ``domain_id`` [] and, when the pipeline
+    tokenises, ``observation.language.attention_mask``, so that the learner re-scores what the actor saw."""
     shapes = {k: tuple(f.shape) for k, f in policy_cfg.input_features.items()}
     shapes["observation.language.tokens"] = (token_len,)
     if privileged_dim:
         shapes[PRIVILEGED_STATE_KEY] = (privileged_dim,)
-    return shapes
+    if processors is None:
+        return shapes
+    raw = {k: torch.zeros(1, *s) for k, s in shapes.items() if k != "observation.language.tokens"}
+    out = processors.preprocess(raw, task=task)
+    return {k: tuple(v.shape[1:]) for k, v in out.items()}
+
+
+def run_processors(cfg: PiRLRunConfig) -> PolicyProcessors:
+    """The policy's LeRobot processors: those saved in ``policy_path`` (a pirlctl SFT folder or checkpoint, or a
+    ``lerobot-train`` folder), else pirlctl's own pipeline with no statistics (a fresh policy normalises nothing).
+    Refuses (one line) a folder whose processor files are missing or whose statistics do not fit the policy."""
+    if cfg.policy_path is not None:
+        return load_processors(cfg.policy_path, cfg.policy)
+    return build_processors(cfg.policy, None)
 
 
 def setup_process(cfg: PiRLRunConfig, role: str, log_level: str = "INFO") -> Path:
@@ -52,13 +76,17 @@ def build_algorithm(cfg: PiRLRunConfig, device: str) -> PiRLAlgorithm:
     Seeded with ``cfg.seed`` so that learner and actors build identical weights when there is no checkpoint:
     only the trainable part is pushed, the frozen part must already agree (checked by fingerprint). The run's
     planned PPO iterations, the time axis of the noise and learning-rate schedules, are set here, once, from the
-    run config, so that learner, actors, evaluation and diagnostics anneal alike.
+    run config, so that learner, actors, evaluation and diagnostics anneal alike. ``algo.processors`` is the
+    policy's pre/post-processor pair (:func:`run_processors`, on ``device``): observations go through
+    ``processors.preprocess`` before ``act``, the env gets ``processors.postprocess(step.actions)``.
     """
     cfg.policy.device = device  # type: ignore[union-attr]
     torch.manual_seed(cfg.seed)
     policy = build_policy(cfg.policy, cfg.policy_path)
+    processors = run_processors(cfg)
     algo = make_algorithm(cfg.pirl, policy)
     assert isinstance(algo, PiRLAlgorithm)
+    algo.processors = processors
     rt = cfg.runtime
     algo.planned_iterations = planned_iterations(rt.total_env_steps, rt.num_actors, rt.rollout_chunks, algo.n_exec)
     return algo

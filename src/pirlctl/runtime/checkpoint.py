@@ -3,7 +3,9 @@
 ::
 
     <output_dir>/checkpoints/<iteration:06d>/
-        pretrained_model/      policy config.json + model.safetensors (PreTrainedPolicy.save_pretrained)
+        pretrained_model/      policy config.json + model.safetensors (PreTrainedPolicy.save_pretrained) and its
+                               processors (policy_preprocessor.json / policy_postprocessor.json + state files):
+                               a complete LeRobot policy folder (--policy.path=<ckpt>/pretrained_model)
         algorithm/             PI-RL config.json + model.safetensors (value head, noise head)
         training_state/        optimizers/<name>/..., rng_state.safetensors, training_step.json
         run_config.json
@@ -210,8 +212,12 @@ def save_checkpoint(
     config_hash: str,
     counters: dict[str, Any],
     keep: int = 0,
+    processors: Any = None,
 ) -> Path:
     """Write checkpoint ``iteration`` atomically and point ``last`` at it. Returns its folder.
+
+    ``processors`` (a :class:`pirlctl.policies.processors.PolicyProcessors`) are saved into ``pretrained_model/``
+    after the policy, with LeRobot's file names, and listed in the manifest like every other file.
 
     Invariant: at every instant (a SIGKILL can land anywhere) ``last`` is either absent (first save) or a
     symlink to a complete, fsynced checkpoint. ``keep`` > 0: then only the ``keep`` newest iteration folders stay
@@ -224,6 +230,8 @@ def save_checkpoint(
     # unique even if a crashed save with a reused pid left its folder, which ``last`` may point at
     tmp = root / f".tmp-{name}-{os.getpid()}-{secrets.token_hex(4)}"
     policy.save_pretrained(tmp / "pretrained_model")  # type: ignore[operator]
+    if processors is not None:
+        processors.save(tmp / "pretrained_model")
     algorithm.save_pretrained(tmp / "algorithm")
     state_dir = tmp / "training_state"
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -438,7 +446,9 @@ def restore_checkpoint(info: CheckpointInfo, *, policy: nn.Module, algorithm: An
     """Load policy weights, algorithm tensors, optimizer state and RNG from a verified checkpoint, in place.
 
     The algorithm tensors are read and matched before anything is written, so a checkpoint of another algorithm
-    config leaves the policy untouched. Any failure is a :class:`CheckpointError`.
+    config leaves the policy untouched. Any failure is a :class:`CheckpointError`, except the processors':
+    those saved in ``pretrained_model/`` replace ``algorithm.processors`` (loaded with
+    :func:`pirlctl.policies.processors.load_processors`, refused in one line as there when they do not fit).
     """
     ckpt = info.path
     try:
@@ -456,8 +466,14 @@ def restore_checkpoint(info: CheckpointInfo, *, policy: nn.Module, algorithm: An
             f"checkpoint {ckpt}: algorithm tensors do not fit this algorithm (first mismatch {mismatch[0]!r}); "
             "the PI-RL config differs from the one that saved it"
         )
+    from pirlctl.policies.processors import has_processors, load_processors
+
+    folder = ckpt / "pretrained_model"
+    processors = load_processors(folder, policy.config) if has_processors(folder) else None
     load_policy_weights(policy, ckpt)
     algorithm.load_state_dict(algo_state)
+    if processors is not None:
+        algorithm.processors = processors
     opt_dir = ckpt / "training_state" / "optimizers"
     optimizers = algorithm.get_optimizers()
     step = "optimizer state"

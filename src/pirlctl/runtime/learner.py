@@ -79,6 +79,8 @@ class Learner:
             cfg.policy,
             int(cfg.policy.tokenizer_max_length),  # type: ignore[union-attr]
             cfg.pirl.critic_privileged_dim,
+            self.algo.processors,
+            cfg.env.instruction,
         )
         self.last_checkpoint: str | None = None
         self._alarms: AlarmMonitor | None = None  # built on first use (_alarm_monitor)
@@ -232,6 +234,7 @@ class Learner:
             self.algo.iteration,
             policy=self.algo.policy,
             algorithm=self.algo,
+            processors=self.algo.processors,
             run_config_json=self.run_json,
             config_hash=self.config_hash,
             counters=counters,

@@ -42,6 +42,8 @@ class WireError(PirlError, ValueError):
 # what a decoded tensor may hold: real numbers in the dtypes the policy uses (no complex, quantized, float8)
 FLOAT_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
 INT_DTYPES = frozenset({torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64})
+# a preprocessed observation may carry a bool mask (LeRobot's tokenizer step: observation.language.attention_mask)
+OBSERVATION_DTYPES = FLOAT_DTYPES | INT_DTYPES | frozenset({torch.bool})
 INT64_MAX = 2**63 - 1
 # a segment is one actor's rollout (``rollout_chunks`` chunks); pickle memo references make a list of millions of
 # copies of one dict cheap to send, so the count is bounded, not only the bytes
@@ -334,7 +336,7 @@ def decode_segment(
         for key, shape in expected_obs.items():
             if key not in state:
                 raise WireError(f"{where}: observation {key!r} missing")
-            t = _tensor(state[key], f"{where}: observation {key!r}", FLOAT_DTYPES | INT_DTYPES)
+            t = _tensor(state[key], f"{where}: observation {key!r}", OBSERVATION_DTYPES)
             if tuple(t.shape) != shape:
                 raise WireError(f"{where}: observation {key!r} shape {tuple(t.shape)} != {shape}")
             observation[key] = t

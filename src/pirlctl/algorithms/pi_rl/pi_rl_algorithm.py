@@ -163,6 +163,10 @@ class PiRLAlgorithm(RLAlgorithm):
         # PPO iterations the run plans (configuration_pi_rl.planned_iterations): the schedules' time axis. Set from
         # the run config by runtime.build.build_algorithm, for learner and actors alike; 0 holds them at their start.
         self.planned_iterations: int = 0
+        # The policy's LeRobot pre/post-processors (pirlctl.policies.processors.PolicyProcessors), set with the
+        # planned iterations by runtime.build.build_algorithm; the chain and its log-probs live in their
+        # normalised action space. None: the caller feeds model-space inputs itself (unit tests).
+        self.processors: Any = None
 
     # -- parameters ------------------------------------------------------------------------------------------
     def _apply_trainable_scope(self) -> None:
