@@ -1,4 +1,4 @@
-"""pirlctl's SFT stage trains π0 and SmolVLA (tiny offline builds) on the job's demos format: their own
+"""pirlctl's SFT stage trains π0, π0.5 and SmolVLA (tiny offline builds) on the job's demos format: their own
 training loss, with the prompt (tokens, attention mask; π0.5's state as text) built as the actor builds it."""
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from pirlctl.pipeline.sft import behaviour_clone
 from .test_processors import _fake_demos
 
 
-# π0.5 is not here yet: its LeRobot preprocessor writes the state into the prompt and needs the task text in the
-# transition (processor_pi05.py), which the offline SFT path does not supply (issue 19, open)
-@pytest.mark.parametrize("name", ["pi0", "smolvla"])
+@pytest.mark.parametrize("name", ["pi0", "pi05", "smolvla"])
 def test_sft_trains_the_velocity_policies_and_writes_a_loadable_folder(name, tmp_path):
     cfg = load_run_config(f"pick_cube_tiny_{name}", [f"--output_dir={tmp_path / 'run'}"])
     demos = _fake_demos(tmp_path / "demos", cfg.env)

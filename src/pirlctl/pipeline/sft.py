@@ -54,7 +54,7 @@ def load_frames(dataset_root: str | Path, policy_cfg: Any, fps: int = 10) -> dic
 
 
 def _dataset_task(dataset_root: str | Path) -> str:
-    """The dataset's (single) task text, for a preprocessor that tokenises it itself."""
+    """The dataset's (single) task text, for the preprocessor steps that read it."""
     from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
     return str(LeRobotDatasetMetadata("pirlctl/demos", root=dataset_root).tasks.index[0])
@@ -80,7 +80,7 @@ def behaviour_clone(
         return SFTReport(str(out), steps, float("nan"), -1, 0.0, reused=True)
     started = time.monotonic()
     processors = build_processors(policy_cfg, dataset_stats(dataset_root, policy_cfg))
-    task = _dataset_task(dataset_root) if processors.tokenizes else None
+    task = _dataset_task(dataset_root)  # the pipeline tokenises it, or reads it (π0.5 writes the state into it)
     data = load_frames(dataset_root, policy_cfg)
     n = data["action"].shape[0]
     torch.manual_seed(seed)

@@ -76,10 +76,9 @@ class PolicyProcessors:
 
         batch = dict(batch)
         size = _batch_size(batch)
-        if self.tokenizes:
-            if task is not None:
-                batch["task"] = [task] * size
-        elif task is not None and LANGUAGE_TOKENS_KEY not in batch:
+        if task is not None:  # the pipeline's own steps read it (its tokenizer; π0.5's state-into-prompt step)
+            batch["task"] = [task] * size
+        if not self.tokenizes and task is not None and LANGUAGE_TOKENS_KEY not in batch:
             batch[LANGUAGE_TOKENS_KEY] = tokenize_task(task, self.policy_config, size)[0]
         # LeRobot's batch converter adds empty transition fields (action None, next.reward, info...): keep tensors
         return {k: v for k, v in self.preprocessor(batch).items() if isinstance(v, torch.Tensor)}
