@@ -161,7 +161,7 @@ def test_train_over_a_run_whose_checkpoints_all_fail_stops_in_one_line_and_chang
     assert (_digests(copy / "checkpoints"), (copy / "metrics.jsonl").read_bytes()) == before
 
 
-@pytest.mark.slow  # ~2 min: tests/integration/test_resume.py covers the fallback with real processes in the default suite
+@pytest.mark.slow  # ~2 min; tests/integration/test_resume.py covers the fallback in the default suite
 def test_train_over_a_corrupt_last_resumes_from_the_previous_checkpoint_and_the_report_says_so(trained, tmp_path):
     _, _, args = trained
     run = tmp_path / "run"
