@@ -130,7 +130,7 @@ def test_the_dashboard_shows_only_alarms_raised_after_it_started_logs_and_prints
     w = M.MetricsWriter(tmp_path / "metrics.jsonl")
     w.write("alarm", {M.ALARM_ITERATION: 2, M.ALARM_NAME: "approx_kl", M.ALARM_MESSAGE: "old session's alarm"})
     time.sleep(0.01)
-    dash = Dashboard(tmp_path, 100, None, sft_success=0.6)
+    dash = Dashboard(tmp_path, 100, sft_success=0.6)
     for ok in [True] * 4 + [False] * 60:  # a collapse in the records: the dashboard does not compute alarms
         w.write("episode", {M.ACTOR_SUCCESS: ok})
     w.write("alarm", {M.ALARM_ITERATION: 7, M.ALARM_NAME: "value_loss", M.ALARM_MESSAGE: "value loss 3 > 10x"})
@@ -151,7 +151,7 @@ def test_an_actor_that_dies_is_an_alarm_and_when_all_have_died_the_watch_stops(t
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         dead.wait()
-        dash = Dashboard(tmp_path, 100, None, sft_success=0.5)
+        dash = Dashboard(tmp_path, 100, sft_success=0.5)
         procs = [learner, dead, alive]
         first = dash.update(procs)
         assert len(first) == 1 and "actor0 exited with code 3" in first[0] and "actor0.stderr" in first[0]
@@ -167,7 +167,7 @@ def test_an_actor_that_dies_is_an_alarm_and_when_all_have_died_the_watch_stops(t
         stopped = [subprocess.Popen([sys.executable, "-c", "pass"]) for _ in range(2)]
         for p in stopped:
             p.wait()
-        calm = Dashboard(tmp_path / "calm", 100, None, sft_success=0.5)
+        calm = Dashboard(tmp_path / "calm", 100, sft_success=0.5)
         (tmp_path / "calm").mkdir()
         assert calm.update([learner, *stopped]) == [] and not calm.actors_gone([learner, *stopped])
     finally:

@@ -144,13 +144,12 @@ def test_third_party_warnings_and_loggers_go_to_the_run_log_not_the_terminal(tmp
 
 
 def test_the_rl_bar_shows_start_up_then_counts_env_steps_as_actors_report_them(tmp_path, capsys):
-    from pirlctl.config.run_config import PipelineSettings
     from pirlctl.metrics import MetricsWriter
     from pirlctl.reporting.dashboard import Dashboard
 
     learner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        dash = Dashboard(tmp_path, 1000, PipelineSettings(), sft_success=0.5)
+        dash = Dashboard(tmp_path, 1000, sft_success=0.5)
         dash.update([learner])
         assert dash.progress_line().startswith("rl starting learner + actors")
         assert dash.progress.tasks[0].description == "starting learner + actors"

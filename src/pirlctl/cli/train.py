@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
                 stages.close()  # one live display at a time: the dashboard's
                 sft = job.run_dir / "eval_sft.json"
                 level = json.loads(sft.read_text())["success_rate"] if sft.is_file() else None
-                dash = Dashboard(job.run_dir, cfg.runtime.total_env_steps, cfg.pipeline, level)
+                dash = Dashboard(job.run_dir, cfg.runtime.total_env_steps, level)
                 # alarms are raised with or without the dashboard
                 return dash.watch(procs, live=dashboard and console.is_terminal)
 

@@ -11,16 +11,11 @@ PACKAGES = ("pirlctl", "lerobot", "torch")
 
 def installed_versions() -> dict[str, str]:
     """Version of each of :data:`PACKAGES` ("not installed" when absent) and of Python, without importing them."""
-    import importlib.metadata  # ~0.1 s: only when asked, not for every --help
     import platform
 
-    def v(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
+    from pirlctl.versions import package_version
 
-    return {**{name: v(name) for name in PACKAGES}, "python": platform.python_version()}
+    return {**{name: package_version(name) for name in PACKAGES}, "python": platform.python_version()}
 
 
 def register(app: typer.Typer) -> None:

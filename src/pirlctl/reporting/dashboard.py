@@ -55,11 +55,10 @@ def _failed(proc: subprocess.Popen) -> bool:
 
 
 class Dashboard:
-    def __init__(self, run_dir: Path, total_env_steps: int, settings: Any, sft_success: float | None) -> None:
+    def __init__(self, run_dir: Path, total_env_steps: int, sft_success: float | None) -> None:
         self.tail = MetricsTail(run_dir / "metrics.jsonl")
         self.alarm_log = run_dir / "alarms.log"
         self.total = total_env_steps
-        self.settings = settings
         self.sft_success = sft_success
         # training alarms are the learner's ``alarm`` records; only those raised after this dashboard started are
         # shown (a resumed run's metrics.jsonl still holds the alarms of its earlier sessions)

@@ -26,7 +26,6 @@ says which ones it skipped and why; it never falls back to "no checkpoint" over 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import re
@@ -43,6 +42,7 @@ from safetensors.torch import load_file, load_model
 from torch import nn
 
 from pirlctl.errors import PirlError
+from pirlctl.versions import package_version
 
 CHECKPOINTS_DIR = "checkpoints"
 LAST_LINK = "last"
@@ -64,13 +64,11 @@ MANIFEST_DIGEST = "manifest_sha256"  # sha256 of the manifest's other fields: a 
 
 
 def versions() -> dict[str, str]:
-    def v(name: str) -> str:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return "unknown"
-
-    return {"pirlctl": v("pirlctl"), "lerobot": v("lerobot"), "torch": torch.__version__}
+    return {
+        "pirlctl": package_version("pirlctl", "unknown"),
+        "lerobot": package_version("lerobot", "unknown"),
+        "torch": torch.__version__,
+    }
 
 
 def _one_line(err: BaseException) -> str:
