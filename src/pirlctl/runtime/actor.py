@@ -445,7 +445,9 @@ class Actor:
                 )
                 continue
             seen, msg, buffer = got
-            if not msg.stop:
+            # the stop push carries the learner's final weights: when it replaced an untaken final version in the
+            # slot, load it, so the actor still ends on every version the learner published
+            if not msg.stop or msg.version > self.version:
                 self._load(msg)
                 self.report.load_s += time.perf_counter() - t3
             self.pool.give_back(buffer)
