@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -30,7 +29,7 @@ pytestmark = pytest.mark.integration
 # the policy preset's optimizer and scheduler, and its save_checkpoint, which writes
 # <output_dir>/checkpoints/000003/pretrained_model/ (config, weights, both processor pipelines, train_config.json).
 _LEROBOT_TRAIN = r"""
-import json, sys
+import sys
 from pathlib import Path
 import draccus
 from lerobot.configs.default import DatasetConfig, WandBConfig
@@ -54,7 +53,6 @@ cfg = TrainPipelineConfig(
 )
 train(cfg)
 assert not any(m == "pirlctl" or m.startswith("pirlctl.") for m in sys.modules), "pirlctl was imported"
-print(json.dumps({"folder": str(Path(out) / "checkpoints" / "000003" / "pretrained_model")}))
 """
 
 # pirlctl's own demo stage (pipeline/demos.py: the scripted picker, rendered cameras), two episodes, in a process of
@@ -96,8 +94,10 @@ def lerobot_folder(tmp_path_factory):
     _child(_RECORD_DEMOS, str(TINY_RUN), str(demos))
     (root / "policy.json").write_text(json.dumps(encode_run_config(load_run_config(TINY_RUN))["policy"]))
     args = [str(root / "policy.json"), str(demos), str(_local_tokenizer(root / "tok")), str(root / "train")]
-    folder = Path(json.loads(_child(_LEROBOT_TRAIN, *args).strip().splitlines()[-1])["folder"])
-    assert folder == root / "train" / "checkpoints" / "000003" / "pretrained_model"
+    _child(_LEROBOT_TRAIN, *args)
+    checkpoints = root / "train" / "checkpoints"
+    assert (checkpoints / "last").resolve() == (checkpoints / "000003").resolve()  # LeRobot's last = step 3
+    folder = checkpoints / "000003" / "pretrained_model"
     assert (folder / NORMALIZER_STATE).is_file() and (folder / "train_config.json").is_file()
     return folder
 
