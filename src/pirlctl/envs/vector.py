@@ -198,9 +198,9 @@ class VectorGroup:
 
     @classmethod
     def from_vector_env(cls, vec: Any, seed_of: Callable[[int, int], int]) -> VectorGroup:
-        """Read the mode from the env's metadata (gymnasium >= 1.0 ``autoreset_mode``)."""
+        """Read the mode from the env's metadata (gymnasium >= 1.0 ``AutoresetMode``: SAME_STEP, NEXT_STEP)."""
         mode = vec.metadata.get("autoreset_mode")
-        return cls(vec, str(getattr(mode, "value", mode)).lower(), seed_of)
+        return cls(vec, str(getattr(mode, "name", mode)).lower(), seed_of)
 
     @property
     def num_envs(self) -> int:
