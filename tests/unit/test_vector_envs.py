@@ -147,6 +147,17 @@ def test_a_chunk_stops_once_every_env_is_done():
     assert [o.steps for o in outs] == [1, 2] and all(o.terminated and o.success for o in outs)
 
 
+@pytest.mark.parametrize("kind", ["manual", NEXT_STEP])
+def test_an_ended_env_is_not_stepped_before_its_reset(kind):
+    group = make_group(kind, [(1, 100), (5, 100)])
+    group.reset_all()
+    group.step(chunk_actions(0))
+    with pytest.raises(RuntimeError, match=r"env\(s\) \[0\] ended .* reset_ended\(\)"):
+        group.step(chunk_actions(1))
+    group.reset_ended()
+    assert [o.steps for o in group.step(chunk_actions(1))] == [1, 2]
+
+
 def test_success_is_read_as_lerobots_rollout_reads_it():
     # gymnasium >= 1.0: final_info is a dict of arrays with a presence mask
     final = {"final_info": {"is_success": np.array([False, True]), "_is_success": np.array([False, True])}}

@@ -130,6 +130,11 @@ class _Books:
         ep.terminated, ep.truncated, ep.success = bool(term), bool(trunc), bool(success)
         return EnvChunk(obs, reward, bool(term), bool(trunc), bool(success), steps, ep if ep.done else None)
 
+    def check_running(self) -> None:
+        ended = [ep.env_index for ep in self.episodes if ep.done]
+        if ended:
+            raise RuntimeError(f"env(s) {ended} ended their episode; call reset_ended() before the next step()")
+
     def renew(self, i: int) -> Episode:
         self.episodes[i] = self._new(i)
         return self.episodes[i]
@@ -170,6 +175,7 @@ class EnvGroup:
     def step(self, chunks: Sequence[np.ndarray]) -> list[EnvChunk]:
         """Each env executes its chunk [n_exec, A]. An env whose episode ended stays at its final observation
         (``self.obs``) until :meth:`reset_ended`."""
+        self.books.check_running()
         out = []
         for i, (env, actions) in enumerate(zip(self.envs, chunks, strict=True)):
             o = self.step_chunk(env, actions)
@@ -219,6 +225,7 @@ class VectorGroup:
     def step(self, chunks: Sequence[np.ndarray]) -> list[EnvChunk]:
         """All envs execute their chunks in lockstep; an env is latched done from the step its episode ended (its
         later results are ignored), and the chunk stops early once every env is done."""
+        self.books.check_running()
         n = self.num_envs
         actions = np.stack([np.asarray(c) for c in chunks])  # [N, n_exec, A]
         rewards = np.zeros(n)
