@@ -47,6 +47,8 @@ ACTOR_POLICY_FPS = "actor/policy_fps"
 ACTOR_ENV_FPS = "actor/env_fps"
 ACTOR_LOOP_FPS = "actor/loop_fps"
 ACTOR_ENV_STEPS = "actor/env_steps"
+ACTOR_ENV_INDEX = "actor/env_index"  # which of the actor's runtime.envs_per_actor envs ran the episode
+ACTOR_EPISODE_SEED = "actor/episode_seed"
 
 # learner, one record per alarm raised (kind = "alarm"; pirlctl.alarms computes them, the dashboard displays them)
 ALARM_ITERATION = "alarm/iteration"  # the learner's PPO iteration (policy version) when it was raised

@@ -97,6 +97,9 @@ class RuntimeSettings:
     num_actors: int = 1
     # Chunks (policy calls) each actor collects per rollout segment with one policy version.
     rollout_chunks: int = 32
+    # Envs each actor steps side by side, one batched policy call per chunk for all of them; each env sends its own
+    # stream of rollout_chunks chunks (GAE per env), so a PPO batch is num_actors × envs_per_actor × rollout_chunks.
+    envs_per_actor: int = 1
     # Stop after this many env steps in total (all actors).
     total_env_steps: int = 2_000
     # Weight push policy: "every_iteration" (after each PPO iteration, tagged with the new version).
@@ -208,7 +211,7 @@ class PiRLRunConfig:
         rt = self.runtime
         if not isinstance(self.pipeline.eval_workers, int) or self.pipeline.eval_workers < 1:
             raise RunConfigError(f"pipeline.eval_workers={self.pipeline.eval_workers!r} is invalid; use 1 or more")
-        for name in ("num_actors", "rollout_chunks", "total_env_steps", "checkpoint_every"):
+        for name in ("num_actors", "envs_per_actor", "rollout_chunks", "total_env_steps", "checkpoint_every"):
             value = getattr(rt, name)
             if not isinstance(value, int) or value < 1:
                 raise RunConfigError(f"runtime.{name}={value!r} is invalid; it must be an integer >= 1")

@@ -22,7 +22,7 @@ from pirlctl.config.run_config import PiRLRunConfig, config_hash, encode_run_con
 from pirlctl.reporting.wandb_log import open_wandb
 from pirlctl.runtime import checkpoint as ckpt
 from pirlctl.runtime.build import build_algorithm, expected_observation_shapes, setup_process
-from pirlctl.runtime.rollout import USED, RolloutAssembler
+from pirlctl.runtime.rollout import USED, RolloutAssembler, segment_streams
 from pirlctl.runtime.transport import BoundServer, PiRLLearnerService, TlsConfig, bind_server, serve
 from pirlctl.runtime.wire import WireError, decode_interaction, decode_segment, encode_parameters
 
@@ -67,8 +67,9 @@ class Learner:
         self.config_hash = config_hash(cfg)
         self.run_json = encode_run_config(cfg)
         pirl = cfg.pirl
+        rt = cfg.runtime
         self.assembler = RolloutAssembler(
-            cfg.runtime.num_actors * cfg.runtime.rollout_chunks, pirl.stale_sample_rule, pirl.max_policy_lag
+            rt.num_actors * rt.envs_per_actor * rt.rollout_chunks, pirl.stale_sample_rule, pirl.max_policy_lag
         )
         self.metrics = M.MetricsWriter(self.out / "metrics.jsonl", sink=open_wandb(cfg, self.out))
         T, D = self.algo.adapter.chunk_size, self.algo.adapter.action_dim
@@ -262,7 +263,7 @@ class Learner:
         pirl = self.cfg.pirl
         t0 = time.monotonic()
         alarms = self._alarm_monitor()  # before the update: a resumed run's state is primed up to the checkpoint
-        batch = build_rollout_batch([s.transitions for s in segments], gamma=pirl.gamma, gae_lambda=pirl.gae_lambda)
+        batch = build_rollout_batch(segment_streams(segments), gamma=pirl.gamma, gae_lambda=pirl.gae_lambda)
         stats = self.algo.update(iter([batch]))
         c = self.assembler.counters
         rec = {

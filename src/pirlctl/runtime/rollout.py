@@ -1,8 +1,10 @@
 """Version-tagged on-policy batches on the learner.
 
-Each actor sends one rollout *segment* per policy version: ``rollout_chunks`` chunk transitions collected with
-that version, in time order. A PPO batch is complete when the segments of the current version hold
-``num_actors × rollout_chunks`` chunks. The rule for a segment of version v when the learner is at version c:
+Each actor sends one rollout *segment* per policy version: ``rollout_chunks`` chunk transitions per env
+(``envs_per_actor`` envs) collected with that version, each env's in time order. A PPO batch is complete when the
+segments of the current version hold ``num_actors × envs_per_actor × rollout_chunks`` chunks. GAE runs over one
+stream per (actor, env) (:func:`segment_streams`), never across envs. The rule for a segment of version v when the
+learner is at version c:
 
 - v == c: used.
 - v > c: rejected (a version from the future cannot exist; the peer is confused or hostile).
@@ -15,10 +17,27 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pirlctl.runtime.wire import Segment
 
+if TYPE_CHECKING:
+    from pirlctl.algorithms.pi_rl.pi_rl_algorithm import ChunkTransition
+
 USED, DROPPED_STALE, REJECTED_FUTURE = "used", "dropped_stale", "rejected_future"
+
+
+def segment_streams(segments: list[Segment]) -> list[list[ChunkTransition]]:
+    """The time-ordered GAE streams of ``segments``: one per (actor, env), keyed by each transition's
+    ``extra["env_index"]`` (0 when absent), in the order they first appear; a stream keeps its transitions' order.
+    Two segments of one actor are two streams (each ends in its own bootstrap)."""
+    streams: list[list[ChunkTransition]] = []
+    for seg in segments:
+        by_env: dict[int, list[ChunkTransition]] = {}
+        for tr in seg.transitions:
+            by_env.setdefault(int(tr.extra.get("env_index", 0)), []).append(tr)
+        streams.extend(by_env.values())
+    return streams
 
 
 @dataclass
