@@ -31,6 +31,7 @@ from pirlctl.config.run_config import PiRLRunConfig
 from pirlctl.envs.pick_cube import (
     make_env,
     observation_to_policy,
+    privileged_pose,
     privileged_state,
     progress_potential,
     reset_episode,
@@ -40,6 +41,7 @@ from pirlctl.envs.pick_cube import (
 from pirlctl.policies.processors import PolicyProcessors
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 from pirlctl.runtime.build import build_algorithm, setup_process
+from pirlctl.runtime.groups import make_group_schedule
 from pirlctl.runtime.transport import BufferPool, LearnerClient, LearnerUnreachableError, TlsConfig
 from pirlctl.runtime.wire import (
     ParametersMessage,
@@ -202,6 +204,10 @@ class Actor:
         self.report = ActorReport(actor_id, 0, 0, 0, 0)
         self.version = -1
         self.episode_index = 0
+        # GRPO: the episode schedule (runtime.groups), and the index of the episode within this version's segment
+        self.groups = make_group_schedule(cfg, self.algo.n_exec)
+        self.group_episode = 0
+        self.episode_start: dict[str, float | int] = {}  # reset seed, initial cube xy (and group) of this episode
         self.infer_time = 0.0
         self.env_time = 0.0
         self.actions_done = 0
@@ -278,12 +284,25 @@ class Actor:
         return self.processors.preprocess_one(raw, self.cfg.env.instruction)
 
     def _reset(self) -> dict[str, Any]:
-        obs = reset_episode(self.env, self._episode_seed())
+        seed = self._episode_seed()
+        obs = reset_episode(self.env, seed)
         if self.cfg.env.shaping:
             self.phi = progress_potential(self.env)
+        cube = privileged_pose(self.env).cube
+        self.episode_start = {
+            M.ACTOR_EPISODE_SEED: seed,
+            M.ACTOR_INITIAL_CUBE_X: float(cube[0]),
+            M.ACTOR_INITIAL_CUBE_Y: float(cube[1]),
+        }
+        if self.groups is not None:
+            self.episode_start[M.ACTOR_GROUP] = self.groups.group_key(self.version, self.actor_id, self.group_episode)
         return obs
 
     def _episode_seed(self) -> int:
+        """PPO: actor i's j-th episode uses env.seed + i·stride + j. GRPO: the seed of the episode's group
+        (runtime.groups), shared by every episode of the group, whichever actor runs it."""
+        if self.groups is not None:
+            return self.groups.seed(self.version, self.actor_id, self.group_episode)
         return self.cfg.env.seed + self.actor_id * EPISODE_SEED_STRIDE + self.episode_index
 
     def _collect_segment(self, obs: dict[str, Any], ep: dict[str, float]) -> tuple[list, list, list, dict]:
@@ -291,7 +310,12 @@ class Actor:
         actions: list[torch.Tensor] = []
         env_steps: list[int] = []
         device = self.algo.device
-        for i in range(self.cfg.runtime.rollout_chunks):
+        n_chunks = self.cfg.runtime.rollout_chunks
+        if self.groups is not None:  # GRPO: this version's episodes of the schedule, whole, from their group's seed
+            self.group_episode = 0
+            obs = self._reset()
+            n_chunks = self.groups.max_segment_chunks(self.actor_id)
+        for i in range(n_chunks):
             pobs = self._policy_obs(obs)
             batch = {k: v.unsqueeze(0).to(device) for k, v in pobs.items()}
             t0 = time.perf_counter()
@@ -319,7 +343,7 @@ class Actor:
             self.actions_done += n
             ep["return"] += reward
             ep["length"] += n
-            last = i == self.cfg.runtime.rollout_chunks - 1
+            last = i == n_chunks - 1
             done = terminated or truncated
             boot = 0.0  # with truncated set, chunk_gae bootstraps from this: 0 when the time limit ended the task
             if (done and not ended) or (last and not done):
@@ -348,6 +372,9 @@ class Actor:
             if done:
                 self._end_episode(ep, out.success)
                 self.episode_index += 1
+                self.group_episode += 1
+                if self.groups is not None and self.group_episode >= self.groups.actor_episodes(self.actor_id):
+                    break  # the segment is whole; the next one resets for the next version's groups
                 t3 = time.perf_counter()
                 obs = self._reset()
                 self.env_time += time.perf_counter() - t3
@@ -388,6 +415,7 @@ class Actor:
             M.ACTOR_ENV_FPS: self.report.env_fps,
             M.ACTOR_LOOP_FPS: self.actions_done / max(time.monotonic() - self.started, 1e-9),
             M.ACTOR_ENV_STEPS: self.report.env_steps,
+            **self.episode_start,
         }
         self._send(self.client.send_interaction, encode_interaction(stats), "interaction")
         ep["return"], ep["length"] = 0.0, 0
