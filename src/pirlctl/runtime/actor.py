@@ -7,8 +7,10 @@ env steps, stopped early when the episode ends; the PREPROCESSED observation is 
 re-scores exactly what the actor saw) → send the segment (with V(s') for the bootstrap) →
 wait for the next push (``weights_wait_s``; on timeout keep collecting with the weights it has, and the
 learner's version rule decides) → load it, checking the version → ... until the learner pushes ``stop``.
-The episode is not reset at a segment boundary; GAE bootstraps there. The learner being away is survived: the
-parameter stream reconnects with exponential backoff and a failed send is retried, holding at most one segment.
+The episode is not reset at a segment boundary; GAE bootstraps there. Under GRPO a segment is instead the
+actor's whole episodes of its version, each reset with its group's seed (``runtime.groups``). The learner being
+away is survived: the parameter stream reconnects with exponential backoff and a failed send is retried, holding
+at most one segment.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The PI-RL learner: serves LeRobot's LearnerService, turns segments into PPO batches, pushes versioned weights.
 
-Loop: publish weights v → wait for a full batch of version-v segments → GAE → one PPO iteration → v+1 → publish
+Loop: publish weights v → wait for a full batch of version-v segments → GAE (or GRPO's group advantages over
+whole groups of episodes, ``runtime.groups``) → one PPO iteration → v+1 → publish
 → checkpoint every ``checkpoint_every`` iterations → stop at ``total_env_steps`` (final checkpoint, then a
 ``stop`` push that ends the actors).
 """

@@ -4,6 +4,8 @@ The actor calls :meth:`PiRLAlgorithm.act` (chunk, log-prob, value, chain and k* 
 a :class:`RolloutBatch` from the actors' transitions (:func:`build_rollout_batch` computes chunk-level GAE) and
 calls :meth:`update` with an iterator that yields it: one PPO iteration = ``ppo_epochs`` passes of shuffled
 minibatches. The maths lives in ``sampler``, ``advantages`` and ``losses``; this class holds state only.
+Under ``advantage="grpo"`` the batch comes from ``group_batch.build_group_batch`` (group-relative advantages of
+whole episodes) and :meth:`update` trains the actor only: no value loss, no critic step, no re-normalisation.
 """
 
 from __future__ import annotations
