@@ -22,11 +22,11 @@ ARGS = [
     "--runtime.checkpoint_every=2",
     "--algorithm.group_size=4",
     "--env.max_episode_steps=20",
-    "--runtime.total_env_steps=200",
+    "--runtime.total_env_steps=120",
 ]
 
 
-@pytest.mark.slow  # a learner and two actor processes for three GRPO iterations: ~1.5 min on 2 busy cores
+@pytest.mark.slow  # a learner and two actor processes for two GRPO iterations: ~1.5 min on 2 busy cores
 def test_two_actors_run_whole_groups_from_one_initial_state_each(tmp_path):
     out, port = tmp_path / "run", free_port()
     learner = spawn("learner", out, port, *ARGS, config=GRPO_RUN)

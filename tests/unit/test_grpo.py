@@ -268,3 +268,35 @@ def test_grpo_uses_the_group_advantages_as_given_without_renormalising():
         )
         grad.append(stats.grad_norms["actor"])
     assert 0.0 < grad[0] < grad[1] / 100
+
+
+# -- the actor's seeds ----------------------------------------------------------------------------------------------
+
+
+def _actor_stub(advantage: str, actor_id: int, version: int):
+    from pirlctl.config.run_config import load_run_config
+    from pirlctl.runtime.actor import Actor
+    from pirlctl.runtime.groups import make_group_schedule
+
+    cfg = load_run_config("pick_cube_tiny", [f"--algorithm.advantage={advantage}", "--algorithm.critic_warmup_iters=0"])
+    actor = Actor.__new__(Actor)  # only what _episode_seed reads: no model, no env, no learner
+    actor.cfg, actor.actor_id, actor.version, actor.episode_index = cfg, actor_id, version, 0
+    actor.groups, actor.group_episode = make_group_schedule(cfg, 4), 0
+    return actor
+
+
+def test_the_actors_episode_seeds_follow_the_group_schedule_under_grpo_and_stay_put_under_gae():
+    from pirlctl.runtime.actor import EPISODE_SEED_STRIDE
+
+    gae = _actor_stub("gae", actor_id=1, version=3)
+    gae.episode_index = 5
+    assert gae._episode_seed() == gae.cfg.env.seed + EPISODE_SEED_STRIDE + 5  # PPO's numbering, unchanged
+    seeds: dict[int, set[int]] = {}
+    for a in (0, 1):
+        actor = _actor_stub("grpo", actor_id=a, version=3)
+        assert actor.groups.groups_per_batch == 4  # 2 actors × 256 chunks over groups of 8 × 15 chunks
+        for j in range(actor.groups.actor_episodes(a)):  # 16 each
+            actor.group_episode = j
+            seeds.setdefault(actor.groups.group_key(3, a, j), set()).add(actor._episode_seed())
+    assert sorted(seeds) == [12, 13, 14, 15] and all(len(s) == 1 for s in seeds.values())
+    assert sorted(next(iter(s)) for s in seeds.values()) == [12, 13, 14, 15]  # env.seed 0 + 3 · 4 + g
