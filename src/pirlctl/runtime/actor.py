@@ -467,6 +467,10 @@ class Actor:
             obs, _ = self.collect_and_send(obs, ep)
             t2 = time.perf_counter()
             got = self.slot.wait_new(seen, timeout=rt.weights_wait_s, stop=self.stop)
+            while got is None and self.groups is not None and not self.stop.is_set():
+                # GRPO: this version's episodes are sent; a second copy would be refused as a duplicate
+                logger.warning("no new policy version within %.0fs; still waiting (GRPO)", rt.weights_wait_s)
+                got = self.slot.wait_new(seen, timeout=rt.weights_wait_s, stop=self.stop)
             t3 = time.perf_counter()
             self.report.wait_s += t3 - t2
             if got is None:
