@@ -229,6 +229,7 @@ def stub_actor(group, chunks: int, *, bootstrap_time_limit: bool = True) -> Acto
     a.report, a.client = ActorReport(0, 0, 0, 0, 0), FakeClient()  # type: ignore[assignment]
     a.infer_time = a.env_time = 0.0
     a.actions_done, a.started = 0, time.monotonic()
+    a.groups, a.group_episode, a.episode_start = None, 0, {}  # PPO (GRPO's schedule off)
     a._policy_obs = lambda k, obs: {"observation.state": torch.as_tensor(obs, dtype=torch.float32)}  # type: ignore[method-assign]
     group.reset_all()
     return a

@@ -225,6 +225,11 @@ class PiRLRunConfig:
             raise RunConfigError(
                 f"runtime.connect_timeout_s={rt.connect_timeout_s!r} is invalid; use a number of seconds > 0, e.g. 60"
             )
+        if getattr(self.algorithm, "advantage", "gae") == "grpo" and rt.envs_per_actor != 1:
+            raise RunConfigError(
+                f"runtime.envs_per_actor={rt.envs_per_actor} is not supported with algorithm.advantage='grpo' yet "
+                "(GRPO schedules one env per actor); use runtime.envs_per_actor=1 and more actors (runtime.num_actors)"
+            )
         if rt.push != "every_iteration":
             raise RunConfigError(f"runtime.push={rt.push!r} is invalid; use 'every_iteration'")
         bad = [c for c in self.env.cameras if c not in ("front", "wrist")]

@@ -9,8 +9,10 @@ per-env episodes in :mod:`pirlctl.envs.vector`) → send the segment (one time-o
 for the bootstrap) →
 wait for the next push (``weights_wait_s``; on timeout keep collecting with the weights it has, and the
 learner's version rule decides) → load it, checking the version → ... until the learner pushes ``stop``.
-The episode is not reset at a segment boundary; GAE bootstraps there. The learner being away is survived: the
-parameter stream reconnects with exponential backoff and a failed send is retried, holding at most one segment.
+The episode is not reset at a segment boundary; GAE bootstraps there. Under GRPO a segment is instead the
+actor's whole episodes of its version, each reset with its group's seed (``runtime.groups``). The learner being
+away is survived: the parameter stream reconnects with exponential backoff and a failed send is retried, holding
+at most one segment.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pirlctl.config.run_config import PiRLRunConfig
 from pirlctl.envs.pick_cube import (
     make_env,
     observation_to_policy,
+    privileged_pose,
     privileged_state,
     progress_potential,
     reset_episode,
@@ -43,6 +46,7 @@ from pirlctl.envs.vector import EnvGroup, Episode, episode_seed
 from pirlctl.policies.processors import PolicyProcessors
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 from pirlctl.runtime.build import build_algorithm, setup_process
+from pirlctl.runtime.groups import make_group_schedule
 from pirlctl.runtime.transport import BufferPool, LearnerClient, LearnerUnreachableError, TlsConfig
 from pirlctl.runtime.wire import (
     ParametersMessage,
@@ -206,7 +210,11 @@ class Actor:
         self.slot = WeightsSlot(self.pool)
         self.report = ActorReport(actor_id, 0, 0, 0, 0)
         self.version = -1
-        self.group = EnvGroup(self.envs, self._run_chunk, reset_episode, self._episode_seed)
+        self.group = EnvGroup(self.envs, self._run_chunk, self._reset_env, self._episode_seed)
+        # GRPO: the episode schedule (runtime.groups), and the index of the episode within this version's segment
+        self.groups = make_group_schedule(cfg, self.algo.n_exec)
+        self.group_episode = 0
+        self.episode_start: dict[int, dict[str, float | int]] = {}  # per env: initial cube xy (and group)
         self.infer_time = 0.0
         self.env_time = 0.0
         self.actions_done = 0
@@ -295,7 +303,21 @@ class Actor:
             self.phi = [progress_potential(env) for env in self.envs]
         return obs
 
+    def _reset_env(self, env: Any, seed: int) -> dict[str, Any]:
+        """Reset one env with ``seed``; its initial cube position (and GRPO group) go into the episode's record."""
+        obs = reset_episode(env, seed)
+        cube = privileged_pose(env).cube
+        start: dict[str, float | int] = {M.ACTOR_INITIAL_CUBE_X: float(cube[0]), M.ACTOR_INITIAL_CUBE_Y: float(cube[1])}
+        if self.groups is not None:
+            start[M.ACTOR_GROUP] = self.groups.group_key(self.version, self.actor_id, self.group_episode)
+        self.episode_start[self.envs.index(env)] = start
+        return obs
+
     def _episode_seed(self, env_index: int, number: int) -> int:
+        """PPO: env k of actor i runs its j-th episode from ``vector.episode_seed``. GRPO (one env per actor): the
+        seed of the episode's group (runtime.groups), shared by every episode of the group, whichever actor runs it."""
+        if self.groups is not None:
+            return self.groups.seed(self.version, self.actor_id, self.group_episode)
         rt = self.cfg.runtime
         return episode_seed(self.cfg.env.seed, self.actor_id, EPISODE_SEED_STRIDE, rt.envs_per_actor, env_index, number)
 
@@ -308,7 +330,12 @@ class Actor:
         env_steps: list[list[int]] = [[] for _ in range(n_envs)]
         call_steps: list[int] = []
         pirl = self.cfg.pirl
-        for i in range(self.cfg.runtime.rollout_chunks):
+        n_chunks = self.cfg.runtime.rollout_chunks
+        if self.groups is not None:  # GRPO: this version's episodes of the schedule, whole, from their group's seed
+            self.group_episode = 0
+            self._reset()
+            n_chunks = self.groups.max_segment_chunks(self.actor_id)
+        for i in range(n_chunks):
             pobs = [self._policy_obs(k, o) for k, o in enumerate(self.group.obs)]
             t0 = time.perf_counter()
             step = self.algo.act(self._batch(pobs), generator=self.generator)
@@ -317,7 +344,7 @@ class Actor:
             t1 = time.perf_counter()
             outs = self.group.step(list(chunks))
             self.env_time += time.perf_counter() - t1
-            last = i == self.cfg.runtime.rollout_chunks - 1
+            last = i == n_chunks - 1
             rewards, need_boot = [], []
             for k, out in enumerate(outs):
                 # The time limit ends the task unless pirl.bootstrap_time_limit says to look past it.
@@ -363,7 +390,10 @@ class Actor:
                 self.report.env_steps += out.steps
                 if out.episode is not None:
                     self._end_episode(out.episode)
+                    self.group_episode += 1
             call_steps.append(sum(out.steps for out in outs))
+            if self.groups is not None and self.group_episode >= self.groups.actor_episodes(self.actor_id):
+                break  # the segment is whole; the next one resets for the next version's groups
             if any(out.done for out in outs):
                 t3 = time.perf_counter()
                 self.group.reset_ended()
@@ -412,6 +442,7 @@ class Actor:
             M.ACTOR_ENV_FPS: self.report.env_fps,
             M.ACTOR_LOOP_FPS: self.actions_done / max(time.monotonic() - self.started, 1e-9),
             M.ACTOR_ENV_STEPS: self.report.env_steps,
+            **self.episode_start.get(ep.env_index, {}),
         }
         self._send(self.client.send_interaction, encode_interaction(stats), "interaction")
 
@@ -459,6 +490,10 @@ class Actor:
             self.collect_and_send()
             t2 = time.perf_counter()
             got = self.slot.wait_new(seen, timeout=rt.weights_wait_s, stop=self.stop)
+            while got is None and self.groups is not None and not self.stop.is_set():
+                # GRPO: this version's episodes are sent; a second copy would be refused as a duplicate
+                logger.warning("no new policy version within %.0fs; still waiting (GRPO)", rt.weights_wait_s)
+                got = self.slot.wait_new(seen, timeout=rt.weights_wait_s, stop=self.stop)
             t3 = time.perf_counter()
             self.report.wait_s += t3 - t2
             if got is None:

@@ -1,6 +1,7 @@
 """The PI-RL learner: serves LeRobot's LearnerService, turns segments into PPO batches, pushes versioned weights.
 
-Loop: publish weights v → wait for a full batch of version-v segments → GAE → one PPO iteration → v+1 → publish
+Loop: publish weights v → wait for a full batch of version-v segments → GAE (or GRPO's group advantages over
+whole groups of episodes, ``runtime.groups``) → one PPO iteration → v+1 → publish
 → checkpoint every ``checkpoint_every`` iterations → stop at ``total_env_steps`` (final checkpoint, then a
 ``stop`` push that ends the actors).
 """
@@ -17,11 +18,13 @@ from typing import Any
 
 from pirlctl import metrics as M
 from pirlctl.alarms import Alarm, AlarmMonitor
-from pirlctl.algorithms.pi_rl.pi_rl_algorithm import build_rollout_batch
+from pirlctl.algorithms.pi_rl.group_batch import build_group_batch
+from pirlctl.algorithms.pi_rl.pi_rl_algorithm import RolloutBatch, build_rollout_batch
 from pirlctl.config.run_config import PiRLRunConfig, config_hash, encode_run_config, save_run_config
 from pirlctl.reporting.wandb_log import open_wandb
 from pirlctl.runtime import checkpoint as ckpt
 from pirlctl.runtime.build import build_algorithm, expected_observation_shapes, setup_process
+from pirlctl.runtime.groups import make_group_schedule
 from pirlctl.runtime.rollout import USED, RolloutAssembler, segment_streams
 from pirlctl.runtime.transport import BoundServer, PiRLLearnerService, TlsConfig, bind_server, serve
 from pirlctl.runtime.wire import WireError, decode_interaction, decode_segment, encode_parameters
@@ -68,8 +71,12 @@ class Learner:
         self.run_json = encode_run_config(cfg)
         pirl = cfg.pirl
         rt = cfg.runtime
+        self.groups = make_group_schedule(cfg, self.algo.n_exec)  # GRPO's episode schedule; None under GAE
         self.assembler = RolloutAssembler(
-            rt.num_actors * rt.envs_per_actor * rt.rollout_chunks, pirl.stale_sample_rule, pirl.max_policy_lag
+            rt.num_actors * rt.envs_per_actor * rt.rollout_chunks,
+            pirl.stale_sample_rule,
+            pirl.max_policy_lag,
+            groups=self.groups,
         )
         self.metrics = M.MetricsWriter(self.out / "metrics.jsonl", sink=open_wandb(cfg, self.out))
         T, D = self.algo.adapter.chunk_size, self.algo.adapter.action_dim
@@ -259,11 +266,19 @@ class Learner:
                     return segs
         return None
 
-    def train_iteration(self, segments: list[Any]) -> dict[str, Any]:
+    def _build_batch(self, segments: list[Any]) -> RolloutBatch:
+        """The PPO batch of the taken segments: chunk-level GAE per segment, or under GRPO the complete groups'
+        episodes with group-relative advantages (incomplete groups dropped and counted by the assembler)."""
         pirl = self.cfg.pirl
+        if self.groups is None:
+            return build_rollout_batch(segment_streams(segments), gamma=pirl.gamma, gae_lambda=pirl.gae_lambda)
+        grouped = self.assembler.complete_groups(segments)
+        return build_group_batch(grouped.episodes, grouped.group_ids)
+
+    def train_iteration(self, segments: list[Any]) -> dict[str, Any]:
         t0 = time.monotonic()
         alarms = self._alarm_monitor()  # before the update: a resumed run's state is primed up to the checkpoint
-        batch = build_rollout_batch(segment_streams(segments), gamma=pirl.gamma, gae_lambda=pirl.gae_lambda)
+        batch = self._build_batch(segments)
         stats = self.algo.update(iter([batch]))
         c = self.assembler.counters
         rec = {
@@ -293,6 +308,10 @@ class Learner:
             M.DATA_BATCH_ACTORS: sorted({s.actor_id for s in segments}),
             M.DATA_BATCH_VERSIONS: sorted({s.policy_version for s in segments}),
         }
+        if self.groups is not None:
+            rec[M.DATA_GROUPS_USED] = c.groups_used
+            rec[M.DATA_GROUPS_DROPPED_INCOMPLETE] = c.groups_dropped_incomplete
+            rec[M.DATA_CHUNKS_DROPPED_INCOMPLETE] = c.chunks_dropped_incomplete
         self.metrics.write("train", rec)
         self._raise(alarms.on_train(rec))
         logger.info(

@@ -24,6 +24,7 @@ CHAIN_AGGREGATIONS = ("sum", "mean")
 VALUE_HEAD_PLACEMENTS = ("vlm_prefix", "action_expert")
 TRAINABLE_SCOPES = ("action_expert", "all")
 STALE_SAMPLE_RULES = ("drop", "importance_weight")
+ADVANTAGE_ESTIMATORS = ("gae", "grpo")
 # Observation key of the simulator-only state the critic reads when `critic_privileged_dim` > 0.
 PRIVILEGED_STATE_KEY = "observation.privileged_state"
 
@@ -94,6 +95,14 @@ class PiRLConfig(RLAlgorithmConfig):
     n_exec: int | None = None
 
     # --- PPO -----------------------------------------------------------------------------------------
+    # Where the advantages come from. "gae": chunk-level GAE from the critic (the default). "grpo": critic-free,
+    # group-relative (pirl-method.md, GRPO): groups of `group_size` episodes start from the same initial state, each
+    # episode's advantage is (return − group mean) / (group std + eps), and every chunk of the episode gets it; the
+    # value head is then neither trained nor used (no value loss, no GAE, no batch re-normalisation).
+    advantage: str = "gae"
+    # GRPO group size G: episodes per group, all from the same reset seed (RLinf: 8). Must be >= 2 under
+    # advantage="grpo" (one episode has no baseline to compare with); unused under "gae".
+    group_size: int = 8
     # Discount per chunk (one outer-MDP step executes n_exec actions).
     gamma: float = 0.99
     # GAE λ per chunk.
@@ -213,6 +222,19 @@ class PiRLConfig(RLAlgorithmConfig):
         choice("value_head", VALUE_HEAD_PLACEMENTS)
         choice("trainable", TRAINABLE_SCOPES)
         choice("stale_sample_rule", STALE_SAMPLE_RULES)
+        choice("advantage", ADVANTAGE_ESTIMATORS)
+        if not isinstance(self.group_size, int) or isinstance(self.group_size, bool) or self.group_size < 1:
+            raise PiRLConfigError(f"pi_rl.group_size={self.group_size!r} is invalid; it must be an integer >= 2")
+        if self.advantage == "grpo" and self.group_size < 2:
+            raise PiRLConfigError(
+                f"pi_rl.group_size={self.group_size} is invalid with advantage='grpo': one episode has no group "
+                "baseline (its advantage is always 0); use group_size >= 2 (RLinf: 8)"
+            )
+        if self.advantage == "grpo" and self.critic_warmup_iters:
+            raise PiRLConfigError(
+                f"pi_rl.critic_warmup_iters={self.critic_warmup_iters} would freeze the policy while a critic that "
+                "advantage='grpo' never uses warms up; set it to 0"
+            )
         positive("noise_level", strict=False)
         if self.noise_level_final is not None:
             positive("noise_level_final", strict=False)
@@ -270,6 +292,11 @@ class PiRLConfig(RLAlgorithmConfig):
         positive("noise_head_hidden_dim")
 
     # -- derived values (computed, never stored twice) -----------------------------------------------------
+    @property
+    def uses_critic(self) -> bool:
+        """Whether the value head is trained and read: under GAE yes; GRPO is critic-free."""
+        return self.advantage == "gae"
+
     @property
     def resolved_sampling(self) -> str:
         """The sampling mode in force: the explicit one, else the noise method's default."""

@@ -4,6 +4,8 @@ The actor calls :meth:`PiRLAlgorithm.act` (chunk, log-prob, value, chain and k* 
 a :class:`RolloutBatch` from the actors' transitions (:func:`build_rollout_batch` computes chunk-level GAE) and
 calls :meth:`update` with an iterator that yields it: one PPO iteration = ``ppo_epochs`` passes of shuffled
 minibatches. The maths lives in ``sampler``, ``advantages`` and ``losses``; this class holds state only.
+Under ``advantage="grpo"`` the batch comes from ``group_batch.build_group_batch`` (group-relative advantages of
+whole episodes) and :meth:`update` trains the actor only: no value loss, no critic step, no re-normalisation.
 """
 
 from __future__ import annotations
@@ -310,11 +312,12 @@ class PiRLAlgorithm(RLAlgorithm):
             hybrid=cfg.resolved_sampling == "hybrid",
         )
         log_prob = self._chunk_log_prob(rescore.step_log_prob, batch.stochastic)
-        if cfg.value_head == "vlm_prefix":
-            feats = self.adapter.prefix_features(prefix)
+        if not cfg.uses_critic:
+            values = torch.zeros(len(batch), device=self.device)  # GRPO: no critic to score
+        elif cfg.value_head == "vlm_prefix":
+            values = self._critic(self.adapter.prefix_features(prefix), batch.observations)
         else:
-            feats = self._value_features(prefix, len(batch), batch.chain[:, 0])
-        values = self._critic(feats, batch.observations)
+            values = self._critic(self._value_features(prefix, len(batch), batch.chain[:, 0]), batch.observations)
         sto = batch.stochastic[:, :, None, None].to(rescore.step_std.dtype) * self.mask
         ent = gaussian_entropy(rescore.step_std.clamp_min(1e-12)) * sto
         entropy = ent.sum(dim=(1, 2, 3)) / sto.sum(dim=(1, 2, 3)).clamp_min(1.0)
@@ -332,7 +335,8 @@ class PiRLAlgorithm(RLAlgorithm):
             **{f.name: getattr(batch, f.name).to(dev) for f in fields(batch) if f.name != "observations"},
         )
         N = len(batch)
-        adv = normalize(batch.advantages) if cfg.normalize_advantages else batch.advantages
+        critic = cfg.uses_critic  # GRPO: advantages come group-normalised; no value loss, no critic step
+        adv = normalize(batch.advantages) if cfg.normalize_advantages and critic else batch.advantages
         batch.advantages = adv
         warmup = self.iteration < cfg.critic_warmup_iters
         actor_lr = cfg.actor_lr_at(self.iteration, self.planned_iterations)
@@ -359,8 +363,12 @@ class PiRLAlgorithm(RLAlgorithm):
             for start in range(0, N, cfg.minibatch_size):
                 mb = batch.index(perm[start : start + cfg.minibatch_size])
                 log_prob, values, entropy = self.evaluate(mb)
-                v_loss = clipped_value_loss(
-                    values, mb.old_values, mb.returns, huber_delta=cfg.huber_delta, value_clip=cfg.value_clip
+                v_loss = (
+                    clipped_value_loss(
+                        values, mb.old_values, mb.returns, huber_delta=cfg.huber_delta, value_clip=cfg.value_clip
+                    )
+                    if critic
+                    else torch.zeros((), device=dev)
                 )
                 pg_loss, st = clipped_surrogate(
                     log_prob,
@@ -370,14 +378,19 @@ class PiRLAlgorithm(RLAlgorithm):
                     mask=self.mask if cfg.logprob_reduction == "token_level" else None,
                 )
                 ent = entropy.mean()
-                loss = cfg.value_loss_coef * v_loss
-                if not warmup:
-                    loss = loss + pg_loss - ent_coef * ent
+                if critic:
+                    loss = cfg.value_loss_coef * v_loss
+                    if not warmup:
+                        loss = loss + pg_loss - ent_coef * ent
+                else:
+                    loss = pg_loss - ent_coef * ent
                 for opt in self.optimizers.values():
                     opt.zero_grad(set_to_none=True)
                 loss.backward()
-                critic_gn = float(torch.nn.utils.clip_grad_norm_(critic_params, cfg.grad_clip_norm))
-                self.optimizers["critic"].step()
+                critic_gn = 0.0
+                if critic:
+                    critic_gn = float(torch.nn.utils.clip_grad_norm_(critic_params, cfg.grad_clip_norm))
+                    self.optimizers["critic"].step()
                 actor_gn = 0.0
                 if not warmup and actor_params:
                     actor_gn = float(torch.nn.utils.clip_grad_norm_(actor_params, cfg.grad_clip_norm))
@@ -410,7 +423,7 @@ class PiRLAlgorithm(RLAlgorithm):
                 "entropy": mean["entropy"],
                 "approx_kl": mean["approx_kl"],
                 "clipfrac": mean["clipfrac"],
-                "explained_variance": explained_variance(batch.old_values, batch.returns),
+                "explained_variance": explained_variance(batch.old_values, batch.returns) if critic else float("nan"),
                 "ratio_min": ratio_min,
                 "ratio_max": ratio_max,
                 "max_abs_log_ratio": max_abs_lr,
