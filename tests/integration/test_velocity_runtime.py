@@ -31,10 +31,15 @@ METHODS = {
     "flow_sde_full_chain": ("flow_sde", "full_chain"),
     "flow_noise": ("flow_noise", "full_chain"),
 }
-# one PPO iteration of 4 chunks × 4 executed actions, both learning rates 0, the actor step taken (no critic warm-up)
+# One PPO iteration of 4 chunks × 4 executed actions, both learning rates 0, the actor step taken (no critic warm-up).
+# The learner re-scores one chunk per minibatch, the shapes the actor sampled at (one env: batch 1). At other batch
+# sizes CPU GEMMs block rows differently (MKL: row 0 of a [1, K] and of a [4, K] product differ in the last bit), and a
+# last-bit change of a step mean moves a full-chain log-prob term by ~1e-6 at the chain's small late-step σ: rounding,
+# not a sync defect, so it would hide the check's point. At batch 1 on both sides the re-score is bit-exact.
 LR_ZERO = [
     "--runtime.total_env_steps=16",
     "--runtime.rollout_chunks=4",
+    "--algorithm.minibatch_size=1",
     "--algorithm.actor_lr=0",
     "--algorithm.actor_lr_final=0",
     "--algorithm.value_lr=0",
