@@ -163,3 +163,29 @@ def test_a_lora_checkpoint_holds_a_plain_lerobot_policy_with_merged_adapters_and
     with pytest.raises(CheckpointError, match="not this run's base plus the checkpoint's adapters") as exc:
         restore_checkpoint(verify_checkpoint(tmp_path), policy=stranger.policy, algorithm=stranger)
     assert "\n" not in str(exc.value)
+
+
+def test_verify_sync_checks_the_lora_contract_whole_policy_included():
+    from pirlctl.config.run_config import load_run_config
+    from pirlctl.diagnostics.verify_sync import verify_sync
+    from pirlctl.policies.loading import CONFIGS_DIR
+
+    cfg = load_run_config(
+        CONFIGS_DIR / "pick_cube_tiny.json", ["--algorithm.trainable=lora", "--algorithm.lora_rank=4"]
+    )
+    report = verify_sync(cfg)
+    s, live = report.static, report.live
+    assert report.passed, report
+    assert s.keys_pushed == s.keys_expected == 2 * 10 + 8  # A and B of the 10 expert linears, the value head
+    # the actor's whole policy (frozen base + adapters + buffers) equals the learner's, tensor by tensor
+    assert live.policy_tensors_compared > live.tensors_compared and live.policy_mismatches == []
+
+    def planted(w):  # one adapter arrives moved: the actor's policy is no longer the learner's
+        key = next(k for k in w["policy"] if ".lora_B." in k)
+        w["policy"][key] = w["policy"][key] + 0.01
+        return w
+
+    bad = verify_sync(cfg, tamper=planted)
+    assert not bad.passed and bad.static.passed  # the contract's keys are fine; the values are not
+    assert [m.key.split(".lora_")[1] for m in bad.live.policy_mismatches] == ["B.default.weight"]
+    assert bad.live.policy_mismatches[0].key.startswith("whole_policy.")

@@ -129,7 +129,7 @@ def plain_layers(policy: nn.Module, *, check_loaded: bool = False) -> Iterator[N
     if not has_lora(policy):
         yield
         return
-    swapped: list[tuple[str, nn.Module, str, nn.Module, nn.Module, torch.Tensor]] = []
+    swapped: list[tuple[str, nn.Module, str, Any, Any, torch.Tensor]] = []  # (name, parent, child, LoRA, base, W)
     with torch.no_grad():
         for name, layer in _lora_layers(policy):
             base = layer.get_base_layer()
