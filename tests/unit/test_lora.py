@@ -189,3 +189,11 @@ def test_verify_sync_checks_the_lora_contract_whole_policy_included():
     assert not bad.passed and bad.static.passed  # the contract's keys are fine; the values are not
     assert [m.key.split(".lora_")[1] for m in bad.live.policy_mismatches] == ["B.default.weight"]
     assert bad.live.policy_mismatches[0].key.startswith("whole_policy.")
+
+
+def test_a_lora_push_of_full_size_pi0_built_on_meta_is_over_50_times_smaller_than_the_policy():
+    from bench.lora_push import GOAL, measure
+
+    m = measure("pi0", rank=16)
+    assert m["layers"] == 18 * 7 + 5  # every linear of the expert's 18 layers and its 5 projections, no lm_head
+    assert m["whole"] > 12e9 and m["whole"] / m["push"] >= GOAL  # 3.24 B float32 parameters; ~420x (benchmarks.md)
