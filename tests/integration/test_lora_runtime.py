@@ -42,8 +42,8 @@ def test_lora_pushes_keep_the_on_policy_log_ratio_below_1e_6_across_processes_an
     first = _train(out, "--runtime.total_env_steps=32")
     n = first["iterations"]
     assert n >= 2
-    adapters = {k: v for k, v in load_file(str(ckpt.verify_checkpoint(out).path / "algorithm" / "model.safetensors"))
-                .items() if k.startswith("lora.")}  # fmt: skip
+    algo_state = load_file(str(ckpt.verify_checkpoint(out).path / "algorithm" / "model.safetensors"))
+    adapters = {k: v for k, v in algo_state.items() if k.startswith("lora.")}
     assert adapters and all(".lora_A." in k or ".lora_B." in k for k in adapters)
     assert max(float(v.abs().max()) for k, v in adapters.items() if ".lora_B." in k) > 1e-3  # the adapters moved
 
