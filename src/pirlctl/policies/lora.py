@@ -29,7 +29,7 @@ from pirlctl.errors import PirlError
 
 ADAPTER = "default"  # peft's adapter name; one adapter per layer
 LORA_MARK = ".lora_A."  # in a parameter name: the model carries peft LoRA layers
-MERGE_ATOL = 1e-5  # merged weight in a checkpoint vs this base + adapters (fp32 rounding of W + ΔW)
+MERGE_ATOL = 1e-5  # merged weight in a checkpoint vs this base + adapters (plus 2 eps relative: one rounding)
 
 
 class LoraTargetError(PirlError, ValueError):
@@ -123,7 +123,8 @@ def plain_layers(policy: nn.Module, *, check_loaded: bool = False) -> Iterator[N
     LoRA layers are put back and each base weight W is restored bit for bit (from a copy, not by subtraction).
 
     ``check_loaded``: the merged weights were overwritten inside (a checkpoint load); on exit each must equal
-    W + ΔW of this base and the (already loaded) adapters within :data:`MERGE_ATOL`, else :class:`LoraMergeError`.
+    W + ΔW of this base and the (already loaded) adapters within :data:`MERGE_ATOL` plus one rounding of the
+    weights' dtype, else :class:`LoraMergeError`.
     A no-op for a policy without adapters.
     """
     if not has_lora(policy):
@@ -147,7 +148,8 @@ def plain_layers(policy: nn.Module, *, check_loaded: bool = False) -> Iterator[N
             for name, parent, child, layer, base, original in reversed(swapped):
                 if check_loaded and bad is None:
                     want = original + layer.get_delta_weight(ADAPTER).to(original.dtype)
-                    if not torch.allclose(base.weight, want, rtol=0.0, atol=MERGE_ATOL):
+                    rtol = 2 * torch.finfo(original.dtype).eps  # one rounding of W + ΔW (bf16 saved on another device)
+                    if not torch.allclose(base.weight, want, rtol=rtol, atol=MERGE_ATOL):
                         bad = name
                 base.weight.copy_(original)
                 setattr(parent, child, layer)
