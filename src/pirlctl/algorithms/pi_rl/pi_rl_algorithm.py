@@ -173,7 +173,20 @@ class PiRLAlgorithm(RLAlgorithm):
     # -- parameters ------------------------------------------------------------------------------------------
     def _apply_trainable_scope(self) -> None:
         """Freeze what ``config.trainable`` excludes (the VLM under "action_expert", and the first blocks of the
-        action expert when ``trainable_blocks`` > 0)."""
+        action expert when ``trainable_blocks`` > 0); under "lora", inject the adapters (everything else frozen)."""
+        cfg = self.config
+        if cfg.trainable == "lora":
+            from pirlctl.policies.lora import apply_lora
+
+            apply_lora(
+                self.policy,
+                self.adapter,
+                rank=cfg.lora_rank,
+                alpha=cfg.lora_alpha,
+                targets=cfg.lora_targets,
+                include_vlm=cfg.lora_vlm,
+            )
+            return
         frozen: tuple[str, ...] = ()
         if self.config.trainable == "action_expert":
             frozen = self.adapter.frozen_parameter_prefixes()
@@ -299,7 +312,7 @@ class PiRLAlgorithm(RLAlgorithm):
     def evaluate(self, batch: RolloutBatch) -> tuple[Tensor, Tensor, Tensor]:
         """Re-score stored chains under the current parameters: (log_prob, values, entropy [N])."""
         cfg = self.config
-        grad_prefix = cfg.trainable == "all"
+        grad_prefix = cfg.grad_through_prefix
         with torch.set_grad_enabled(grad_prefix and torch.is_grad_enabled()):
             prefix = self.adapter.encode(batch.observations)
         rescore = rescore_chain(
@@ -536,10 +549,13 @@ class PiRLAlgorithm(RLAlgorithm):
                 self.noise_head.load_state_dict(weights["noise_head"])
 
     def state_dict(self) -> dict[str, Tensor]:
-        """Algorithm-owned tensors (not the policy): ``value_head.*`` and ``noise_head.*``."""
+        """Algorithm-owned tensors: ``value_head.*``, ``noise_head.*`` and, under ``trainable="lora"``, the policy's
+        LoRA adapters as ``lora.<parameter name>`` (the checkpoint's policy folder holds merged weights only)."""
         out = {f"value_head.{k}": v for k, v in self.value_head.state_dict().items()}
         if self.noise_head is not None:
             out.update({f"noise_head.{k}": v for k, v in self.noise_head.state_dict().items()})
+        if self.config.trainable == "lora":
+            out.update({f"lora.{n}": p for n, p in self.trainable_policy_parameters().items()})
         return out
 
     def load_state_dict(self, state_dict: dict[str, Tensor], device: str | torch.device = "cpu") -> None:
