@@ -4,6 +4,7 @@ number of ranks."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,21 @@ def test_a_two_rank_learner_trains_with_two_actors_checkpoints_and_resumes_on_on
     for r in train:
         assert r["data/batch_actors"] == [0, 1] and r["train/samples"] == 16
         assert r["train/onpolicy_max_abs_log_ratio"] < 1e-3  # rank 0 pushed what all ranks trained
+
+
+@pytest.mark.slow
+def test_pirlctl_train_launches_a_two_rank_learner_and_the_report_shows_the_ranks(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--json", "--no-dashboard", f"--output_dir={run}", f"--pipeline.cache_dir={tmp_path / 'cache'}"]
+    args += ["--pipeline.demo_episodes=2", "--pipeline.sft_steps=20", "--pipeline.eval_episodes=2"]
+    args += ["--runtime.total_env_steps=64", "--runtime.num_actors=1", "--runtime.rollout_chunks=8"]
+    args += [f"--runtime.learner_port={free_port()}", "--runtime.learner_ranks=2"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pirlctl", *args], capture_output=True, text=True, env=env(), cwd=ROOT, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = json.loads(proc.stdout)
+    assert job["learner_ranks"] == 2 and job["iterations"] == 2
+    learner = json.loads((run / "learner.stdout").read_text())  # rank 0's report alone: rank 1 prints nothing
+    assert learner["ranks"] == 2
+    assert "ended by rank 0" in (run / "learner-rank1.log").read_text()
