@@ -159,6 +159,8 @@ def start_ranks(cfg: PiRLRunConfig) -> RankGroup | None:
         cpu=cfg.runtime.device == "cpu",
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
+    if cfg.runtime.device != "cpu":
+        cfg.runtime.device = str(acc.device)  # each rank on its own accelerator (cuda:LOCAL_RANK), not all on cuda:0
     return RankGroup(acc, acc.process_index, acc.num_processes)
 
 
