@@ -118,6 +118,11 @@ class RuntimeSettings:
     keep_checkpoints: int = 3
     # Torch device for the learner ("cpu", "cuda").
     device: str = "cpu"
+    # Learner processes (data-parallel ranks, DDP on accelerate, issue 21). > 1: each PPO minibatch is split over
+    # them (at most algorithm.minibatch_size ranks); rank 0 serves the actors, pushes and checkpoints.
+    learner_ranks: int = 1
+    # How the ranks share the model: "ddp" (each holds all of it). "fsdp" (sharded) is not implemented.
+    learner_strategy: str = "ddp"
     # Torch device for the actors.
     actor_device: str = "cpu"
     # Torch intra-op threads per process (0 = torch default). 1 keeps 2-core machines responsive.
@@ -215,6 +220,7 @@ class PiRLRunConfig:
             value = getattr(rt, name)
             if not isinstance(value, int) or value < 1:
                 raise RunConfigError(f"runtime.{name}={value!r} is invalid; it must be an integer >= 1")
+        _check_learner_ranks(rt, self.algorithm)
         if not isinstance(rt.keep_checkpoints, int) or rt.keep_checkpoints < 0:
             raise RunConfigError(
                 f"runtime.keep_checkpoints={rt.keep_checkpoints!r} is invalid; use 0 (keep all) or a count >= 1"
@@ -302,6 +308,22 @@ def encode_run_config(cfg: PiRLRunConfig) -> dict[str, Any]:
     if isinstance(data.get("algorithm"), dict):
         data["algorithm"].pop("policy_config", None)
     return data
+
+
+def _check_learner_ranks(rt: RuntimeSettings, algorithm: Any) -> None:
+    n = rt.learner_ranks
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise RunConfigError(f"runtime.learner_ranks={n!r} is invalid; it must be an integer >= 1")
+    minibatch = getattr(algorithm, "minibatch_size", n)
+    if isinstance(minibatch, int) and minibatch >= 1 and n > minibatch:  # an invalid size: the algorithm says so
+        raise RunConfigError(
+            f"runtime.learner_ranks={n} is more than the {minibatch} samples of a minibatch "
+            f"(algorithm.minibatch_size): each rank needs one; use at most {minibatch} ranks or a larger minibatch"
+        )
+    if rt.learner_strategy == "fsdp":
+        raise RunConfigError("runtime.learner_strategy='fsdp' is not implemented (issue 21); use 'ddp'")
+    if rt.learner_strategy != "ddp":
+        raise RunConfigError(f"runtime.learner_strategy={rt.learner_strategy!r} is invalid; use 'ddp'")
 
 
 def config_hash(cfg: PiRLRunConfig) -> str:

@@ -22,6 +22,7 @@ from torch.optim import Optimizer
 
 from pirlctl.algorithms.pi_rl.advantages import chunk_gae, explained_variance, normalize
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY, PiRLConfig, PiRLConfigError
+from pirlctl.algorithms.pi_rl.data_parallel import DataParallel, combine_stats, loss_scale, shard_range, stats_row
 from pirlctl.algorithms.pi_rl.heads import NoiseHead, ValueHead
 from pirlctl.algorithms.pi_rl.losses import clipped_surrogate, clipped_value_loss
 from pirlctl.algorithms.pi_rl.sampler import (
@@ -169,6 +170,9 @@ class PiRLAlgorithm(RLAlgorithm):
         # planned iterations by runtime.build.build_algorithm; the chain and its log-probs live in their
         # normalised action space. None: the caller feeds model-space inputs itself (unit tests).
         self.processors: Any = None
+        # The data-parallel ranks the PPO update runs on (pirlctl.runtime.ranks.attach sets it; data_parallel says
+        # how a minibatch is split). None: one process.
+        self.data_parallel: DataParallel | None = None
 
     # -- parameters ------------------------------------------------------------------------------------------
     def _apply_trainable_scope(self) -> None:
@@ -369,13 +373,20 @@ class PiRLAlgorithm(RLAlgorithm):
         onpolicy_lr: float | None = None
         epochs_run = 0
         self.policy.eval()  # no dropout: the re-score must match the actor's sampling pass
+        dp = self.data_parallel
         for _epoch in range(cfg.ppo_epochs):
             epochs_run += 1
-            perm = torch.randperm(N, device=dev)
+            perm = torch.randperm(N, device=dev) if dp is None else dp.permutation(N, dev)
             epoch_kl, epoch_n = 0.0, 0
             for start in range(0, N, cfg.minibatch_size):
-                mb = batch.index(perm[start : start + cfg.minibatch_size])
-                log_prob, values, entropy = self.evaluate(mb)
+                idx = perm[start : start + cfg.minibatch_size]
+                n_own = len(idx)
+                if dp is not None:  # this rank's shard of the minibatch (data_parallel: why the scale, why idx[:1])
+                    lo, hi = shard_range(len(idx), dp.rank, dp.world_size)
+                    n_own, scale = hi - lo, loss_scale(hi - lo, len(idx), dp.world_size)
+                    idx = idx[lo:hi] if hi > lo else idx[:1]
+                mb = batch.index(idx)
+                log_prob, values, entropy = self.evaluate(mb) if dp is None else dp.score(mb)
                 v_loss = (
                     clipped_value_loss(
                         values, mb.old_values, mb.returns, huber_delta=cfg.huber_delta, value_clip=cfg.value_clip
@@ -397,9 +408,11 @@ class PiRLAlgorithm(RLAlgorithm):
                         loss = loss + pg_loss - ent_coef * ent
                 else:
                     loss = pg_loss - ent_coef * ent
+                if dp is not None:
+                    loss = loss * scale
                 for opt in self.optimizers.values():
                     opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # under DDP: the gradients averaged over ranks
                 critic_gn = 0.0
                 if critic:
                     critic_gn = float(torch.nn.utils.clip_grad_norm_(critic_params, cfg.grad_clip_norm))
@@ -408,22 +421,34 @@ class PiRLAlgorithm(RLAlgorithm):
                 if not warmup and actor_params:
                     actor_gn = float(torch.nn.utils.clip_grad_norm_(actor_params, cfg.grad_clip_norm))
                     self.optimizers["actor"].step()
+                mbs = {
+                    "policy_loss": float(pg_loss.detach()),
+                    "value_loss": float(v_loss.detach()),
+                    "entropy": float(ent.detach()),
+                    "approx_kl": st.approx_kl,
+                    "clipfrac": st.clipfrac,
+                    "ratio_min": st.ratio_min,
+                    "ratio_max": st.ratio_max,
+                    "max_abs_log_ratio": st.max_abs_log_ratio,
+                }
+                if dp is not None:  # the whole minibatch's numbers, the same on every rank
+                    mbs = combine_stats(dp.gather(stats_row(n_own, mbs)))
                 for key, val in (
-                    ("policy_loss", float(pg_loss.detach())),
-                    ("value_loss", float(v_loss.detach())),
-                    ("entropy", float(ent.detach())),
-                    ("approx_kl", st.approx_kl),
-                    ("clipfrac", st.clipfrac),
+                    ("policy_loss", mbs["policy_loss"]),
+                    ("value_loss", mbs["value_loss"]),
+                    ("entropy", mbs["entropy"]),
+                    ("approx_kl", mbs["approx_kl"]),
+                    ("clipfrac", mbs["clipfrac"]),
                     ("actor_grad_norm", actor_gn),
                     ("critic_grad_norm", critic_gn),
                 ):
                     sums[key] = sums.get(key, 0.0) + val
                 count += 1
-                ratio_min, ratio_max = min(ratio_min, st.ratio_min), max(ratio_max, st.ratio_max)
-                max_abs_lr = max(max_abs_lr, st.max_abs_log_ratio)
+                ratio_min, ratio_max = min(ratio_min, mbs["ratio_min"]), max(ratio_max, mbs["ratio_max"])
+                max_abs_lr = max(max_abs_lr, mbs["max_abs_log_ratio"])
                 if onpolicy_lr is None:
-                    onpolicy_lr = st.max_abs_log_ratio
-                epoch_kl += st.approx_kl
+                    onpolicy_lr = mbs["max_abs_log_ratio"]
+                epoch_kl += mbs["approx_kl"]
                 epoch_n += 1
             if cfg.target_kl is not None and epoch_kl / max(epoch_n, 1) > cfg.target_kl:
                 break
