@@ -82,8 +82,8 @@ DROPPED_POLICY = {
         "use_amp",
         "use_peft",
     ],
-    "PI-RL is on-policy: no replay buffer; each PPO batch is runtime.num_actors × runtime.rollout_chunks fresh "
-    "chunks": [
+    "PI-RL is on-policy: no replay buffer; each PPO batch is runtime.num_actors × runtime.envs_per_actor × "
+    "runtime.rollout_chunks fresh chunks": [
         "online_buffer_capacity",
         "offline_buffer_capacity",
         "async_prefetch",
@@ -120,7 +120,7 @@ DROPPED_TOP = {
 # Optional LeRobot features: dropped when off or empty, otherwise the user decides (no pirlctl equivalent).
 OPTIONAL_FEATURES = {
     "wandb": "pirlctl logs metrics to output_dir/metrics.jsonl, not W&B; forward them yourself if needed",
-    "peft": "PI-RL trains the parts chosen by algorithm.trainable; LoRA/PEFT is not wired",
+    "peft": "PI-RL trains the parts chosen by algorithm.trainable; for LoRA set algorithm.trainable=lora (peft)",
     "reward_model": "PI-RL's reward is the env's (gym_hil: success when the cube is lifted); a learned reward "
     "classifier is not wired",
     "sample_weighting": "it weights offline samples; PI-RL has none",
