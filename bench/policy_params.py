@@ -94,8 +94,7 @@ def push_bytes(policy: Any, scope: str, blocks: int) -> int:
     from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
     from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PiRLAlgorithm
 
-    with torch.device("meta"):
-        algo = PiRLAlgorithm(policy, PiRLConfig(trainable=scope, trainable_blocks=blocks))
+    algo = PiRLAlgorithm(policy, PiRLConfig(trainable=scope, trainable_blocks=blocks))  # heads follow the policy
     return sum(
         torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
         for group in algo.expected_weights().values()
