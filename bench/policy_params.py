@@ -66,12 +66,15 @@ def build_meta(kind: str) -> Any:
         return get_policy_class(kind)(cfg)
 
 
+SCOPES: tuple[tuple[str, int], ...] = (("all", 0), ("action_expert", 0), ("action_expert", 6), ("action_expert", 2))
+
+
 def split(policy: Any) -> dict[str, float]:
-    adapter: Any = make_flow_adapter(policy)  # freezes the unused heads
+    """Parameter counts by part (the adapter's prefixes; it freezes the unused heads)."""
+    adapter: Any = make_flow_adapter(policy)
     vlm, blocks = adapter.vlm_prefix, adapter.expert_block_prefixes()
-    named = dict(policy.named_parameters())
     n = {k: 0 for k in ("vlm", "expert", "other", "unused")}
-    for name, p in named.items():
+    for name, p in policy.named_parameters():
         if name.startswith(adapter.unused_parameter_prefixes):
             n["unused"] += p.numel()
         elif name.startswith(vlm):
@@ -80,33 +83,59 @@ def split(policy: Any) -> dict[str, float]:
             n["expert"] += p.numel()
         else:
             n["other"] += p.numel()
-
-    def push(frozen: tuple[str, ...]) -> int:
-        return 4 * sum(p.numel() for k, p in named.items() if p.requires_grad and not (frozen and k.startswith(frozen)))
-
-    n["all"] = push(())
-    n["action_expert"] = push((vlm,))
-    n["last2"] = push((vlm, *blocks[:-2]))
     n["blocks"] = len(blocks)
     return n
 
 
+def push_bytes(policy: Any, scope: str, blocks: int) -> int:
+    """Bytes of one weight push under a trainable scope: what the learner sends (``PiRLAlgorithm.get_weights``,
+    whose keys, shapes and dtypes ``expected_weights`` lists without copying the meta tensors), value head included.
+    Each scope starts from the policy's own ``requires_grad`` flags, as a fresh learner does."""
+    from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
+    from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PiRLAlgorithm
+
+    algo = PiRLAlgorithm(policy, PiRLConfig(trainable=scope, trainable_blocks=blocks))  # heads follow the policy
+    return sum(
+        torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+        for group in algo.expected_weights().values()
+        for shape, dtype in group.values()
+    )
+
+
+def measure(kind: str) -> dict[str, Any]:
+    policy = build_meta(kind)
+    flags = {name: p.requires_grad for name, p in policy.named_parameters()}
+    row: dict[str, Any] = split(policy)
+    row["whole"] = sum(p.numel() * p.element_size() for p in policy.parameters())
+    for scope, blocks in SCOPES:
+        for name, p in policy.named_parameters():
+            p.requires_grad_(flags[name])
+        row[(scope, blocks)] = push_bytes(policy, scope, blocks)
+    return row
+
+
 def main() -> None:
+    scope_names = [s if not b else f"last {b} blocks" for s, b in SCOPES]
     rows = [
-        "| policy | total | VLM | action expert | projections | unused lm_heads | expert blocks | push: all | "
-        "push: action_expert | push: last 2 blocks |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| policy | total | VLM | action expert | projections | unused lm_heads | expert blocks |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
+    pushes = [
+        "| policy | whole policy | " + " | ".join(f"push: {s}" for s in scope_names) + " |",
+        "|---|---:|" + "---:|" * len(SCOPES),
+    ]
+    m = lambda x: f"{x / 1e6:,.1f} M"  # noqa: E731
+    mb = lambda x: f"{x / 2**20:,.0f} MB"  # noqa: E731
     for kind in ("pi0", "pi05", "smolvla"):
-        n = split(build_meta(kind))
+        n = measure(kind)
         total = n["vlm"] + n["expert"] + n["other"] + n["unused"]
-        m = lambda x: f"{x / 1e6:,.1f} M"  # noqa: E731
-        mb = lambda x: f"{x / 2**20:,.0f} MB"  # noqa: E731
         rows.append(
             f"| {kind} | {m(total)} | {m(n['vlm'])} | {m(n['expert'])} | {m(n['other'])} | {m(n['unused'])} | "
-            f"{int(n['blocks'])} | {mb(n['all'])} | {mb(n['action_expert'])} | {mb(n['last2'])} |"
+            f"{int(n['blocks'])} |"
         )
-    print("\n".join(rows))
+        cells = [f"{mb(n[s])} ({n['whole'] / n[s]:.1f}×)" for s in SCOPES]
+        pushes.append(f"| {kind} | {mb(n['whole'])} | " + " | ".join(cells) + " |")
+    print("\n".join(rows) + "\n\n" + "\n".join(pushes))
 
 
 if __name__ == "__main__":
