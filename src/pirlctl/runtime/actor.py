@@ -21,22 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-import numpy as np
 import torch
 
 from pirlctl import metrics as M
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import ChunkTransition, PiRLAlgorithm
 from pirlctl.config.run_config import PiRLRunConfig
-from pirlctl.envs.pick_cube import (
-    make_env,
-    observation_to_policy,
-    privileged_state,
-    progress_potential,
-    reset_episode,
-    run_chunk,
-    shaped_reward,
-)
+from pirlctl.envs.base import TaskEnv, shaped_reward
 from pirlctl.policies.processors import PolicyProcessors
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 from pirlctl.runtime.build import build_algorithm, setup_process
@@ -53,16 +44,16 @@ logger = logging.getLogger("pirlctl.actor")
 
 
 def actor_observation(
-    env: Any, obs: dict[str, Any], cfg: PiRLRunConfig, tokens: torch.Tensor | None
+    env: TaskEnv, obs: dict[str, Any], cfg: PiRLRunConfig, tokens: torch.Tensor | None
 ) -> dict[str, torch.Tensor]:
     """One unbatched raw observation: the policy's inputs, the task tokens (None: the preprocessor tokenises the
     instruction itself), and, for an asymmetric critic, the simulator-only state (read from ``env``, whose state
     must be that of ``obs``)."""
-    o = observation_to_policy(obs, cfg.env, env)
+    o = env.policy_observation(obs)
     if tokens is not None:
         o[LANGUAGE_TOKENS_KEY] = tokens
     if cfg.pirl.critic_privileged_dim:
-        o[PRIVILEGED_STATE_KEY] = torch.from_numpy(privileged_state(env))
+        o[PRIVILEGED_STATE_KEY] = torch.from_numpy(env.privileged_state())
     return o
 
 
@@ -186,14 +177,12 @@ class Actor:
         self.base_fingerprint = self.algo.frozen_fingerprint()
         torch.manual_seed(cfg.seed + 7919 * (actor_id + 1))
         self.generator = torch.Generator().manual_seed(cfg.seed + 104_729 * (actor_id + 1))
-        self.env = make_env(cfg.env)
-        low, high = self.env.action_space.low, self.env.action_space.high
-        self.action_low, self.action_high = np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32)
+        self.env: TaskEnv = cfg.env.build_task_env()
         self.tokens: torch.Tensor | None = None  # the pipeline's own tokenizer step tokenises the instruction
         if self.processors.tokenizes:
             logger.info("actor %d: task tokens from the policy's preprocessor", actor_id)
         else:
-            tokens, source = tokenize_task(cfg.env.instruction, cfg.policy, 1)
+            tokens, source = tokenize_task(self.env.instruction, cfg.policy, 1)
             self.tokens = tokens[0]
             logger.info("actor %d: task tokens from %s", actor_id, source)
         self.client = LearnerClient(cfg.runtime.learner_host, cfg.runtime.learner_port, token, tls)
@@ -275,12 +264,12 @@ class Actor:
     def _policy_obs(self, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The preprocessed, unbatched observation the actor scores and sends."""
         raw = actor_observation(self.env, obs, self.cfg, self.tokens)
-        return self.processors.preprocess_one(raw, self.cfg.env.instruction)
+        return self.processors.preprocess_one(raw, self.env.instruction)
 
     def _reset(self) -> dict[str, Any]:
-        obs = reset_episode(self.env, self._episode_seed())
+        obs = self.env.reset(self._episode_seed())
         if self.cfg.env.shaping:
-            self.phi = progress_potential(self.env)
+            self.phi = self.env.progress_potential()
         return obs
 
     def _episode_seed(self) -> int:
@@ -299,14 +288,14 @@ class Actor:
             self.infer_time += time.perf_counter() - t0
             chunk = self.processors.env_action(step.actions)
             t1 = time.perf_counter()
-            out = run_chunk(self.env, chunk, self.action_low, self.action_high)
+            out = self.env.step_chunk(chunk)
             self.env_time += time.perf_counter() - t1
             obs, reward, terminated, truncated, n = out.obs, out.reward, out.terminated, out.truncated, out.steps
             chunk_reward = reward
             # The time limit ends the task unless pirl.bootstrap_time_limit says to look past it.
             ended = terminated or (truncated and not self.cfg.pirl.bootstrap_time_limit)
             if self.cfg.env.shaping:
-                phi_next = progress_potential(self.env)
+                phi_next = self.env.progress_potential()
                 chunk_reward = shaped_reward(
                     reward,
                     self.phi,
