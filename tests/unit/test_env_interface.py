@@ -142,6 +142,16 @@ def test_shaping_and_an_asymmetric_critic_need_the_capability():
     assert "use 4 (asymmetric critic)" in _one_line(err)
 
 
+def test_a_policy_whose_state_or_action_does_not_fit_the_env_is_refused_when_the_config_loads(tmp_path):
+    path = _pusht_config(tmp_path)  # the tiny policy reads a 2-d state and acts in 2-d: pusht, not aloha/metaworld
+    with pytest.raises(RunConfigError) as err:
+        load_run_config(path, ["--env.type=aloha", "--env.episode_length=9"])
+    assert "env.type=aloha feeds 14 numbers" in _one_line(err)
+    with pytest.raises(RunConfigError) as err:
+        load_run_config(path, ["--env.type=metaworld"])
+    assert "env.type=metaworld feeds 4 numbers" in _one_line(err)
+
+
 def _fake_libero(monkeypatch, tmp_path: Path) -> Path:
     """LIBERO's package as find_spec sees it, at tmp_path/site/libero (hf-libero's layout, without assets/)."""
     pkg = tmp_path / "site" / "libero"

@@ -76,8 +76,13 @@ class TaskEnvConfig(draccus.ChoiceRegistry):
         return int(limit) if limit else None
 
     def policy_state_dim(self) -> int | None:
-        """Length of the policy's ``observation.state`` this env feeds; None = not checked against the policy."""
-        return None
+        """Length of the policy's ``observation.state`` this env feeds (LeRobot's ``agent_pos`` feature); None = not
+        checked against the policy."""
+        return _flat_dim(getattr(self, "features", {}).get("agent_pos"))
+
+    def env_action_dim(self) -> int | None:
+        """Length of the action this env takes (LeRobot's ``action`` feature); None = not checked."""
+        return _flat_dim(getattr(self, "features", {}).get("action"))
 
     def check(self, *, policy: Any, critic_privileged_dim: int) -> None:
         """Raise :class:`EnvSetupError` (one line naming the fix) if this env cannot run as configured."""
@@ -101,6 +106,13 @@ class TaskEnvConfig(draccus.ChoiceRegistry):
                 f"policy.input_features.observation.state has shape {list(state_feature.shape)} but env.type="
                 f"{self.type} feeds {want} numbers; set the state feature (and max_state_dim) to [{want}]"
             )
+        action_feature = getattr(policy, "action_feature", None)
+        act = self.env_action_dim()
+        if act is not None and action_feature is not None and tuple(action_feature.shape) != (act,):
+            raise EnvSetupError(
+                f"policy.output_features.action has shape {list(action_feature.shape)} but env.type={self.type} "
+                f"takes {act} numbers; set it (and max_action_dim) to [{act}]"
+            )
         self.check_installed()
 
     def check_installed(self) -> None:
@@ -118,6 +130,11 @@ class TaskEnvConfig(draccus.ChoiceRegistry):
 
     def prepare_gym_env(self, gym_env: Any) -> None:
         """Called once on each gym env LeRobot's ``make_env`` made, before its first reset."""
+
+
+def _flat_dim(feature: Any) -> int | None:
+    shape = getattr(feature, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) == 1 else None
 
 
 @TaskEnvConfig.register_subclass("pusht")
