@@ -313,3 +313,11 @@ def test_pirlctl_eval_runs_a_tiny_policy_on_pusht(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads(res.stdout[res.stdout.index("{") :])
     assert report["episodes"] == 2 and report["env_steps"] == 20 and report["mean_length"] == 10
+
+
+def test_reports_describe_each_env_type_in_its_own_terms():
+    pick = PickCubeEnv(cube_range=0.03, image_size=64, max_episode_steps=60)
+    assert pick.describe() == (
+        "Task: gym_hil/PandaPickCube-v0, random cube position: True, images 64px front+wrist, episode limit 60 steps."
+    )
+    assert PushtTaskConfig(episode_length=50).describe() == "Task: pusht PushT-v0, episode limit 50 steps."

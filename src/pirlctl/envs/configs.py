@@ -80,6 +80,11 @@ class TaskEnvConfig(draccus.ChoiceRegistry):
         checked against the policy."""
         return _flat_dim(getattr(self, "features", {}).get("agent_pos"))
 
+    def describe(self) -> str:
+        """One sentence for reports: the task and its episode limit."""
+        limit = f"{self.episode_limit} steps" if self.episode_limit else "the env's own"
+        return f"Task: {self.type} {self.task}, episode limit {limit}."
+
     def env_action_dim(self) -> int | None:
         """Length of the action this env takes (LeRobot's ``action`` feature); None = not checked."""
         return _flat_dim(getattr(self, "features", {}).get("action"))

@@ -91,6 +91,12 @@ class PickCubeEnv(TaskEnvConfig, EnvConfig):
             "max_episode_steps": self.max_episode_steps,
         }
 
+    def describe(self) -> str:
+        return (
+            f"Task: {self.task}, random cube position: {self.random_block_position}, images {self.image_size}px "
+            f"{'+'.join(self.cameras)}, episode limit {self.max_episode_steps} steps."
+        )
+
     def policy_state_dim(self) -> int:
         return policy_state_dim(self)
 
