@@ -9,7 +9,9 @@ through LeRobot's ``preprocess_observation`` and the env's own processors (``Env
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +33,8 @@ class LeRobotTaskEnv:
         from lerobot.envs.factory import make_env
 
         cfg.check_installed()
-        suites = make_env(cfg, n_envs=1, use_async_envs=False)
+        with contextlib.redirect_stdout(sys.stderr):  # LeRobot's factory prints progress; stdout is for reports
+            suites = make_env(cfg, n_envs=1, use_async_envs=False)
         self.vector = next(iter(next(iter(suites.values())).values()))
         self.gym_env = self.vector.envs[0]
         cfg.prepare_gym_env(self.gym_env)
