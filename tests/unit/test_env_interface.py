@@ -321,3 +321,31 @@ def test_reports_describe_each_env_type_in_its_own_terms():
         "Task: gym_hil/PandaPickCube-v0, random cube position: True, images 64px front+wrist, episode limit 60 steps."
     )
     assert PushtTaskConfig(episode_length=50).describe() == "Task: pusht PushT-v0, episode limit 50 steps."
+
+
+METAWORLD_STEPS = """
+import json
+import numpy as np
+from pirlctl.envs.configs import MetaworldTaskConfig
+env = MetaworldTaskConfig(observation_height=32, observation_width=32, episode_length=6).build_task_env()
+a = env.reset(5)
+b = env.reset(5)
+c = env.reset(6)
+first = env.step_chunk(np.zeros((4, 4), np.float32))
+second = env.step_chunk(np.zeros((4, 4), np.float32))
+p = env.policy_observation(second.obs)
+print(json.dumps({"same": bool(np.allclose(a["agent_pos"], b["agent_pos"])), "img": list(p["observation.image"].shape),
+                  "pixels": list(a["pixels"].shape), "state": list(p["observation.state"].shape),
+                  "ends": [first.steps, first.truncated, second.steps, second.truncated, second.success],
+                  "instruction": env.instruction}))
+"""
+
+
+@pytest.mark.slow  # MetaWorld resets take 1-3 s each
+@pytest.mark.filterwarnings("ignore")
+def test_metaworld_renders_the_set_image_size_and_takes_its_instruction_from_the_env(child_json):
+    pytest.importorskip("metaworld")
+    out = child_json(METAWORLD_STEPS)
+    assert out["same"] and out["pixels"] == [32, 32, 3] and out["img"] == [3, 32, 32] and out["state"] == [4]
+    assert out["ends"] == [4, False, 2, True, False]
+    assert out["instruction"] == "Push the puck to a goal"  # the env's task_description, not the config's
