@@ -59,7 +59,7 @@ class TaskEnvConfig(draccus.ChoiceRegistry):
     has_progress: ClassVar[bool] = False  # a progress potential for reward shaping
     has_demonstrator: ClassVar[bool] = False  # a scripted demonstrator for `pirlctl train`'s demos
     package: ClassVar[str | None] = None  # the import that provides the gym env
-    extra: ClassVar[str | None] = None  # LeRobot's pip extra that installs it
+    pip: ClassVar[str | None] = None  # what `pip install` needs to provide it (LeRobot's extra for its envs)
 
     @classmethod
     def default_choice_name(cls) -> str | None:
@@ -123,8 +123,8 @@ class TaskEnvConfig(draccus.ChoiceRegistry):
     def check_installed(self) -> None:
         if self.package is not None and importlib.util.find_spec(self.package) is None:
             raise EnvSetupError(
-                f"env.type={self.type} needs the {self.package!r} package, which is not installed; install LeRobot's "
-                f"extra: pip install 'lerobot[{self.extra}]'"
+                f"env.type={self.type} needs the {self.package!r} package, which is not installed; install it: "
+                f"pip install {self.pip}"
             )
 
     def build_task_env(self) -> TaskEnv:
@@ -153,7 +153,7 @@ class PushtTaskConfig(TaskEnvConfig, PushtEnv):
     observation_width: int = 96
 
     package: ClassVar[str | None] = "gym_pusht"
-    extra: ClassVar[str | None] = "pusht"
+    pip: ClassVar[str | None] = "'lerobot[pusht]'"
 
     @property
     def gym_kwargs(self) -> dict:
@@ -170,7 +170,7 @@ class AlohaTaskConfig(TaskEnvConfig, AlohaEnv):
     """LeRobot's aloha (gym_aloha renders three 480x640 cameras every step: ~5 steps/s on CPU)."""
 
     package: ClassVar[str | None] = "gym_aloha"
-    extra: ClassVar[str | None] = "aloha"
+    pip: ClassVar[str | None] = "'lerobot[aloha]'"
 
 
 @cache
@@ -192,7 +192,7 @@ class MetaworldTaskConfig(TaskEnvConfig, MetaworldEnv):
     observation_width: int = 480
 
     package: ClassVar[str | None] = "metaworld"
-    extra: ClassVar[str | None] = "metaworld"
+    pip: ClassVar[str | None] = "'lerobot[metaworld]'"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -267,7 +267,7 @@ class LiberoTaskConfig(TaskEnvConfig, LiberoEnv):
     download it from the hub); its interactive first-run question is answered before LIBERO is imported."""
 
     package: ClassVar[str | None] = "libero"
-    extra: ClassVar[str | None] = "libero"
+    pip: ClassVar[str | None] = "'lerobot[libero]'"
 
     def check(self, *, policy: Any, critic_privileged_dim: int) -> None:
         super().check(policy=policy, critic_privileged_dim=critic_privileged_dim)

@@ -78,7 +78,7 @@ class PickCubeEnv(TaskEnvConfig, EnvConfig):
     has_progress: ClassVar[bool] = True
     has_demonstrator: ClassVar[bool] = True
     package: ClassVar[str | None] = "gym_hil"
-    extra: ClassVar[str | None] = "hilserl"
+    pip: ClassVar[str | None] = "gym-hil"
 
     @property
     def gym_kwargs(self) -> dict:
