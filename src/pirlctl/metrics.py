@@ -36,6 +36,9 @@ DATA_REJECTED = "data/segments_rejected"
 DATA_ACTORS = "data/actors"  # distinct actors seen so far
 DATA_BATCH_ACTORS = "data/batch_actors"  # actor ids whose segments formed this PPO batch
 DATA_BATCH_VERSIONS = "data/batch_versions"  # policy versions of those segments
+DATA_GROUPS_USED = "data/groups_used"  # GRPO: complete groups trained on so far
+DATA_GROUPS_DROPPED_INCOMPLETE = "data/groups_dropped_incomplete"  # GRPO: groups dropped for a missing episode
+DATA_CHUNKS_DROPPED_INCOMPLETE = "data/chunks_dropped_incomplete"  # GRPO: the chunks of those groups
 
 # actor, one record per episode (kind = "episode")
 ACTOR_ID = "actor/id"
@@ -47,6 +50,10 @@ ACTOR_POLICY_FPS = "actor/policy_fps"
 ACTOR_ENV_FPS = "actor/env_fps"
 ACTOR_LOOP_FPS = "actor/loop_fps"
 ACTOR_ENV_STEPS = "actor/env_steps"
+ACTOR_ENV_INDEX = "actor/env_index"  # which of the actor's runtime.envs_per_actor envs ran the episode
+ACTOR_EPISODE_SEED = "actor/episode_seed"  # the episode's reset seed
+# (the episode record also carries its env's TaskEnv.reset_stats(), named by the env: envs/pick_cube_task.py)
+ACTOR_GROUP = "actor/group"  # GRPO: the run-wide id of the episode's group (absent under GAE)
 
 # learner, one record per alarm raised (kind = "alarm"; pirlctl.alarms computes them, the dashboard displays them)
 ALARM_ITERATION = "alarm/iteration"  # the learner's PPO iteration (policy version) when it was raised

@@ -1,5 +1,6 @@
-"""A policy trained by LeRobot's own training code (with MEAN_STD statistics and LeRobot's full X-VLA pipeline,
-tokenizer step included) runs PI-RL under pirlctl: learner and actor processes start from its folder with
+"""A policy trained by LeRobot's own training entry point (`lerobot.scripts.lerobot_train.train`, 3 steps on demos
+recorded by pirlctl's demo stage, MEAN_STD statistics, LeRobot's full X-VLA pipeline with its tokenizer step) runs
+PI-RL under pirlctl: learner and actor processes start from the `pretrained_model/` folder its checkpoint writes, with
 ``--policy_path``, through the processors saved in it; a folder with a missing or mismatched statistics file is
 refused in one line."""
 
@@ -19,48 +20,49 @@ from pirlctl.metrics import read_metrics
 from pirlctl.policies.processors import ProcessorError
 from pirlctl.runtime import checkpoint as ckpt
 
-from ..unit.test_processors import _fake_demos
 from .procs import ROOT, TINY_RUN, env, free_port, report, spawn
 
 pytestmark = pytest.mark.integration
 
-# What lerobot-train does (lerobot/scripts/lerobot_train.py, LeRobot 0.6.1), offline and a few steps: make_policy
-# with the dataset's metadata, make_pre_post_processors with its statistics, policy.forward on preprocessed
-# batches, then the policy and both pipelines saved into one folder (its save_checkpoint's pretrained_model/).
+# LeRobot 0.6.1's own training entry point (lerobot/scripts/lerobot_train.py: `train(cfg)`, what `lerobot-train` runs)
+# on the demos dataset, offline and a few steps: dataset statistics, make_policy, make_pre_post_processors, Accelerate,
+# the policy preset's optimizer and scheduler, and its save_checkpoint, which writes
+# <output_dir>/checkpoints/000003/pretrained_model/ (config, weights, both processor pipelines, train_config.json).
 _LEROBOT_TRAIN = r"""
-import json, sys
+import sys
 from pathlib import Path
-import draccus, torch
+import draccus
+from lerobot.configs.default import DatasetConfig, WandBConfig
 from lerobot.configs.policies import PreTrainedConfig
+from lerobot.configs.train import TrainPipelineConfig
 from lerobot.configs.types import NormalizationMode
-from lerobot.datasets.factory import resolve_delta_timestamps
-from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
-from lerobot.policies.factory import make_policy, make_pre_post_processors
+from lerobot.scripts.lerobot_train import train
 
 policy_json, dataset_root, tokenizer_dir, out = sys.argv[1:5]
+sys.argv = sys.argv[:1]  # TrainPipelineConfig.validate reads --policy.path etc. from the command line
 with draccus.config_type("json"):
-    cfg = draccus.parse(PreTrainedConfig, policy_json, args=[])
-cfg.normalization_mapping = {"VISUAL": NormalizationMode.IDENTITY, "STATE": NormalizationMode.MEAN_STD,
-                             "ACTION": NormalizationMode.MEAN_STD}
-cfg.tokenizer_name = tokenizer_dir
-meta = LeRobotDatasetMetadata("pirlctl/demos", root=dataset_root)
-dataset = LeRobotDataset("pirlctl/demos", root=dataset_root, delta_timestamps=resolve_delta_timestamps(cfg, meta))
-torch.manual_seed(0)
-policy = make_policy(cfg=cfg, ds_meta=meta)
-pre, post = make_pre_post_processors(policy_cfg=cfg, dataset_stats=meta.stats)
-loader = torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(0))
-opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
-policy.train()
-for _, batch in zip(range(3), loader):
-    loss, _ = policy.forward(pre(batch))
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-policy.save_pretrained(out)
-pre.save_pretrained(out)
-post.save_pretrained(out)
+    policy = draccus.parse(PreTrainedConfig, policy_json, args=[])
+policy.normalization_mapping = {"VISUAL": NormalizationMode.IDENTITY, "STATE": NormalizationMode.MEAN_STD,
+                                "ACTION": NormalizationMode.MEAN_STD}
+policy.tokenizer_name = tokenizer_dir
+policy.push_to_hub = False
+cfg = TrainPipelineConfig(
+    dataset=DatasetConfig(repo_id="pirlctl/demos", root=dataset_root), policy=policy, output_dir=Path(out),
+    steps=3, batch_size=4, num_workers=0, save_checkpoint=True, env_eval_freq=0, log_freq=1, seed=0,
+    wandb=WandBConfig(enable=False),
+)
+train(cfg)
 assert not any(m == "pirlctl" or m.startswith("pirlctl.") for m in sys.modules), "pirlctl was imported"
-print(json.dumps({"loss": float(loss.detach())}))
+"""
+
+# pirlctl's own demo stage (pipeline/demos.py: the scripted picker, rendered cameras), two episodes, in a process of
+# its own (one image env per process: pick_cube.py)
+_RECORD_DEMOS = r"""
+import sys
+from pirlctl.config.run_config import load_run_config
+from pirlctl.pipeline.demos import record_demos
+
+record_demos(load_run_config(sys.argv[1]).env, sys.argv[2], episodes=2, noise_std=0.0, aim_error=0.0)
 """
 
 NORMALIZER_STATE = "policy_preprocessor_step_7_normalizer_processor.safetensors"  # LeRobot's X-VLA pipeline
@@ -78,20 +80,26 @@ def _local_tokenizer(folder):
     return folder
 
 
+def _child(code, *args):
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env(), timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
 @pytest.fixture(scope="module")
 def lerobot_folder(tmp_path_factory):
+    """A tiny X-VLA trained 3 steps (batch 4) by LeRobot's `train` on demos recorded by pirlctl's demo stage."""
     root = tmp_path_factory.mktemp("lerobot")
-    cfg = load_run_config(TINY_RUN)
-    demos = _fake_demos(root / "demos", cfg.env, lengths=(6, 6))
-    (root / "policy.json").write_text(json.dumps(encode_run_config(cfg)["policy"]))
-    out = root / "pretrained_model"
-    args = [str(root / "policy.json"), str(demos), str(_local_tokenizer(root / "tok")), str(out)]
-    res = subprocess.run(
-        [sys.executable, "-c", _LEROBOT_TRAIN, *args], capture_output=True, text=True, env=env(), timeout=300
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert (out / NORMALIZER_STATE).is_file()
-    return out
+    demos = root / "demos"
+    _child(_RECORD_DEMOS, str(TINY_RUN), str(demos))
+    (root / "policy.json").write_text(json.dumps(encode_run_config(load_run_config(TINY_RUN))["policy"]))
+    args = [str(root / "policy.json"), str(demos), str(_local_tokenizer(root / "tok")), str(root / "train")]
+    _child(_LEROBOT_TRAIN, *args)
+    checkpoints = root / "train" / "checkpoints"
+    assert (checkpoints / "last").resolve() == (checkpoints / "000003").resolve()  # LeRobot's last = step 3
+    folder = checkpoints / "000003" / "pretrained_model"
+    assert (folder / NORMALIZER_STATE).is_file() and (folder / "train_config.json").is_file()
+    return folder
 
 
 def _run_config(policy_path):

@@ -74,11 +74,11 @@ def test_profile_times_the_actors_own_loop_with_a_stand_in_sender(monkeypatch):
     senders: list[profiling.StandInSender] = []
     own = Actor.collect_and_send
 
-    def spy(actor, obs, ep):
+    def spy(actor):
         senders.append(actor.client)
-        obs, steps = own(actor, obs, ep)
+        steps = own(actor)
         segments.append(steps)
-        return obs, steps
+        return steps
 
     monkeypatch.setattr(Actor, "collect_and_send", spy)
     cfg = load_run_config(TINY_RUN)

@@ -21,6 +21,7 @@ from lerobot.envs.configs import (
 from lerobot.policies.gaussian_actor.configuration_gaussian_actor import ActorLearnerConfig, GaussianActorConfig
 from lerobot.rl.algorithms.sac import SACAlgorithmConfig
 from lerobot.rl.train_rl import TrainRLServerPipelineConfig
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
@@ -243,6 +244,42 @@ def test_policy_path_keeps_the_checkpoint_config_and_flags_feature_mismatches(cl
     assert decide["policy.input_features (images)"]["new"]["observation.images.front"] == [3, 64, 64]
 
 
+@pytest.fixture(scope="module")
+def velocity_folders(tmp_path_factory) -> dict[str, Path]:
+    """Local π0, π0.5 and SmolVLA checkpoint folders: each tiny build saved by LeRobot's own ``save_pretrained``."""
+    root = tmp_path_factory.mktemp("velocity")
+    folders = {}
+    for kind in ("pi0", "pi05", "smolvla"):
+        torch.manual_seed(0)
+        build_policy(load_policy_config(CONFIGS_DIR / "policy" / f"tiny_{kind}.json")).save_pretrained(root / kind)
+        folders[kind] = root / kind
+    return folders
+
+
+@pytest.mark.parametrize("kind", ["pi0", "pi05", "smolvla"])
+def test_policy_path_accepts_a_pi0_pi05_or_smolvla_folder_and_its_type_picks_the_policy(
+    cli, sac_json, tmp_path, velocity_folders, kind
+):
+    folder = velocity_folders[kind]
+    out = tmp_path / "pirl.json"
+    result = cli(str(sac_json), "-o", str(out), "--policy-path", str(folder), "--json")
+    assert result.exit_code == 0, result.output
+    cfg = load_run_config(out)  # the learner's own loader
+    assert cfg.policy.type == kind and cfg.policy_path == str(folder.resolve())
+    assert cfg.algorithm.type == "pi_rl" and cfg.env.image_size == 64  # the folder's 64 px cameras, kept as saved
+    report = json.loads(result.stdout)
+    changed = {i["field"]: i for i in report["changes"]}
+    assert changed["policy.type"]["old"] == "gaussian_actor" and changed["policy.type"]["new"] == kind
+    assert report["policy"] == str(folder.resolve())
+    policy = build_policy(cfg.policy, cfg.policy_path)  # the written config rebuilds the folder's weights
+    saved = load_file(str(folder / "model.safetensors"))
+    assert all(torch.equal(policy.state_dict()[k], v) for k, v in saved.items())
+    # --policy naming another type than the folder holds is refused in one line
+    result = cli(str(sac_json), "-o", str(tmp_path / "other.json"), "--policy", "xvla", "--policy-path", str(folder))
+    assert result.exit_code == 2 and f"holds a '{kind}' policy, not 'xvla'" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "other.json").exists()
+
+
 def test_force_overwrites_and_without_it_nothing_is_touched(cli, sac_json, tmp_path):
     out = tmp_path / "pirl.json"
     out.write_text("keep me")
@@ -275,7 +312,8 @@ def test_dry_run_writes_nothing_and_prints_the_report(cli, sac_json, tmp_path):
         (json.dumps({"policy": {"type": "act"}}), (), "not a SAC run config"),
         (json.dumps({"policy": {"type": "gaussian_actor"}, "algorithm": {"type": "ppo"}}), (), "algorithm.type='ppo'"),
         ("PIRL", (), "already a PI-RL run config"),
-        ("SAC", ("--policy", "pi0"), "only flow policy"),
+        ("SAC", ("--policy", "act"), "use one of xvla, pi0, pi05, smolvla"),
+        ("SAC", ("--policy", "pi0"), "--policy pi0 needs --policy-path"),
         ("SAC", ("--policy-path", "NOWHERE"), "is not a directory"),
     ],
 )

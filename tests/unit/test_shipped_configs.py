@@ -16,11 +16,13 @@ SHIPPED = [
     "pick_cube_tiny",
     "pick_cube_tiny_1actor",
     "pick_cube_tiny_flow_noise",
+    "pick_cube_tiny_grpo",
     "pick_cube_tiny_pi0",
     "pick_cube_tiny_pi05",
     "pick_cube_tiny_pixels",
     "pick_cube_tiny_pixels_exact_demos",
     "pick_cube_tiny_pixels_full_range",
+    "pick_cube_tiny_pixels_grpo",
     "pick_cube_tiny_smolvla",
 ]
 STATE = "policy.input_features.observation.state.shape"
@@ -40,7 +42,7 @@ def settings(name: str) -> dict[str, Any]:
     return flat(encode_run_config(load_run_config(name)))
 
 
-def test_the_package_ships_the_nine_configs_and_the_default_is_the_base():
+def test_the_package_ships_the_eleven_configs_and_the_default_is_the_base():
     assert builtin_names() == SHIPPED
     assert DEFAULT_RUN_CONFIG == CONFIGS_DIR / "pick_cube_tiny.json" and DEFAULT_RUN_CONFIG.is_file()
     assert BASE_KEY not in json.loads(DEFAULT_RUN_CONFIG.read_text())  # the base stands on the policy config only
@@ -96,6 +98,13 @@ PIXELS = {
     "pipeline.demo_keep_failures": False,
 }
 
+# GRPO: critic-free, so no critic warm-up and no privileged state for a critic
+GRPO = {
+    "algorithm.advantage": "grpo",
+    "algorithm.critic_warmup_iters": 0,
+    "algorithm.critic_privileged_dim": 0,
+}
+
 
 @pytest.mark.parametrize(
     ("name", "differences"),
@@ -105,6 +114,8 @@ PIXELS = {
         ("pick_cube_tiny_pixels", PIXELS),
         ("pick_cube_tiny_pixels_exact_demos", {**PIXELS, "pipeline.demo_aim_bias": [0.0, 0.0, 0.0]}),
         ("pick_cube_tiny_pixels_full_range", {**PIXELS, "env.cube_range": None}),
+        ("pick_cube_tiny_grpo", GRPO),
+        ("pick_cube_tiny_pixels_grpo", {**PIXELS, **GRPO}),
     ],
 )
 def test_each_overlay_differs_from_the_default_in_exactly_the_fields_the_former_full_file_did(name, differences):

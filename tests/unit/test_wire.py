@@ -250,6 +250,7 @@ def _decode_items(*items):
         ({"policy_version": 2**63}, "policy_version and actor_id"),
         ({"actor_id": -1}, "policy_version and actor_id"),
         ({"env_steps": -2}, "env_steps must be a non-negative integer"),
+        ({"env_index": "1"}, "env_index must be a non-negative integer"),
         ({"complementary_info": None}, "missing complementary_info"),
     ],
 )
@@ -264,7 +265,8 @@ def test_a_valid_segment_decodes_to_detached_float_tensors():
     tr = seg.transitions[0]
     assert tr.chain.dtype == torch.float32 and not tr.chain.requires_grad
     assert tr.stochastic.dtype == torch.bool and tr.log_prob.dtype == torch.float32
-    assert (tr.terminated, tr.truncated, tr.policy_version, tr.extra) == (True, False, 2, {"actor_id": 1})
+    assert (tr.terminated, tr.truncated, tr.policy_version) == (True, False, 2)
+    assert tr.extra == {"actor_id": 1, "env_index": 0}
 
 
 def test_a_segment_of_many_references_to_one_transition_is_refused_by_count():

@@ -46,4 +46,6 @@ def register(app: typer.Typer) -> None:
                 cfg, token=token, tls=tls, resume_from=str(resume_from) if resume_from else None, force=force
             )
 
-        render(run_or_exit(go, debug=debug), as_json=json_out, title="learner")
+        report = run_or_exit(go, debug=debug)
+        if report is not None:  # None: a data-parallel rank > 0; rank 0 reports for the learner
+            render(report, as_json=json_out, title="learner")

@@ -15,7 +15,9 @@ def register(app: typer.Typer) -> None:
     def migrate_config(
         source: Path = typer.Argument(..., help="LeRobot SAC run config JSON (what lerobot-train-rl reads)."),
         output: Path | None = typer.Option(None, "-o", "--output", help="PI-RL run config JSON to write."),
-        policy: str = typer.Option("xvla", help="Flow policy type; only xvla is supported."),
+        policy: str | None = typer.Option(
+            None, help="Flow policy type (xvla, pi0, pi05, smolvla); default: the --policy-path folder's, else xvla."
+        ),
         policy_path: Path | None = typer.Option(
             None, "--policy-path", help="Local LeRobot checkpoint folder (config.json) of the flow policy to keep."
         ),

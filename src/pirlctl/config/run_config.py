@@ -58,6 +58,9 @@ class RuntimeSettings:
     num_actors: int = 1
     # Chunks (policy calls) each actor collects per rollout segment with one policy version.
     rollout_chunks: int = 32
+    # Envs each actor steps side by side, one batched policy call per chunk for all of them; each env sends its own
+    # stream of rollout_chunks chunks (GAE per env), so a PPO batch is num_actors × envs_per_actor × rollout_chunks.
+    envs_per_actor: int = 1
     # Stop after this many env steps in total (all actors).
     total_env_steps: int = 2_000
     # Weight push policy: "every_iteration" (after each PPO iteration, tagged with the new version).
@@ -76,6 +79,11 @@ class RuntimeSettings:
     keep_checkpoints: int = 3
     # Torch device for the learner ("cpu", "cuda").
     device: str = "cpu"
+    # Learner processes (data-parallel ranks, DDP on accelerate, issue 21). > 1: each PPO minibatch is split over
+    # them (at most algorithm.minibatch_size ranks); rank 0 serves the actors, pushes and checkpoints.
+    learner_ranks: int = 1
+    # How the ranks share the model: "ddp" (each holds all of it). "fsdp" (sharded) is not implemented.
+    learner_strategy: str = "ddp"
     # Torch device for the actors.
     actor_device: str = "cpu"
     # Torch intra-op threads per process (0 = torch default). 1 keeps 2-core machines responsive.
@@ -171,10 +179,11 @@ class PiRLRunConfig:
         rt = self.runtime
         if not isinstance(self.pipeline.eval_workers, int) or self.pipeline.eval_workers < 1:
             raise RunConfigError(f"pipeline.eval_workers={self.pipeline.eval_workers!r} is invalid; use 1 or more")
-        for name in ("num_actors", "rollout_chunks", "total_env_steps", "checkpoint_every"):
+        for name in ("num_actors", "envs_per_actor", "rollout_chunks", "total_env_steps", "checkpoint_every"):
             value = getattr(rt, name)
             if not isinstance(value, int) or value < 1:
                 raise RunConfigError(f"runtime.{name}={value!r} is invalid; it must be an integer >= 1")
+        _check_learner_ranks(rt, self.algorithm)
         if not isinstance(rt.keep_checkpoints, int) or rt.keep_checkpoints < 0:
             raise RunConfigError(
                 f"runtime.keep_checkpoints={rt.keep_checkpoints!r} is invalid; use 0 (keep all) or a count >= 1"
@@ -184,6 +193,16 @@ class PiRLRunConfig:
         if not (isinstance(rt.connect_timeout_s, int | float) and 0 < rt.connect_timeout_s < float("inf")):
             raise RunConfigError(
                 f"runtime.connect_timeout_s={rt.connect_timeout_s!r} is invalid; use a number of seconds > 0, e.g. 60"
+            )
+        if getattr(self.algorithm, "advantage", "gae") == "grpo" and rt.envs_per_actor != 1:
+            raise RunConfigError(
+                f"runtime.envs_per_actor={rt.envs_per_actor} is not supported with algorithm.advantage='grpo' yet "
+                "(GRPO schedules one env per actor); use runtime.envs_per_actor=1 and more actors (runtime.num_actors)"
+            )
+        if getattr(self.algorithm, "advantage", "gae") == "grpo" and not self.env.episode_limit:
+            raise RunConfigError(
+                f"algorithm.advantage='grpo' schedules whole episodes, which needs an episode limit that "
+                f"env.type={self.env.type} does not set; set env.episode_length"
             )
         if rt.push != "every_iteration":
             raise RunConfigError(f"runtime.push={rt.push!r} is invalid; use 'every_iteration'")
@@ -232,6 +251,22 @@ def encode_run_config(cfg: PiRLRunConfig) -> dict[str, Any]:
     if isinstance(data.get("algorithm"), dict):
         data["algorithm"].pop("policy_config", None)
     return data
+
+
+def _check_learner_ranks(rt: RuntimeSettings, algorithm: Any) -> None:
+    n = rt.learner_ranks
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise RunConfigError(f"runtime.learner_ranks={n!r} is invalid; it must be an integer >= 1")
+    minibatch = getattr(algorithm, "minibatch_size", n)
+    if isinstance(minibatch, int) and minibatch >= 1 and n > minibatch:  # an invalid size: the algorithm says so
+        raise RunConfigError(
+            f"runtime.learner_ranks={n} is more than the {minibatch} samples of a minibatch "
+            f"(algorithm.minibatch_size): each rank needs one; use at most {minibatch} ranks or a larger minibatch"
+        )
+    if rt.learner_strategy == "fsdp":
+        raise RunConfigError("runtime.learner_strategy='fsdp' is not implemented (issue 21); use 'ddp'")
+    if rt.learner_strategy != "ddp":
+        raise RunConfigError(f"runtime.learner_strategy={rt.learner_strategy!r} is invalid; use 'ddp'")
 
 
 def config_hash(cfg: PiRLRunConfig) -> str:

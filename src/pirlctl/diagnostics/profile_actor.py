@@ -131,13 +131,11 @@ def _profile_k(actor: Actor, k: int, steps: int) -> ProfileRow:
     algo.act = timed_act  # type: ignore[method-assign]  # an instance attribute shadows the method until deleted
     infer0, env0, send0 = actor.infer_time, actor.env_time, actor.report.send_s
     per_chunk_steps: list[int] = []
-    obs = actor._reset()
-    ep = {"return": 0.0, "length": 0}
+    actor._reset()
     started = time.perf_counter()
     try:
         while sum(per_chunk_steps) < steps:
-            obs, chunk_steps = actor.collect_and_send(obs, ep)
-            per_chunk_steps += chunk_steps
+            per_chunk_steps += actor.collect_and_send()
     finally:
         algo.adapter = timed.inner
         del algo.act
@@ -224,7 +222,8 @@ def profile_actor(
     if py_spy_svg is not None:
         spy, status = _start_py_spy(Path(py_spy_svg))
     rows = [_profile_k(actor, k, steps) for k in ks]
-    actor.env.close()
+    for env in actor.envs:
+        env.close()
     flame = None
     if spy is not None:
         spy.send_signal(signal.SIGINT)

@@ -54,6 +54,10 @@ class LiveCheck:
     load_error: str | None  # what the actor's load (fingerprint check, load_weights) refused, naming the key
     tensors_compared: int
     mismatches: list[HashMismatch] = field(default_factory=list)
+    # the actor's whole policy (frozen base, LoRA adapters, buffers) against the learner's after the load, tensor by
+    # tensor ("whole_policy.<name>"): what the push plus the fingerprinted base must reproduce
+    policy_tensors_compared: int = 0
+    policy_mismatches: list[HashMismatch] = field(default_factory=list)
 
 
 def tensor_sha256(t: Tensor) -> str:
@@ -196,8 +200,11 @@ def actor_load(actor: PiRLAlgorithm, msg: ParametersMessage) -> None:
     load_parameters(actor, msg, actor.frozen_fingerprint())
 
 
-def live_check(delivery: Delivery, actor: PiRLAlgorithm, reference: Weights, source: str) -> LiveCheck:
-    """Load a delivered push into the actor and compare per-tensor sha256 with ``reference`` (the learner's)."""
+def live_check(
+    delivery: Delivery, actor: PiRLAlgorithm, reference: Weights, source: str, learner: PiRLAlgorithm | None = None
+) -> LiveCheck:
+    """Load a delivered push into the actor and compare per-tensor sha256 with ``reference`` (the learner's); with
+    ``learner``, also the actor's whole policy state against the learner's."""
     msg = delivery.message
     load_error: str | None = None
     t0 = time.perf_counter()
@@ -210,8 +217,13 @@ def live_check(delivery: Delivery, actor: PiRLAlgorithm, reference: Weights, sou
             load_error = one_line(err)
     load_s = time.perf_counter() - t0
     compared, mismatches = (0, []) if load_error else compare_hashes(reference, actor.get_weights())
+    whole: tuple[int, list[HashMismatch]] = (0, [])
+    if learner is not None and not load_error:
+        whole = compare_hashes(
+            {"whole_policy": learner.policy.state_dict()}, {"whole_policy": actor.policy.state_dict()}
+        )
     return LiveCheck(
-        passed=load_error is None and not mismatches and compared > 0,
+        passed=load_error is None and not mismatches and compared > 0 and not whole[1],
         source=source,
         version=msg.version,
         bytes=delivery.bytes,
@@ -221,4 +233,6 @@ def live_check(delivery: Delivery, actor: PiRLAlgorithm, reference: Weights, sou
         load_error=load_error,
         tensors_compared=compared,
         mismatches=mismatches,
+        policy_tensors_compared=whole[0],
+        policy_mismatches=whole[1],
     )

@@ -6,7 +6,8 @@
   ``wire.encode_parameters`` → ``PiRLLearnerService`` over gRPC on loopback (or a running learner's current push) →
   the actor's own receive code (``stream_parameters_into``, pooled buffers, ``decode_parameters``) → the actor's own
   load code (fingerprint check, ``load_weights``, the learner's version as the PPO iteration); then a sha256 per
-  tensor on both sides, and bytes / seconds / MB/s.
+  tensor on both sides, of the push and of the whole policy state (under ``trainable="lora"`` the push is adapters
+  only: base + adapters must equal the learner's), and bytes / seconds / MB/s.
 - **numeric** (:mod:`~pirlctl.diagnostics.sync_checks`): the actor samples chunks with ``act``; the learner re-scores
   them and runs one PPO ``update`` at learning rate 0. On-policy data must give ratio 1.
 
@@ -99,7 +100,7 @@ def verify_sync(
             ) from err
         learner.optimization_step = delivery.message.version
     static = static_check(delivery.message.weights, fingerprint, actor)
-    live = live_check(delivery, actor, reference, source)
+    live = live_check(delivery, actor, reference, source, learner)
     if live.load_error is None:
         numeric = numeric_check(cfg, actor, learner, chunks=chunks, perturb_learner=perturb_learner)
     else:

@@ -67,6 +67,11 @@ class TaskEnv(Protocol):
         """Phi(s) for potential-based shaping; only when ``has_progress``."""
         ...
 
+    def reset_stats(self) -> dict[str, float]:
+        """What the env reports of the episode it just reset (metric name -> number), logged with the episode's
+        record (pick-cube: the object's initial xy, to check GRPO's groups share one initial state); {} if none."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -89,6 +89,9 @@ class LeRobotTaskEnv:
     def progress_potential(self) -> float:
         raise EnvSetupError(f"env.type={self.cfg.type} has no progress potential; set env.shaping=0")
 
+    def reset_stats(self) -> dict[str, float]:
+        return {}
+
     def close(self) -> None:
         self.vector.close()
 

@@ -91,6 +91,10 @@ class PickCubeEnv(TaskEnvConfig, EnvConfig):
             "max_episode_steps": self.max_episode_steps,
         }
 
+    @property
+    def episode_limit(self) -> int | None:
+        return self.max_episode_steps  # gym's TimeLimit truncates there
+
     def describe(self) -> str:
         return (
             f"Task: {self.task}, random cube position: {self.random_block_position}, images {self.image_size}px "

@@ -13,6 +13,10 @@ from pirlctl.envs import pick_cube
 from pirlctl.envs.base import ChunkOutcome
 from pirlctl.envs.pick_cube_config import PRIVILEGED_STATE_DIM, PickCubeEnv
 
+# episode-record metrics of pick-cube (TaskEnv.reset_stats): the cube's position after the reset (metres)
+INITIAL_CUBE_X = "actor/initial_cube_x"
+INITIAL_CUBE_Y = "actor/initial_cube_y"
+
 
 class PickCubeTaskEnv:
     privileged_dim = PRIVILEGED_STATE_DIM
@@ -44,6 +48,10 @@ class PickCubeTaskEnv:
 
     def progress_potential(self) -> float:
         return pick_cube.progress_potential(self.gym_env)
+
+    def reset_stats(self) -> dict[str, float]:
+        cube = pick_cube.privileged_pose(self.gym_env).cube
+        return {INITIAL_CUBE_X: float(cube[0]), INITIAL_CUBE_Y: float(cube[1])}
 
     def close(self) -> None:
         self.gym_env.close()

@@ -87,11 +87,19 @@ def check_is_sac(data: Any, source: str = "input") -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def load_flow_policy_config(policy: str, policy_path: str | Path | None) -> tuple[PreTrainedConfig, str]:
-    """The X-VLA config to write: the tiny default, or the config.json of a local LeRobot checkpoint folder."""
-    if policy not in SUPPORTED_POLICIES:
-        raise MigrationError(f"--policy {policy!r} is not supported; use --policy xvla (the only flow policy adapted)")
+def load_flow_policy_config(policy: str | None, policy_path: str | Path | None) -> tuple[PreTrainedConfig, str]:
+    """The flow policy config to write: the tiny X-VLA, or the config.json of a local LeRobot checkpoint folder of
+    any flow policy pirlctl adapts (X-VLA, π0, π0.5, SmolVLA; its ``type`` picks the adapter). ``policy``, when
+    given, must name the folder's type (None: whatever the folder holds, X-VLA without a folder)."""
+    names = ", ".join(SUPPORTED_POLICIES)
+    if policy is not None and policy not in SUPPORTED_POLICIES:
+        raise MigrationError(f"--policy {policy!r} is not supported; use one of {names} (the flow policies adapted)")
     if policy_path is None:
+        if policy not in (None, "xvla"):
+            raise MigrationError(
+                f"--policy {policy} needs --policy-path: pass a local {policy} checkpoint folder (config.json); "
+                "without one the migration writes the tiny X-VLA"
+            )
         return load_policy_config(TINY_XVLA_CONFIG), str(TINY_XVLA_CONFIG)
     folder = Path(policy_path)
     cfg_file = folder / "config.json"
@@ -114,9 +122,15 @@ def load_flow_policy_config(policy: str, policy_path: str | Path | None) -> tupl
             )
     if problem is not None or cfg is None:
         raise MigrationError(problem or f"--policy-path {cfg_file} could not be read")
-    if cfg.type != policy:
+    if cfg.type not in SUPPORTED_POLICIES:
         raise MigrationError(
-            f"--policy-path {folder} holds a {cfg.type!r} policy, not {policy!r}; pass an X-VLA checkpoint folder"
+            f"--policy-path {folder} holds a {cfg.type!r} policy, not a flow policy pirlctl adapts; pass a checkpoint "
+            f"folder of one of {names}"
+        )
+    if policy is not None and cfg.type != policy:
+        raise MigrationError(
+            f"--policy-path {folder} holds a {cfg.type!r} policy, not {policy!r}; drop --policy (the folder's type "
+            "is used) or pass a folder of that type"
         )
     return cfg, str(folder.resolve())
 
@@ -129,7 +143,7 @@ def load_flow_policy_config(policy: str, policy_path: str | Path | None) -> tupl
 def migrate(
     sac: dict[str, Any],
     *,
-    policy: str = "xvla",
+    policy: str | None = None,
     policy_path: str | Path | None = None,
     source: str = "input",
 ) -> tuple[MigrationReport, dict[str, Any]]:
@@ -203,7 +217,7 @@ def migrate_config_file(
     source: str | Path,
     output: str | Path | None,
     *,
-    policy: str = "xvla",
+    policy: str | None = None,
     policy_path: str | Path | None = None,
     dry_run: bool = False,
     force: bool = False,
@@ -211,8 +225,8 @@ def migrate_config_file(
     """Read ``source``, migrate it, and write ``output`` (unless ``dry_run``); returns the report and the config."""
     if output is None and not dry_run:
         raise MigrationError("no output file; pass -o PIRL.json, or --dry-run to only print the report")
-    if policy not in SUPPORTED_POLICIES:  # before reading anything: the cheapest problem to name first
-        load_flow_policy_config(policy, None)
+    if policy not in (None, "xvla") and (policy not in SUPPORTED_POLICIES or policy_path is None):
+        load_flow_policy_config(policy, None)  # refuses; before reading anything: the cheapest problem to name first
     sac = read_sac_config(source)
     if output is not None and Path(output).resolve() == Path(source).resolve():
         raise MigrationError(f"output {output} is the SAC input itself; choose another -o path")

@@ -5,7 +5,7 @@ entries are reported. Fields the walk handles one by one (features, runtime, env
 logic that needs them.
 """
 
-SUPPORTED_POLICIES = ("xvla",)
+SUPPORTED_POLICIES = ("xvla", "pi0", "pi05", "smolvla")  # the flow policies pirlctl adapts
 SAC_POLICY_TYPES = ("gaussian_actor", "sac")  # "sac" is the pre-0.6 name of the Gaussian actor policy
 IMAGE_PREFIX = "observation.images."
 STATE_KEY = "observation.state"

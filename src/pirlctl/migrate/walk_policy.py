@@ -1,7 +1,8 @@
 """The walk's policy part: the Gaussian actor gives way to the flow policy, whose features follow the SAC run's.
 
 With the tiny X-VLA (no ``--policy-path``) the features are rewritten to the SAC policy's cameras, state and action
-and its position tables grown to fit; with a checkpoint they are kept as saved and compared. Either way the env's
+and its position tables grown to fit; with a checkpoint (X-VLA, π0, π0.5 or SmolVLA: its ``type`` picks pirlctl's
+adapter) they are kept as saved and compared. Either way the env's
 cameras and image size follow the flow policy's image features: the actor renders what the policy reads.
 """
 
@@ -64,7 +65,8 @@ def walk_policy(m: Migration) -> None:
             plain(m.policy_cfg.normalization_mapping),
             "policy.normalization_mapping",
             "SAC normalised with these stats; the flow policy keeps its own mapping (the tiny X-VLA: IDENTITY; "
-            "pirlctl scales gym_hil's gripper state to 0..1). Match what the policy was behaviour-cloned with",
+            "pirlctl scales gym_hil's gripper state to 0..1; a checkpoint: its config's mapping and the statistics "
+            "in its processor files). Match what the policy was behaviour-cloned with",
         )
     hub: list[str] = [k for k in ("push_to_hub", "repo_id", "private", "tags", "license") if k in pol]
     if pol.get("push_to_hub") or pol.get("repo_id"):
@@ -84,8 +86,8 @@ def walk_policy(m: Migration) -> None:
                 pol[k],
                 m.policy_source if m.custom_policy else None,
                 "policy_path",
-                "a Gaussian-actor checkpoint cannot initialise a flow policy; behaviour-clone an X-VLA on the "
-                "demonstrations and pass it with --policy-path",
+                "a Gaussian-actor checkpoint cannot initialise a flow policy; behaviour-clone a flow policy (X-VLA, "
+                "π0, π0.5 or SmolVLA) on the demonstrations and pass its folder with --policy-path",
             )
         elif k in pol:
             m.drop(f"policy.{k}", "no pretrained Gaussian actor; the flow policy's weights are policy_path")

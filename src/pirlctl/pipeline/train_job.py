@@ -61,6 +61,7 @@ class TrainJobReport:
     interrupted: bool = False
     rl_sessions: int = 0  # learner processes that trained this run (restarts and resumes add one each)
     resume_notes: list[str] = field(default_factory=list)  # each resume that skipped a checkpoint, and why
+    learner_ranks: int = 1  # learner processes (data-parallel ranks, runtime.learner_ranks)
 
 
 # Version of the evaluation protocol: a cached SFT evaluation made under another one is not reused.
@@ -263,10 +264,14 @@ class TrainJob:
         dropped = M.drop_lost_tail(self.run_dir / "metrics.jsonl", point.info.iteration if point is not None else 0)
         if dropped:
             self.on_event(STAGE_RL, f"{dropped} metrics records of training lost by a restart -> metrics.jsonl.lost")
+        from pirlctl.runtime.ranks import learner_command
+
         conf = ["--config_path", str(self.run_dir / "run_config.json")]
+        ranks = cfg.runtime.learner_ranks
         self.on_event(
             STAGE_RL,
-            f"learner + {cfg.runtime.num_actors} actor(s) on {cfg.runtime.learner_host}:{cfg.runtime.learner_port}",
+            f"learner{f' ({ranks} ranks)' if ranks > 1 else ''} + {cfg.runtime.num_actors} actor(s) on "
+            f"{cfg.runtime.learner_host}:{cfg.runtime.learner_port}",
         )
         names = ["learner", *[f"actor{i}" for i in range(cfg.runtime.num_actors)]]
         with contextlib.ExitStack() as stack:
@@ -275,7 +280,7 @@ class TrainJob:
             errs = [stack.enter_context(open(self.run_dir / f"{n}.stderr", "a")) for n in names]
             procs = [
                 subprocess.Popen(
-                    _pirlctl("learner", *conf, *resume, "--json"),
+                    learner_command(ranks, [*conf, *resume, "--json"]),  # accelerate's launcher for ranks > 1
                     stdout=logs[0],
                     stderr=errs[0],
                     env=_child_env(),
@@ -379,6 +384,7 @@ class TrainJob:
             start_policy=str(self.sft_dir),
             interrupted=not finished,
             rl_sessions=len(sessions),
+            learner_ranks=self.cfg.runtime.learner_ranks,
             resume_notes=[str(r[M.SESSION_NOTE]) for r in sessions if r.get(M.SESSION_NOTE)],
         )
         write_report(report, self.cfg, Path(report.report_md), sft_eval=sft, rl_eval=rl, train=train)

@@ -10,16 +10,25 @@ mask is absent the adapters take it as ``tokens != 0`` (pad 0 on both paths).
 prompt (``processor_pi05.py:66-75``: "Task: ..., State: 12 200 ...;\\nAction: "). On the offline path (no mask in
 the batch) the π0.5 adapter appends the same words, hashed, after the task tokens (:func:`state_prompt_tokens`), so
 actor and learner see the state; when a processor wrote the mask it has already put the state in the prompt.
+
+A pretrained checkpoint is different: its VLM learnt its tokenizer's ids, and hashed words mean nothing to it. So a
+real-size π0 / π0.5 / SmolVLA loaded from a folder whose pipeline has no tokenizer step of its own must find its
+tokenizer in the local HF cache; else :func:`require_pretrained_tokenizer` refuses in one line naming what to
+download and where (a saved pipeline's own tokenizer step is checked the same way by
+:func:`pirlctl.policies.processors.load_processors`).
 """
 
 from __future__ import annotations
 
 import logging
 import zlib
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from pirlctl.errors import PirlError
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +40,12 @@ STATE_BINS = 256  # openpi PaligemmaTokenizer, processor_pi05.py:67
 PALIGEMMA_VOCAB = 257_152  # modeling_pi0.py:207
 SMOLVLM2_VOCAB = 49_280
 TOKENIZER_NAMES = {"pi0": "google/paligemma-3b-pt-224", "pi05": "google/paligemma-3b-pt-224"}
+VELOCITY_TYPES = ("pi0", "pi05", "smolvla")
+REAL_VOCAB = 1000  # above this a vocabulary is a real tokenizer's (tiny builds hash: vocab_size)
+
+
+class TokenizerMissingError(PirlError, ValueError):
+    """A pretrained checkpoint's tokenizer is not in the local Hugging Face cache; the message says what to fetch."""
 
 
 def word_id(word: str, vocab_size: int) -> int:
@@ -62,6 +77,34 @@ def vocab_size(policy_config: Any) -> int:
 
 def tokenizer_name(policy_config: Any) -> str:
     return str(TOKENIZER_NAMES.get(policy_config.type) or policy_config.vlm_model_name)
+
+
+def require_pretrained_tokenizer(policy_config: Any, folder: str | Path) -> None:
+    """Refuse (:class:`TokenizerMissingError`, one line) to load a real-size π0 / π0.5 / SmolVLA checkpoint from
+    ``folder`` when its tokenizer is not in the local HF cache (never downloads) and the folder's own pipeline has
+    no tokenizer step (that step's tokenizer is checked by ``load_processors``). Tiny builds and X-VLA pass."""
+    from pirlctl.policies.processors import _tokenizer_name
+
+    if policy_config.type not in VELOCITY_TYPES or vocab_size(policy_config) <= REAL_VOCAB:
+        return
+    if _tokenizer_name(Path(folder)) is not None:
+        return
+    name = tokenizer_name(policy_config)
+    problem: str | None = None
+    try:
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(name, local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure means "not cached"
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        problem = (
+            f"the tokenizer {name!r} of the {policy_config.type} checkpoint {folder} is not in the local Hugging Face "
+            f"cache {HF_HUB_CACHE} ({type(err).__name__}); download it there once with `hf download {name}` (or set "
+            "HF_HOME to a cache that has it); hashed tokens would mean nothing to a pretrained model"
+        )
+    if problem is not None:
+        raise TokenizerMissingError(problem)
 
 
 def state_bins(state: Tensor) -> Tensor:

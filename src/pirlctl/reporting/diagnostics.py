@@ -73,6 +73,9 @@ def render_verify_sync(report: VerifySyncReport, *, as_json: bool = False) -> No
             f"{live.tensors_compared - len(live.mismatches)}/{live.tensors_compared} tensors match (sha256) "
             f"after loading v{live.version}"
         )
+        if live.policy_tensors_compared:
+            n = live.policy_tensors_compared
+            live_text += f"; whole policy: {n - len(live.policy_mismatches)}/{n} tensors equal the learner's"
     checks.add_row(
         "live",
         _verdict(live.passed),
@@ -93,12 +96,13 @@ def render_verify_sync(report: VerifySyncReport, *, as_json: bool = False) -> No
         for p in s.problems:
             table.add_row(escape(p.key), p.problem, escape(p.pushed), escape(p.expected))
         console.print(table)
-    if live.mismatches:
-        table = Table(title=f"Tensors that differ after loading ({len(live.mismatches)})", title_justify="left")
+    differ = [*live.mismatches, *live.policy_mismatches]
+    if differ:
+        table = Table(title=f"Tensors that differ after loading ({len(differ)})", title_justify="left")
         table.add_column("key", style="yellow", overflow="fold")
         table.add_column("learner sha256")
         table.add_column("actor sha256")
-        for m in live.mismatches:
+        for m in differ:
             table.add_row(escape(m.key), m.learner_sha256[:16], m.actor_sha256[:16])
         console.print(table)
 

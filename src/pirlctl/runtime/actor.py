@@ -1,14 +1,18 @@
 """The PI-RL actor: runs the env with the PI-RL sampler, sends version-tagged segments, loads new weights between
 segments.
 
-Loop: wait for weights → collect ``rollout_chunks`` chunks with that version (each chunk: the observation
-through the policy's LeRobot preprocessor, one ``act`` call, the actions through its postprocessor, up to n_exec
-env steps, stopped early when the episode ends; the PREPROCESSED observation is what is sent, so the learner
-re-scores exactly what the actor saw) → send the segment (with V(s') for the bootstrap) →
+Loop: wait for weights → collect ``rollout_chunks`` chunks with that version in each of its ``envs_per_actor``
+envs (each chunk: every env's observation through the policy's LeRobot preprocessor, ONE batched ``act`` call for
+all envs, the actions through its postprocessor, up to n_exec steps in each env, stopped early in an env whose
+episode ends; the PREPROCESSED observation is what is sent, so the learner re-scores exactly what the actor saw;
+per-env episodes in :mod:`pirlctl.envs.vector`) → send the segment (one time-ordered stream per env, with V(s')
+for the bootstrap) →
 wait for the next push (``weights_wait_s``; on timeout keep collecting with the weights it has, and the
 learner's version rule decides) → load it, checking the version → ... until the learner pushes ``stop``.
-The episode is not reset at a segment boundary; GAE bootstraps there. The learner being away is survived: the
-parameter stream reconnects with exponential backoff and a failed send is retried, holding at most one segment.
+The episode is not reset at a segment boundary; GAE bootstraps there. Under GRPO a segment is instead the
+actor's whole episodes of its version, each reset with its group's seed (``runtime.groups``). The learner being
+away is survived: the parameter stream reconnects with exponential backoff and a failed send is retried, holding
+at most one segment.
 """
 
 from __future__ import annotations
@@ -21,16 +25,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import numpy as np
 import torch
 
 from pirlctl import metrics as M
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import ChunkTransition, PiRLAlgorithm
 from pirlctl.config.run_config import PiRLRunConfig
-from pirlctl.envs.base import TaskEnv, shaped_reward
+from pirlctl.envs.base import ChunkOutcome, TaskEnv, shaped_reward
+from pirlctl.envs.vector import EnvGroup, Episode, episode_seed
 from pirlctl.policies.processors import PolicyProcessors
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 from pirlctl.runtime.build import build_algorithm, setup_process
+from pirlctl.runtime.groups import make_group_schedule
 from pirlctl.runtime.transport import BufferPool, LearnerClient, LearnerUnreachableError, TlsConfig
 from pirlctl.runtime.wire import (
     ParametersMessage,
@@ -177,7 +184,9 @@ class Actor:
         self.base_fingerprint = self.algo.frozen_fingerprint()
         torch.manual_seed(cfg.seed + 7919 * (actor_id + 1))
         self.generator = torch.Generator().manual_seed(cfg.seed + 104_729 * (actor_id + 1))
-        self.env: TaskEnv = cfg.env.build_task_env()
+        # runtime.envs_per_actor envs, each built as the single env is; env 0 is also ``self.env``
+        self.envs: list[TaskEnv] = [cfg.env.build_task_env() for _ in range(cfg.runtime.envs_per_actor)]
+        self.env = self.envs[0]
         self.tokens: torch.Tensor | None = None  # the pipeline's own tokenizer step tokenises the instruction
         if self.processors.tokenizes:
             logger.info("actor %d: task tokens from the policy's preprocessor", actor_id)
@@ -190,11 +199,16 @@ class Actor:
         self.slot = WeightsSlot(self.pool)
         self.report = ActorReport(actor_id, 0, 0, 0, 0)
         self.version = -1
-        self.episode_index = 0
+        # GRPO: the episode schedule (runtime.groups), and the index of the episode within this version's segment
+        self.groups = make_group_schedule(cfg, self.algo.n_exec)
+        self.group_episode = 0
+        self.episode_start: dict[int, dict[str, float | int]] = {}  # per env: the env's reset stats (and group)
+        # after the schedule: the group draws each env's first seed from _episode_seed now
+        self.group = EnvGroup(self.envs, self._step_env, self._reset_env, self._episode_seed)
         self.infer_time = 0.0
         self.env_time = 0.0
         self.actions_done = 0
-        self.phi = 0.0  # shaping potential of the current state (env.shaping > 0)
+        self.phi = [0.0] * len(self.envs)  # shaping potential of each env's current state (env.shaping > 0)
         self.started = time.monotonic()  # run() restarts it; episode stats report the loop's rate since then
 
     @property
@@ -261,95 +275,135 @@ class Actor:
         return False
 
     # -- env interaction ----------------------------------------------------------------------------------
-    def _policy_obs(self, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """The preprocessed, unbatched observation the actor scores and sends."""
-        raw = actor_observation(self.env, obs, self.cfg, self.tokens)
-        return self.processors.preprocess_one(raw, self.env.instruction)
+    def _policy_obs(self, k: int, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Env ``k``'s preprocessed, unbatched observation, which the actor scores and sends."""
+        raw = actor_observation(self.envs[k], obs, self.cfg, self.tokens)
+        return self.processors.preprocess_one(raw, self.envs[k].instruction)
 
-    def _reset(self) -> dict[str, Any]:
-        obs = self.env.reset(self._episode_seed())
+    def _batch(self, rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return {key: torch.stack([r[key] for r in rows]).to(self.algo.device) for key in rows[0]}
+
+    @staticmethod
+    def _step_env(env: TaskEnv, actions: np.ndarray) -> ChunkOutcome:
+        return env.step_chunk(actions)  # clipped to the env's bounds, stopped at the episode's end
+
+    def _reset(self, *, restart: bool = False) -> list[dict[str, Any]]:
+        """Start every env's current episode (``restart``: a new episode in each, seeded now); their observations."""
+        obs = self.group.restart_all() if restart else self.group.reset_all()
         if self.cfg.env.shaping:
-            self.phi = self.env.progress_potential()
+            self.phi = [env.progress_potential() for env in self.envs]
         return obs
 
-    def _episode_seed(self) -> int:
-        return self.cfg.env.seed + self.actor_id * EPISODE_SEED_STRIDE + self.episode_index
+    def _reset_env(self, env: TaskEnv, seed: int) -> dict[str, Any]:
+        """Reset one env with ``seed``; what the env reports of its initial state (``reset_stats``: pick-cube's
+        initial object position) and the GRPO group go into the episode's record."""
+        obs = env.reset(seed)
+        start: dict[str, float | int] = dict(env.reset_stats())
+        if self.groups is not None:
+            start[M.ACTOR_GROUP] = self.groups.group_key(self.version, self.actor_id, self.group_episode)
+        self.episode_start[self.envs.index(env)] = start
+        return obs
 
-    def _collect_segment(self, obs: dict[str, Any], ep: dict[str, float]) -> tuple[list, list, list, dict]:
-        transitions: list[ChunkTransition] = []
-        actions: list[torch.Tensor] = []
-        env_steps: list[int] = []
-        device = self.algo.device
-        for i in range(self.cfg.runtime.rollout_chunks):
-            pobs = self._policy_obs(obs)
-            batch = {k: v.unsqueeze(0).to(device) for k, v in pobs.items()}
+    def _episode_seed(self, env_index: int, number: int) -> int:
+        """PPO: env k of actor i runs its j-th episode from ``vector.episode_seed``. GRPO (one env per actor): the
+        seed of the episode's group (runtime.groups), shared by every episode of the group, whichever actor runs it."""
+        if self.groups is not None:
+            return self.groups.seed(self.version, self.actor_id, self.group_episode)
+        rt = self.cfg.runtime
+        return episode_seed(self.cfg.env.seed, self.actor_id, EPISODE_SEED_STRIDE, rt.envs_per_actor, env_index, number)
+
+    def _collect_segment(self) -> tuple[list, list, list, list[int]]:
+        """``rollout_chunks`` chunks in each env: transitions, executed actions and env steps, env after env (each
+        env's stream in time order, tagged with its ``env_index``), and the env steps of each policy call."""
+        n_envs = self.group.num_envs
+        streams: list[list[ChunkTransition]] = [[] for _ in range(n_envs)]
+        actions: list[list[torch.Tensor]] = [[] for _ in range(n_envs)]
+        env_steps: list[list[int]] = [[] for _ in range(n_envs)]
+        call_steps: list[int] = []
+        pirl = self.cfg.pirl
+        n_chunks = self.cfg.runtime.rollout_chunks
+        if self.groups is not None:  # GRPO: this version's episodes of the schedule, whole, from their group's seed
+            self.group_episode = 0
+            self._reset(restart=True)
+            n_chunks = self.groups.max_segment_chunks(self.actor_id)
+        for i in range(n_chunks):
+            pobs = [self._policy_obs(k, o) for k, o in enumerate(self.group.obs)]
             t0 = time.perf_counter()
-            step = self.algo.act(batch, generator=self.generator)
+            step = self.algo.act(self._batch(pobs), generator=self.generator)
             self.infer_time += time.perf_counter() - t0
-            chunk = self.processors.env_action(step.actions)
+            chunks = np.asarray(self.processors.postprocess(step.actions).detach().cpu().numpy(), dtype=np.float32)
             t1 = time.perf_counter()
-            out = self.env.step_chunk(chunk)
+            outs = self.group.step(list(chunks))
             self.env_time += time.perf_counter() - t1
-            obs, reward, terminated, truncated, n = out.obs, out.reward, out.terminated, out.truncated, out.steps
-            chunk_reward = reward
-            # The time limit ends the task unless pirl.bootstrap_time_limit says to look past it.
-            ended = terminated or (truncated and not self.cfg.pirl.bootstrap_time_limit)
-            if self.cfg.env.shaping:
-                phi_next = self.env.progress_potential()
-                chunk_reward = shaped_reward(
-                    reward,
-                    self.phi,
-                    phi_next,
-                    gamma=self.cfg.pirl.gamma,
-                    weight=self.cfg.env.shaping,
-                    terminal=ended,
-                )
-                self.phi = phi_next
-            self.actions_done += n
-            ep["return"] += reward
-            ep["length"] += n
-            last = i == self.cfg.runtime.rollout_chunks - 1
-            done = terminated or truncated
-            boot = 0.0  # with truncated set, chunk_gae bootstraps from this: 0 when the time limit ended the task
-            if (done and not ended) or (last and not done):
-                nb = {k: v.unsqueeze(0).to(device) for k, v in self._policy_obs(obs).items()}
+            last = i == n_chunks - 1
+            rewards, need_boot = [], []
+            for k, out in enumerate(outs):
+                # The time limit ends the task unless pirl.bootstrap_time_limit says to look past it.
+                ended = out.terminated or (out.truncated and not pirl.bootstrap_time_limit)
+                chunk_reward = out.reward
+                if self.cfg.env.shaping:
+                    phi_next = self.envs[k].progress_potential()
+                    chunk_reward = shaped_reward(
+                        out.reward, self.phi[k], phi_next, gamma=pirl.gamma, weight=self.cfg.env.shaping, terminal=ended
+                    )
+                    self.phi[k] = phi_next
+                rewards.append(chunk_reward)
+                self.actions_done += out.steps
+                if (out.done and not ended) or (last and not out.done):
+                    need_boot.append(k)
+            # with truncated set, chunk_gae bootstraps from this: 0 when the time limit ended the task
+            boot = [0.0] * n_envs
+            if need_boot:  # V of each env's TRUE final observation (its state not yet reset), one batched call
+                nb = self._batch([self._policy_obs(k, outs[k].final_obs) for k in need_boot])
                 t2 = time.perf_counter()
-                boot = float(self.algo.value(nb)[0])
+                values = self.algo.value(nb)
                 self.infer_time += time.perf_counter() - t2
-            transitions.append(
-                ChunkTransition(
-                    observation=pobs,
-                    chain=step.chain[0].cpu(),
-                    stochastic=step.stochastic[0].cpu(),
-                    log_prob=step.log_prob[0].cpu(),
-                    value=float(step.value[0]),
-                    reward=chunk_reward,
-                    terminated=bool(terminated),
-                    truncated=bool(truncated),
-                    bootstrap_value=boot,
-                    policy_version=self.version,
-                    extra={"actor_id": self.actor_id},
+                for j, k in enumerate(need_boot):
+                    boot[k] = float(values[j])
+            for k, out in enumerate(outs):
+                streams[k].append(
+                    ChunkTransition(
+                        observation=pobs[k],
+                        chain=step.chain[k].cpu(),
+                        stochastic=step.stochastic[k].cpu(),
+                        log_prob=step.log_prob[k].cpu(),
+                        value=float(step.value[k]),
+                        reward=rewards[k],
+                        terminated=out.terminated,
+                        truncated=out.truncated,
+                        bootstrap_value=boot[k],
+                        policy_version=self.version,
+                        extra={"actor_id": self.actor_id, "env_index": k},
+                    )
                 )
-            )
-            actions.append(torch.as_tensor(chunk[:n]))
-            env_steps.append(n)
-            self.report.env_steps += n
-            if done:
-                self._end_episode(ep, out.success)
-                self.episode_index += 1
+                actions[k].append(torch.as_tensor(chunks[k][: out.steps]))
+                env_steps[k].append(out.steps)
+                self.report.env_steps += out.steps
+                if out.episode is not None:
+                    self._end_episode(out.episode)
+                    self.group_episode += 1
+            call_steps.append(sum(out.steps for out in outs))
+            if self.groups is not None and self.group_episode >= self.groups.actor_episodes(self.actor_id):
+                break  # the segment is whole; the next one resets for the next version's groups
+            if any(out.done for out in outs):
                 t3 = time.perf_counter()
-                obs = self._reset()
+                self.group.reset_ended()
+                if self.cfg.env.shaping:
+                    for k, out in enumerate(outs):
+                        if out.done:
+                            self.phi[k] = self.envs[k].progress_potential()
                 self.env_time += time.perf_counter() - t3
             if self.stop.is_set() or self._learner_done():
                 break
-        return transitions, actions, env_steps, obs
+        flat = [x for stream in streams for x in stream]
+        return flat, [a for env in actions for a in env], [n for env in env_steps for n in env], call_steps
 
-    def collect_and_send(self, obs: dict[str, Any], ep: dict[str, float]) -> tuple[dict[str, Any], list[int]]:
-        """One segment of the loop: collect it with the weights loaded now, encode it and send it (retried);
-        collect and send times go to the report. Returns the observation to continue from and the env steps of
-        each chunk. ``pirlctl profile-actor`` times this with a stand-in client."""
+    def collect_and_send(self) -> list[int]:
+        """One segment of the loop: collect it with the weights loaded now (from the envs' current observations),
+        encode it and send it (retried); collect and send times go to the report. Returns the env steps (all envs)
+        of each policy call. ``pirlctl profile-actor`` times this with a stand-in client."""
         t0 = time.perf_counter()
-        transitions, actions, env_steps, obs = self._collect_segment(obs, ep)
+        transitions, actions, env_steps, call_steps = self._collect_segment()
         t1 = time.perf_counter()
         if transitions and self._send(
             self.client.send_transitions,
@@ -360,26 +414,28 @@ class Actor:
             self.report.chunks_sent += len(transitions)
         self.report.collect_s += t1 - t0
         self.report.send_s += time.perf_counter() - t1
-        return obs, env_steps
+        return call_steps
 
-    def _end_episode(self, ep: dict[str, float], success: bool) -> None:
+    def _end_episode(self, ep: Episode) -> None:
         self.report.episodes += 1
-        self.report.successes += int(success)
+        self.report.successes += int(ep.success)
         self.report.policy_fps = self.actions_done / max(self.infer_time, 1e-9)
         self.report.env_fps = self.actions_done / max(self.env_time, 1e-9)
         stats: dict[str, float | int | bool | str] = {
             M.ACTOR_ID: self.actor_id,
-            M.ACTOR_EPISODE_RETURN: ep["return"],
-            M.ACTOR_SUCCESS: bool(success),
-            M.ACTOR_EPISODE_LENGTH: int(ep["length"]),
+            M.ACTOR_ENV_INDEX: ep.env_index,
+            M.ACTOR_EPISODE_SEED: ep.seed,
+            M.ACTOR_EPISODE_RETURN: ep.ret,
+            M.ACTOR_SUCCESS: bool(ep.success),
+            M.ACTOR_EPISODE_LENGTH: int(ep.length),
             M.ACTOR_POLICY_VERSION: self.version,
             M.ACTOR_POLICY_FPS: self.report.policy_fps,
             M.ACTOR_ENV_FPS: self.report.env_fps,
             M.ACTOR_LOOP_FPS: self.actions_done / max(time.monotonic() - self.started, 1e-9),
             M.ACTOR_ENV_STEPS: self.report.env_steps,
+            **self.episode_start.get(ep.env_index, {}),
         }
         self._send(self.client.send_interaction, encode_interaction(stats), "interaction")
-        ep["return"], ep["length"] = 0.0, 0
 
     def _wait_for_learner(self) -> None:
         """Until the learner answers; a :class:`LearnerUnreachableError` after ``runtime.connect_timeout_s``."""
@@ -420,12 +476,15 @@ class Actor:
         if not msg.stop:
             self._load(msg)
         self.pool.give_back(buffer)
-        obs = self._reset()
-        ep = {"return": 0.0, "length": 0}
+        self._reset()
         while not self.stop.is_set() and not msg.stop:
-            obs, _ = self.collect_and_send(obs, ep)
+            self.collect_and_send()
             t2 = time.perf_counter()
             got = self.slot.wait_new(seen, timeout=rt.weights_wait_s, stop=self.stop)
+            while got is None and self.groups is not None and not self.stop.is_set():
+                # GRPO: this version's episodes are sent; a second copy would be refused as a duplicate
+                logger.warning("no new policy version within %.0fs; still waiting (GRPO)", rt.weights_wait_s)
+                got = self.slot.wait_new(seen, timeout=rt.weights_wait_s, stop=self.stop)
             t3 = time.perf_counter()
             self.report.wait_s += t3 - t2
             if got is None:

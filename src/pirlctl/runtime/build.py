@@ -88,5 +88,7 @@ def build_algorithm(cfg: PiRLRunConfig, device: str) -> PiRLAlgorithm:
     assert isinstance(algo, PiRLAlgorithm)
     algo.processors = processors
     rt = cfg.runtime
-    algo.planned_iterations = planned_iterations(rt.total_env_steps, rt.num_actors, rt.rollout_chunks, algo.n_exec)
+    algo.planned_iterations = planned_iterations(
+        rt.total_env_steps, rt.num_actors * rt.envs_per_actor, rt.rollout_chunks, algo.n_exec
+    )
     return algo

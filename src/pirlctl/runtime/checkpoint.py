@@ -42,6 +42,7 @@ from safetensors.torch import load_file, load_model
 from torch import nn
 
 from pirlctl.errors import PirlError
+from pirlctl.policies.lora import LoraMergeError, has_lora, plain_layers
 from pirlctl.versions import package_version
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -227,7 +228,8 @@ def save_checkpoint(
     name = f"{iteration:06d}"
     # unique even if a crashed save with a reused pid left its folder, which ``last`` may point at
     tmp = root / f".tmp-{name}-{os.getpid()}-{secrets.token_hex(4)}"
-    policy.save_pretrained(tmp / "pretrained_model")  # type: ignore[operator]
+    with plain_layers(policy):  # LoRA adapters merged into plain weights: a LeRobot policy folder (policies/lora.py)
+        policy.save_pretrained(tmp / "pretrained_model")  # type: ignore[operator]
     if processors is not None:
         processors.save(tmp / "pretrained_model")
     algorithm.save_pretrained(tmp / "algorithm")
@@ -468,8 +470,16 @@ def restore_checkpoint(info: CheckpointInfo, *, policy: nn.Module, algorithm: An
 
     folder = ckpt / "pretrained_model"
     processors = load_processors(folder, policy.config) if has_processors(folder) else None
-    load_policy_weights(policy, ckpt)
-    algorithm.load_state_dict(algo_state)
+    lora = has_lora(policy)
+    if lora:  # adapters first: the folder's merged weights are checked against this base plus them
+        algorithm.load_state_dict(algo_state)
+    try:
+        with plain_layers(policy, check_loaded=True):
+            load_policy_weights(policy, ckpt)
+    except LoraMergeError as err:
+        raise CheckpointError(f"checkpoint {ckpt}: {err}") from err
+    if not lora:
+        algorithm.load_state_dict(algo_state)
     if processors is not None:
         algorithm.processors = processors
     opt_dir = ckpt / "training_state" / "optimizers"

@@ -1,6 +1,7 @@
 """The PI-RL learner: serves LeRobot's LearnerService, turns segments into PPO batches, pushes versioned weights.
 
-Loop: publish weights v → wait for a full batch of version-v segments → GAE → one PPO iteration → v+1 → publish
+Loop: publish weights v → wait for a full batch of version-v segments → GAE (or GRPO's group advantages over
+whole groups of episodes, ``runtime.groups``) → one PPO iteration → v+1 → publish
 → checkpoint every ``checkpoint_every`` iterations → stop at ``total_env_steps`` (final checkpoint, then a
 ``stop`` push that ends the actors).
 """
@@ -17,12 +18,15 @@ from typing import Any
 
 from pirlctl import metrics as M
 from pirlctl.alarms import Alarm, AlarmMonitor
-from pirlctl.algorithms.pi_rl.pi_rl_algorithm import build_rollout_batch
+from pirlctl.algorithms.pi_rl.group_batch import build_group_batch
+from pirlctl.algorithms.pi_rl.pi_rl_algorithm import RolloutBatch, build_rollout_batch
 from pirlctl.config.run_config import PiRLRunConfig, config_hash, encode_run_config, save_run_config
 from pirlctl.reporting.wandb_log import open_wandb
 from pirlctl.runtime import checkpoint as ckpt
 from pirlctl.runtime.build import build_algorithm, expected_observation_shapes, setup_process
-from pirlctl.runtime.rollout import USED, RolloutAssembler
+from pirlctl.runtime.groups import make_group_schedule
+from pirlctl.runtime.ranks import RankGroup, attach, follow, start_ranks
+from pirlctl.runtime.rollout import USED, RolloutAssembler, segment_streams
 from pirlctl.runtime.transport import BoundServer, PiRLLearnerService, TlsConfig, bind_server, serve
 from pirlctl.runtime.wire import WireError, decode_interaction, decode_segment, encode_parameters
 
@@ -43,6 +47,7 @@ class LearnerReport:
     stopped_by: str  # "budget" | "signal"
     resumed_from: str | None = None  # the checkpoint this session started from (None: the SFT policy)
     resume_note: str | None = None  # why it is not the one `last` pointed at, when it is not
+    ranks: int = 1  # learner processes the PPO update ran on (runtime.learner_ranks)
 
 
 class Learner:
@@ -54,6 +59,7 @@ class Learner:
         tls: TlsConfig | None = None,
         resume_from: str | None = None,
         force: bool = False,
+        ranks: RankGroup | None = None,
     ) -> None:
         self.cfg = cfg
         self.token = token
@@ -67,8 +73,13 @@ class Learner:
         self.config_hash = config_hash(cfg)
         self.run_json = encode_run_config(cfg)
         pirl = cfg.pirl
+        rt = cfg.runtime
+        self.groups = make_group_schedule(cfg, self.algo.n_exec)  # GRPO's episode schedule; None under GAE
         self.assembler = RolloutAssembler(
-            cfg.runtime.num_actors * cfg.runtime.rollout_chunks, pirl.stale_sample_rule, pirl.max_policy_lag
+            rt.num_actors * rt.envs_per_actor * rt.rollout_chunks,
+            pirl.stale_sample_rule,
+            pirl.max_policy_lag,
+            groups=self.groups,
         )
         self.metrics = M.MetricsWriter(self.out / "metrics.jsonl", sink=open_wandb(cfg, self.out))
         T, D = self.algo.adapter.chunk_size, self.algo.adapter.action_dim
@@ -89,6 +100,9 @@ class Learner:
         self.resume_point: ckpt.ResumePoint | None = None
         self._saved_iteration: int | None = None  # the iteration `last` holds; save() skips re-writing it
         self._resume(resume_from, force)
+        self.ranks = ranks  # rank 0 of a data-parallel learner (runtime.ranks); None: one process
+        if ranks is not None:
+            attach(ranks, self.algo)  # the other ranks wait for this (run_learner): the resumed state goes to them
         self.service = PiRLLearnerService(self.shutdown, self._on_transitions, self._on_interaction, token)
 
     # -- resume -------------------------------------------------------------------------------------------
@@ -258,11 +272,21 @@ class Learner:
                     return segs
         return None
 
-    def train_iteration(self, segments: list[Any]) -> dict[str, Any]:
+    def _build_batch(self, segments: list[Any]) -> RolloutBatch:
+        """The PPO batch of the taken segments: chunk-level GAE per segment, or under GRPO the complete groups'
+        episodes with group-relative advantages (incomplete groups dropped and counted by the assembler)."""
         pirl = self.cfg.pirl
+        if self.groups is None:
+            return build_rollout_batch(segment_streams(segments), gamma=pirl.gamma, gae_lambda=pirl.gae_lambda)
+        grouped = self.assembler.complete_groups(segments)
+        return build_group_batch(grouped.episodes, grouped.group_ids)
+
+    def train_iteration(self, segments: list[Any]) -> dict[str, Any]:
         t0 = time.monotonic()
         alarms = self._alarm_monitor()  # before the update: a resumed run's state is primed up to the checkpoint
-        batch = build_rollout_batch([s.transitions for s in segments], gamma=pirl.gamma, gae_lambda=pirl.gae_lambda)
+        batch = self._build_batch(segments)
+        if self.ranks is not None:
+            self.ranks.share_batch(batch)  # every rank runs this update on its shards
         stats = self.algo.update(iter([batch]))
         c = self.assembler.counters
         rec = {
@@ -292,6 +316,10 @@ class Learner:
             M.DATA_BATCH_ACTORS: sorted({s.actor_id for s in segments}),
             M.DATA_BATCH_VERSIONS: sorted({s.policy_version for s in segments}),
         }
+        if self.groups is not None:
+            rec[M.DATA_GROUPS_USED] = c.groups_used
+            rec[M.DATA_GROUPS_DROPPED_INCOMPLETE] = c.groups_dropped_incomplete
+            rec[M.DATA_CHUNKS_DROPPED_INCOMPLETE] = c.chunks_dropped_incomplete
         self.metrics.write("train", rec)
         self._raise(alarms.on_train(rec))
         logger.info(
@@ -322,6 +350,7 @@ class Learner:
         self._open_session()
         server = serve(bound, self.service)
         stopped_by = "budget"
+        ended = False  # the loop ended by itself: the other ranks are waiting for the next batch, not in an update
         try:
             self.publish()
             while not self.stop_requested.is_set() and self.env_steps < cfg.runtime.total_env_steps:
@@ -334,7 +363,10 @@ class Learner:
                 self.publish()
             if self.stop_requested.is_set():
                 stopped_by = "signal"
+            ended = True
         finally:
+            if self.ranks is not None and ended:
+                self.ranks.share_batch(None)  # the end; after an error the launcher stops them
             self.save()
             self.publish(stop=True)
             self._drain_actors(server)
@@ -353,6 +385,7 @@ class Learner:
             stopped_by=stopped_by,
             resumed_from=str(self.resume_point.info.path) if self.resume_point is not None else None,
             resume_note=self.resume_point.note if self.resume_point is not None else None,
+            ranks=self.ranks.world_size if self.ranks is not None else 1,
         )
 
     def _drain_actors(self, server: Any, grace: float = 3.0) -> None:
@@ -370,13 +403,18 @@ def run_learner(
     handle_signals: bool = True,
     resume_from: str | None = None,
     force: bool = False,
-) -> LearnerReport:
+) -> LearnerReport | None:
+    """The learner's report; None on a data-parallel rank > 0 (it follows rank 0 and reports nothing)."""
     rt = cfg.runtime
+    ranks = start_ranks(cfg)  # every rank joins first (runtime.ranks); rank 0 goes on as the learner
+    if ranks is not None and ranks.rank > 0:
+        _follow_rank(cfg, ranks)
+        return None
     # the port first: a second learner on a held port fails in a second, before it builds a model or writes a file
     bound = bind_server(rt.learner_host, rt.learner_port, rt.num_actors, tls)
     try:
         setup_process(cfg, "learner")
-        learner = Learner(cfg, token=token, tls=tls, resume_from=resume_from, force=force)
+        learner = Learner(cfg, token=token, tls=tls, resume_from=resume_from, force=force, ranks=ranks)
     except BaseException:
         bound.release()
         raise
@@ -389,3 +427,16 @@ def run_learner(
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
     return learner.run(bound)
+
+
+def _follow_rank(cfg: PiRLRunConfig, ranks: RankGroup) -> None:
+    """A rank > 0: the same algorithm as rank 0, its state from rank 0, then its shard of every update until rank 0
+    ends. Signals are rank 0's to act on (it finishes with a checkpoint and then ends the others)."""
+    setup_process(cfg, f"learner-rank{ranks.rank}")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    algo = build_algorithm(cfg, cfg.runtime.device)
+    attach(ranks, algo)
+    done = follow(ranks, algo)
+    logger.info("rank %d: %d PPO updates, ended by rank 0", ranks.rank, done)

@@ -282,6 +282,7 @@ def encode_segment(transitions: list[ChunkTransition], *, actions: list[Tensor],
                     "bootstrap_value": float(tr.bootstrap_value),
                     "policy_version": int(tr.policy_version),
                     "actor_id": int(tr.extra.get("actor_id", 0)),
+                    "env_index": int(tr.extra.get("env_index", 0)),  # which of the actor's envs: one GAE stream each
                     "env_steps": int(n),
                 },
             }
@@ -362,6 +363,9 @@ def decode_segment(
         n = info.get("env_steps", 1)
         if not _is_int(n):
             raise WireError(f"{where}: env_steps must be a non-negative integer, got {_describe(n)}")
+        env_index = info.get("env_index", 0)
+        if not _is_int(env_index):
+            raise WireError(f"{where}: env_index must be a non-negative integer, got {_describe(env_index)}")
         versions.add(version)
         actors.add(actor)
         env_steps += n
@@ -377,7 +381,7 @@ def decode_segment(
                 truncated=truncated,
                 bootstrap_value=float(boot),
                 policy_version=version,
-                extra={"actor_id": actor},
+                extra={"actor_id": actor, "env_index": env_index},
             )
         )
     if len(versions) != 1 or len(actors) != 1:

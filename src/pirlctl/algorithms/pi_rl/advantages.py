@@ -66,3 +66,39 @@ def explained_variance(values: Tensor, returns: Tensor) -> float:
     if float(var_r) == 0.0:
         return float("nan")
     return float(1.0 - torch.var((returns - values).double()) / var_r)
+
+
+def group_relative_advantages(returns: Tensor, group_ids: Tensor, *, eps: float = 1e-6) -> Tensor:
+    """GRPO's critic-free advantage of each episode (pirl-method.md, "GRPO"; DeepSeekMath's outcome supervision).
+
+    returns [M]: one return per episode (the undiscounted sum of its chunk rewards).
+    group_ids [M] int: the group of each episode; the episodes of a group started from the same initial state.
+
+        Â_i = (R_i − mean_g(R)) / (std_g(R) + eps),   g = group_ids[i]
+
+    std is the unbiased sample std (torch's default, as DeepSeekMath and RLinf compute it). A group whose returns
+    are all equal (all successes, all failures) carries no signal: its advantages are exactly 0, not 0/eps noise.
+    A group of one episode has no baseline; it is refused (PiRLConfig refuses group_size < 2 before it gets here).
+
+    Each chunk of an episode is then given the episode's advantage (:func:`broadcast_to_chunks`): the πRL paper and
+    RLinf's GRPO give every action of a trajectory its group-normalised outcome, with no per-step credit.
+    Computed in float64. Returns float32 [M].
+    """
+    r = returns.double()
+    gid = group_ids.long()
+    adv = torch.zeros_like(r)
+    for g in torch.unique(gid).tolist():
+        sel = gid == g
+        rg = r[sel]
+        if rg.numel() < 2:
+            raise ValueError(f"group {g} has {rg.numel()} episode(s); a GRPO group needs at least 2")
+        if bool((rg == rg[0]).all()):
+            continue  # equal returns: advantage 0 (mean may differ from each value by a rounding error)
+        adv[sel] = (rg - rg.mean()) / (rg.std() + eps)
+    return adv.float()
+
+
+def broadcast_to_chunks(episode_values: Tensor, episode_lengths: Tensor) -> Tensor:
+    """Repeat each episode's value over its chunks: [M] values and [M] chunk counts -> [sum(lengths)], episode order
+    kept (the chunks of episode 0, then those of episode 1, ...)."""
+    return torch.repeat_interleave(episode_values, episode_lengths.long())

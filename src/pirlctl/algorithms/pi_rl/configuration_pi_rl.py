@@ -9,7 +9,7 @@ rates, because a freshly behaviour-cloned tiny X-VLA tolerates (and needs) far l
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lerobot.configs.policies import PreTrainedConfig
@@ -22,8 +22,9 @@ SAMPLING_MODES = ("hybrid", "full_chain")
 LOGPROB_REDUCTIONS = ("chunk_level", "token_level")
 CHAIN_AGGREGATIONS = ("sum", "mean")
 VALUE_HEAD_PLACEMENTS = ("vlm_prefix", "action_expert")
-TRAINABLE_SCOPES = ("action_expert", "all")
+TRAINABLE_SCOPES = ("action_expert", "all", "lora")
 STALE_SAMPLE_RULES = ("drop", "importance_weight")
+ADVANTAGE_ESTIMATORS = ("gae", "grpo")
 # Observation key of the simulator-only state the critic reads when `critic_privileged_dim` > 0.
 PRIVILEGED_STATE_KEY = "observation.privileged_state"
 
@@ -94,6 +95,14 @@ class PiRLConfig(RLAlgorithmConfig):
     n_exec: int | None = None
 
     # --- PPO -----------------------------------------------------------------------------------------
+    # Where the advantages come from. "gae": chunk-level GAE from the critic (the default). "grpo": critic-free,
+    # group-relative (pirl-method.md, GRPO): groups of `group_size` episodes start from the same initial state, each
+    # episode's advantage is (return − group mean) / (group std + eps), and every chunk of the episode gets it; the
+    # value head is then neither trained nor used (no value loss, no GAE, no batch re-normalisation).
+    advantage: str = "gae"
+    # GRPO group size G: episodes per group, all from the same reset seed (RLinf: 8). Must be >= 2 under
+    # advantage="grpo" (one episode has no baseline to compare with); unused under "gae".
+    group_size: int = 8
     # Discount per chunk (one outer-MDP step executes n_exec actions).
     gamma: float = 0.99
     # GAE λ per chunk.
@@ -159,12 +168,24 @@ class PiRLConfig(RLAlgorithmConfig):
     # Hidden width of the Flow-Noise σ head.
     noise_head_hidden_dim: int = 128
     # Which policy parameters PPO trains: "action_expert" (VLM frozen; X-VLA's soft-prompted transformer, soft
-    # prompts and projections train) or "all".
+    # prompts and projections train), "all", or "lora" (the policy is frozen; peft LoRA adapters on `lora_targets`
+    # train, and pushes carry only the adapters and the heads; pirlctl.policies.lora).
     trainable: str = "action_expert"
     # With trainable="action_expert": train only the last N blocks of the action expert's transformer (its
     # input/output projections, soft prompts and final norm still train); 0 trains every block. Pushes shrink
     # with it: for X-VLA-0.9B, N=6 sends 11x fewer bytes than the whole policy (B4 in docs/benchmarks.md).
     trainable_blocks: int = 0
+    # With trainable="lora": the rank r of each LoRA adapter (peft LoraConfig.r).
+    lora_rank: int = 16
+    # With trainable="lora": LoRA alpha; an adapter adds (alpha / r)·B·A to its layer's weight (peft lora_alpha).
+    lora_alpha: int = 32
+    # With trainable="lora": the linear layers that get adapters, each a module name or a suffix of one (peft's
+    # target_modules rule: "q_proj" matches every "...q_proj"). Empty = every linear layer of the action expert
+    # (and of the VLM with `lora_vlm`); the models' unused lm_heads never get one.
+    lora_targets: list[str] = field(default_factory=list)
+    # With trainable="lora": let adapters reach into the VLM too (its linear layers join the default targets and
+    # `lora_targets` may name them); the prefix is then re-scored with gradients, as under trainable="all".
+    lora_vlm: bool = False
 
     # --- On-policy data -----------------------------------------------------------------------------------
     # What the learner does with a transition produced by an older policy version than the current one:
@@ -213,6 +234,19 @@ class PiRLConfig(RLAlgorithmConfig):
         choice("value_head", VALUE_HEAD_PLACEMENTS)
         choice("trainable", TRAINABLE_SCOPES)
         choice("stale_sample_rule", STALE_SAMPLE_RULES)
+        choice("advantage", ADVANTAGE_ESTIMATORS)
+        if not isinstance(self.group_size, int) or isinstance(self.group_size, bool) or self.group_size < 1:
+            raise PiRLConfigError(f"pi_rl.group_size={self.group_size!r} is invalid; it must be an integer >= 2")
+        if self.advantage == "grpo" and self.group_size < 2:
+            raise PiRLConfigError(
+                f"pi_rl.group_size={self.group_size} is invalid with advantage='grpo': one episode has no group "
+                "baseline (its advantage is always 0); use group_size >= 2 (RLinf: 8)"
+            )
+        if self.advantage == "grpo" and self.critic_warmup_iters:
+            raise PiRLConfigError(
+                f"pi_rl.critic_warmup_iters={self.critic_warmup_iters} would freeze the policy while a critic that "
+                "advantage='grpo' never uses warms up; set it to 0"
+            )
         positive("noise_level", strict=False)
         if self.noise_level_final is not None:
             positive("noise_level_final", strict=False)
@@ -259,6 +293,21 @@ class PiRLConfig(RLAlgorithmConfig):
         positive("grad_clip_norm")
         positive("critic_warmup_iters", strict=False)
         positive("trainable_blocks", strict=False)
+        if self.trainable == "lora":
+            if self.trainable_blocks:
+                raise PiRLConfigError(
+                    f"pi_rl.trainable_blocks={self.trainable_blocks} has no effect with trainable='lora'; set it to 0 "
+                    "(name the layers to adapt in lora_targets instead)"
+                )
+            for name in ("lora_rank", "lora_alpha"):
+                value = getattr(self, name)
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise PiRLConfigError(f"pi_rl.{name}={value!r} is invalid; it must be an integer >= 1")
+            if not all(isinstance(t, str) and t.strip() for t in self.lora_targets):
+                raise PiRLConfigError(
+                    f"pi_rl.lora_targets={list(self.lora_targets)!r} is invalid; use non-empty module names "
+                    "(e.g. ['q_proj', 'v_proj']) or [] for every linear layer of the action expert"
+                )
         if len(tuple(self.adam_betas)) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
             raise PiRLConfigError(f"pi_rl.adam_betas={self.adam_betas!r} is invalid; use two numbers in [0, 1)")
         positive("value_hidden_dim")
@@ -271,11 +320,21 @@ class PiRLConfig(RLAlgorithmConfig):
 
     # -- derived values (computed, never stored twice) -----------------------------------------------------
     @property
+    def uses_critic(self) -> bool:
+        """Whether the value head is trained and read: under GAE yes; GRPO is critic-free."""
+        return self.advantage == "gae"
+
+    @property
     def resolved_sampling(self) -> str:
         """The sampling mode in force: the explicit one, else the noise method's default."""
         if self.sampling is not None:
             return self.sampling
         return "full_chain" if self.noise_method == "flow_noise" else "hybrid"
+
+    @property
+    def grad_through_prefix(self) -> bool:
+        """Whether the learner re-scores the VLM prefix with gradients: something in the VLM trains."""
+        return self.trainable == "all" or (self.trainable == "lora" and self.lora_vlm)
 
     @property
     def resolved_entropy_coef(self) -> float:

@@ -4,6 +4,8 @@ The actor calls :meth:`PiRLAlgorithm.act` (chunk, log-prob, value, chain and k* 
 a :class:`RolloutBatch` from the actors' transitions (:func:`build_rollout_batch` computes chunk-level GAE) and
 calls :meth:`update` with an iterator that yields it: one PPO iteration = ``ppo_epochs`` passes of shuffled
 minibatches. The maths lives in ``sampler``, ``advantages`` and ``losses``; this class holds state only.
+Under ``advantage="grpo"`` the batch comes from ``group_batch.build_group_batch`` (group-relative advantages of
+whole episodes) and :meth:`update` trains the actor only: no value loss, no critic step, no re-normalisation.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch.optim import Optimizer
 
 from pirlctl.algorithms.pi_rl.advantages import chunk_gae, explained_variance, normalize
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY, PiRLConfig, PiRLConfigError
+from pirlctl.algorithms.pi_rl.data_parallel import DataParallel, combine_stats, loss_scale, shard_range, stats_row
 from pirlctl.algorithms.pi_rl.heads import NoiseHead, ValueHead
 from pirlctl.algorithms.pi_rl.losses import clipped_surrogate, clipped_value_loss
 from pirlctl.algorithms.pi_rl.sampler import (
@@ -167,11 +170,27 @@ class PiRLAlgorithm(RLAlgorithm):
         # planned iterations by runtime.build.build_algorithm; the chain and its log-probs live in their
         # normalised action space. None: the caller feeds model-space inputs itself (unit tests).
         self.processors: Any = None
+        # The data-parallel ranks the PPO update runs on (pirlctl.runtime.ranks.attach sets it; data_parallel says
+        # how a minibatch is split). None: one process.
+        self.data_parallel: DataParallel | None = None
 
     # -- parameters ------------------------------------------------------------------------------------------
     def _apply_trainable_scope(self) -> None:
         """Freeze what ``config.trainable`` excludes (the VLM under "action_expert", and the first blocks of the
-        action expert when ``trainable_blocks`` > 0)."""
+        action expert when ``trainable_blocks`` > 0); under "lora", inject the adapters (everything else frozen)."""
+        cfg = self.config
+        if cfg.trainable == "lora":
+            from pirlctl.policies.lora import apply_lora
+
+            apply_lora(
+                self.policy,
+                self.adapter,
+                rank=cfg.lora_rank,
+                alpha=cfg.lora_alpha,
+                targets=cfg.lora_targets,
+                include_vlm=cfg.lora_vlm,
+            )
+            return
         frozen: tuple[str, ...] = ()
         if self.config.trainable == "action_expert":
             frozen = self.adapter.frozen_parameter_prefixes()
@@ -297,7 +316,7 @@ class PiRLAlgorithm(RLAlgorithm):
     def evaluate(self, batch: RolloutBatch) -> tuple[Tensor, Tensor, Tensor]:
         """Re-score stored chains under the current parameters: (log_prob, values, entropy [N])."""
         cfg = self.config
-        grad_prefix = cfg.trainable == "all"
+        grad_prefix = cfg.grad_through_prefix
         with torch.set_grad_enabled(grad_prefix and torch.is_grad_enabled()):
             prefix = self.adapter.encode(batch.observations)
         rescore = rescore_chain(
@@ -310,11 +329,12 @@ class PiRLAlgorithm(RLAlgorithm):
             hybrid=cfg.resolved_sampling == "hybrid",
         )
         log_prob = self._chunk_log_prob(rescore.step_log_prob, batch.stochastic)
-        if cfg.value_head == "vlm_prefix":
-            feats = self.adapter.prefix_features(prefix)
+        if not cfg.uses_critic:
+            values = torch.zeros(len(batch), device=self.device)  # GRPO: no critic to score
+        elif cfg.value_head == "vlm_prefix":
+            values = self._critic(self.adapter.prefix_features(prefix), batch.observations)
         else:
-            feats = self._value_features(prefix, len(batch), batch.chain[:, 0])
-        values = self._critic(feats, batch.observations)
+            values = self._critic(self._value_features(prefix, len(batch), batch.chain[:, 0]), batch.observations)
         sto = batch.stochastic[:, :, None, None].to(rescore.step_std.dtype) * self.mask
         ent = gaussian_entropy(rescore.step_std.clamp_min(1e-12)) * sto
         entropy = ent.sum(dim=(1, 2, 3)) / sto.sum(dim=(1, 2, 3)).clamp_min(1.0)
@@ -332,7 +352,8 @@ class PiRLAlgorithm(RLAlgorithm):
             **{f.name: getattr(batch, f.name).to(dev) for f in fields(batch) if f.name != "observations"},
         )
         N = len(batch)
-        adv = normalize(batch.advantages) if cfg.normalize_advantages else batch.advantages
+        critic = cfg.uses_critic  # GRPO: advantages come group-normalised; no value loss, no critic step
+        adv = normalize(batch.advantages) if cfg.normalize_advantages and critic else batch.advantages
         batch.advantages = adv
         warmup = self.iteration < cfg.critic_warmup_iters
         actor_lr = cfg.actor_lr_at(self.iteration, self.planned_iterations)
@@ -352,15 +373,26 @@ class PiRLAlgorithm(RLAlgorithm):
         onpolicy_lr: float | None = None
         epochs_run = 0
         self.policy.eval()  # no dropout: the re-score must match the actor's sampling pass
+        dp = self.data_parallel
         for _epoch in range(cfg.ppo_epochs):
             epochs_run += 1
-            perm = torch.randperm(N, device=dev)
+            perm = torch.randperm(N, device=dev) if dp is None else dp.permutation(N, dev)
             epoch_kl, epoch_n = 0.0, 0
             for start in range(0, N, cfg.minibatch_size):
-                mb = batch.index(perm[start : start + cfg.minibatch_size])
-                log_prob, values, entropy = self.evaluate(mb)
-                v_loss = clipped_value_loss(
-                    values, mb.old_values, mb.returns, huber_delta=cfg.huber_delta, value_clip=cfg.value_clip
+                idx = perm[start : start + cfg.minibatch_size]
+                n_own = len(idx)
+                if dp is not None:  # this rank's shard of the minibatch (data_parallel: why the scale, why idx[:1])
+                    lo, hi = shard_range(len(idx), dp.rank, dp.world_size)
+                    n_own, scale = hi - lo, loss_scale(hi - lo, len(idx), dp.world_size)
+                    idx = idx[lo:hi] if hi > lo else idx[:1]
+                mb = batch.index(idx)
+                log_prob, values, entropy = self.evaluate(mb) if dp is None else dp.score(mb)
+                v_loss = (
+                    clipped_value_loss(
+                        values, mb.old_values, mb.returns, huber_delta=cfg.huber_delta, value_clip=cfg.value_clip
+                    )
+                    if critic
+                    else torch.zeros((), device=dev)
                 )
                 pg_loss, st = clipped_surrogate(
                     log_prob,
@@ -370,34 +402,53 @@ class PiRLAlgorithm(RLAlgorithm):
                     mask=self.mask if cfg.logprob_reduction == "token_level" else None,
                 )
                 ent = entropy.mean()
-                loss = cfg.value_loss_coef * v_loss
-                if not warmup:
-                    loss = loss + pg_loss - ent_coef * ent
+                if critic:
+                    loss = cfg.value_loss_coef * v_loss
+                    if not warmup:
+                        loss = loss + pg_loss - ent_coef * ent
+                else:
+                    loss = pg_loss - ent_coef * ent
+                if dp is not None:
+                    loss = loss * scale
                 for opt in self.optimizers.values():
                     opt.zero_grad(set_to_none=True)
-                loss.backward()
-                critic_gn = float(torch.nn.utils.clip_grad_norm_(critic_params, cfg.grad_clip_norm))
-                self.optimizers["critic"].step()
+                loss.backward()  # under DDP: the gradients averaged over ranks
+                critic_gn = 0.0
+                if critic:
+                    critic_gn = float(torch.nn.utils.clip_grad_norm_(critic_params, cfg.grad_clip_norm))
+                    self.optimizers["critic"].step()
                 actor_gn = 0.0
                 if not warmup and actor_params:
                     actor_gn = float(torch.nn.utils.clip_grad_norm_(actor_params, cfg.grad_clip_norm))
                     self.optimizers["actor"].step()
+                mbs = {
+                    "policy_loss": float(pg_loss.detach()),
+                    "value_loss": float(v_loss.detach()),
+                    "entropy": float(ent.detach()),
+                    "approx_kl": st.approx_kl,
+                    "clipfrac": st.clipfrac,
+                    "ratio_min": st.ratio_min,
+                    "ratio_max": st.ratio_max,
+                    "max_abs_log_ratio": st.max_abs_log_ratio,
+                }
+                if dp is not None:  # the whole minibatch's numbers, the same on every rank
+                    mbs = combine_stats(dp.gather(stats_row(n_own, mbs)))
                 for key, val in (
-                    ("policy_loss", float(pg_loss.detach())),
-                    ("value_loss", float(v_loss.detach())),
-                    ("entropy", float(ent.detach())),
-                    ("approx_kl", st.approx_kl),
-                    ("clipfrac", st.clipfrac),
+                    ("policy_loss", mbs["policy_loss"]),
+                    ("value_loss", mbs["value_loss"]),
+                    ("entropy", mbs["entropy"]),
+                    ("approx_kl", mbs["approx_kl"]),
+                    ("clipfrac", mbs["clipfrac"]),
                     ("actor_grad_norm", actor_gn),
                     ("critic_grad_norm", critic_gn),
                 ):
                     sums[key] = sums.get(key, 0.0) + val
                 count += 1
-                ratio_min, ratio_max = min(ratio_min, st.ratio_min), max(ratio_max, st.ratio_max)
-                max_abs_lr = max(max_abs_lr, st.max_abs_log_ratio)
+                ratio_min, ratio_max = min(ratio_min, mbs["ratio_min"]), max(ratio_max, mbs["ratio_max"])
+                max_abs_lr = max(max_abs_lr, mbs["max_abs_log_ratio"])
                 if onpolicy_lr is None:
-                    onpolicy_lr = st.max_abs_log_ratio
-                epoch_kl += st.approx_kl
+                    onpolicy_lr = mbs["max_abs_log_ratio"]
+                epoch_kl += mbs["approx_kl"]
                 epoch_n += 1
             if cfg.target_kl is not None and epoch_kl / max(epoch_n, 1) > cfg.target_kl:
                 break
@@ -410,7 +461,7 @@ class PiRLAlgorithm(RLAlgorithm):
                 "entropy": mean["entropy"],
                 "approx_kl": mean["approx_kl"],
                 "clipfrac": mean["clipfrac"],
-                "explained_variance": explained_variance(batch.old_values, batch.returns),
+                "explained_variance": explained_variance(batch.old_values, batch.returns) if critic else float("nan"),
                 "ratio_min": ratio_min,
                 "ratio_max": ratio_max,
                 "max_abs_log_ratio": max_abs_lr,
@@ -523,10 +574,13 @@ class PiRLAlgorithm(RLAlgorithm):
                 self.noise_head.load_state_dict(weights["noise_head"])
 
     def state_dict(self) -> dict[str, Tensor]:
-        """Algorithm-owned tensors (not the policy): ``value_head.*`` and ``noise_head.*``."""
+        """Algorithm-owned tensors: ``value_head.*``, ``noise_head.*`` and, under ``trainable="lora"``, the policy's
+        LoRA adapters as ``lora.<parameter name>`` (the checkpoint's policy folder holds merged weights only)."""
         out = {f"value_head.{k}": v for k, v in self.value_head.state_dict().items()}
         if self.noise_head is not None:
             out.update({f"noise_head.{k}": v for k, v in self.noise_head.state_dict().items()})
+        if self.config.trainable == "lora":
+            out.update({f"lora.{n}": p for n, p in self.trainable_policy_parameters().items()})
         return out
 
     def load_state_dict(self, state_dict: dict[str, Tensor], device: str | torch.device = "cpu") -> None:

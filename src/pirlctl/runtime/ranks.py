@@ -1,0 +1,199 @@
+"""The learner as ``runtime.learner_ranks`` data-parallel processes on Hugging Face accelerate (DDP; issue 21).
+
+Rank 0 is the learner the actors know: it alone serves LeRobot's LearnerService, takes rollouts, pushes weights,
+writes metrics and checkpoints. Every PPO iteration it shares the batch it built with the other ranks
+(:meth:`RankGroup.share_batch`); all ranks then run the same :meth:`PiRLAlgorithm.update`, each scoring its shard
+of every minibatch (``algorithms.pi_rl.data_parallel``) under DDP, which reduces the gradients. Ranks > 0 only
+follow (:func:`follow`) until rank 0 shares ``None``. The policy itself is never replaced by the wrapper: a
+checkpoint is the plain, unwrapped state dict, the same for any number of ranks.
+
+The collectives are accelerate's (``broadcast``, ``broadcast_object_list``, ``gather``) and DDP's; the processes
+are started by accelerate's launcher (:func:`launch_prefix`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from pirlctl.errors import PirlError
+
+if TYPE_CHECKING:
+    from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PiRLAlgorithm, RolloutBatch
+    from pirlctl.config.run_config import PiRLRunConfig
+
+logger = logging.getLogger("pirlctl.learner")
+
+
+class RankError(PirlError, RuntimeError):
+    """The learner's ranks cannot start as configured; the message names the fix."""
+
+
+def launch_prefix(ranks: int, port: int) -> list[str]:
+    """The command that starts ``ranks`` learner processes on this machine; append ``-m pirlctl learner ...`` (or a
+    script). accelerate's ``--multi_gpu`` path is torchrun underneath and also starts CPU ranks (each process then
+    asks for ``Accelerator(cpu=True)``, gloo); its ``--cpu`` path starts several ranks only through mpirun.
+    ``port``: the ranks' rendezvous port on 127.0.0.1 (not the learner's gRPC port)."""
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_machines=1",
+        f"--num_processes={ranks}",
+        "--mixed_precision=no",
+        "--dynamo_backend=no",
+        f"--main_process_port={port}",
+    ]
+
+
+def learner_command(ranks: int, args: list[str]) -> list[str]:
+    """``python -m pirlctl learner ARGS``: as it is for one rank, under :func:`launch_prefix` for more (their
+    rendezvous on a free loopback port)."""
+    if ranks == 1:
+        return [sys.executable, "-m", "pirlctl", "learner", *args]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    return [*launch_prefix(ranks, port), "-m", "pirlctl", "learner", *args]
+
+
+class _Scorer(nn.Module):
+    """The modules PPO trains (policy, value head, noise head) as one module whose forward is the re-score: what
+    DDP wraps, so that its backward hooks reduce every trainable parameter's gradient."""
+
+    def __init__(self, algo: PiRLAlgorithm) -> None:
+        super().__init__()
+        self.policy = algo.policy
+        self.value_head = algo.value_head
+        if algo.noise_head is not None:
+            self.noise_head = algo.noise_head
+        self._evaluate = algo.evaluate
+
+    def forward(self, mb: RolloutBatch) -> tuple[Tensor, Tensor, Tensor]:
+        return self._evaluate(mb)
+
+
+@dataclass
+class RankGroup:
+    """This process's place among the learner's ranks (implements ``data_parallel.DataParallel``)."""
+
+    accelerator: Any
+    rank: int
+    world_size: int
+    scorer: Any = None  # the DDP-wrapped _Scorer, after attach()
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.accelerator.device)
+
+    def permutation(self, n: int, device: torch.device) -> Tensor:
+        from accelerate.utils import broadcast
+
+        # rank 0 draws from its RNG exactly as a 1-rank learner does; the others receive it
+        draw = torch.randperm if self.rank == 0 else lambda k, device: torch.empty(k, dtype=torch.long, device=device)
+        return broadcast(draw(n, device=device), from_process=0)
+
+    def score(self, mb: RolloutBatch) -> tuple[Tensor, Tensor, Tensor]:
+        if self.scorer is None:
+            raise RankError("the ranks were not attached to the algorithm; call pirlctl.runtime.ranks.attach first")
+        return self.scorer(mb)
+
+    def gather(self, row: Tensor) -> Tensor:
+        from accelerate.utils import gather
+
+        return gather(row.to(self.device)).reshape(self.world_size, -1).cpu()
+
+    def share_batch(self, batch: RolloutBatch | None) -> RolloutBatch | None:
+        """Rank 0 gives this iteration's PPO batch (``None``: training is over); every rank returns it."""
+        from accelerate.utils import broadcast_object_list
+
+        objects: list[Any] = [_to_cpu(batch) if self.rank == 0 else None]
+        broadcast_object_list(objects, from_process=0)
+        return objects[0]
+
+
+def _to_cpu(batch: RolloutBatch | None) -> RolloutBatch | None:
+    if batch is None:
+        return None
+    from dataclasses import fields
+
+    from pirlctl.algorithms.pi_rl.pi_rl_algorithm import RolloutBatch
+
+    return RolloutBatch(
+        observations={k: v.cpu() for k, v in batch.observations.items()},
+        **{f.name: getattr(batch, f.name).cpu() for f in fields(batch) if f.name != "observations"},
+    )
+
+
+def started_ranks() -> int:
+    """How many processes the launcher started for this learner (1 without one)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def start_ranks(cfg: PiRLRunConfig) -> RankGroup | None:
+    """Join the learner's ranks when ``runtime.learner_ranks`` > 1 (every rank calls this first); None for one."""
+    n = cfg.runtime.learner_ranks
+    started = started_ranks()
+    if n == 1 and started == 1:
+        return None
+    if started != n:
+        raise RankError(
+            f"runtime.learner_ranks={n} but this learner was started as {started} process(es); run it through "
+            f"`pirlctl train`, or start it with `accelerate launch --multi_gpu --num_processes={n} -m pirlctl "
+            "learner ...`"
+        )
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # find_unused_parameters: during critic warm-up (and for parameters a minibatch's path skips) the policy gets
+    # no gradient; LeRobot's own trainer sets it for the same reason (lerobot_train.py)
+    acc = Accelerator(
+        cpu=cfg.runtime.device == "cpu",
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    if cfg.runtime.device != "cpu":
+        cfg.runtime.device = str(acc.device)  # each rank on its own accelerator (cuda:LOCAL_RANK), not all on cuda:0
+    return RankGroup(acc, acc.process_index, acc.num_processes)
+
+
+def attach(group: RankGroup, algo: PiRLAlgorithm) -> None:
+    """Every rank, after rank 0 has built (and resumed) its algorithm: rank 0's optimiser state and iteration go to
+    all ranks, then DDP wraps the trained modules (its construction copies rank 0's parameters and buffers to the
+    others), and the algorithm's update runs on the group from now on."""
+    from accelerate.utils import broadcast_object_list
+
+    if not algo.optimizers:
+        algo.make_optimizers_and_scheduler()
+    state: list[Any] = [None]
+    if group.rank == 0:
+        state = [
+            {
+                "optimizers": {k: o.state_dict() for k, o in algo.optimizers.items()},
+                "iteration": algo.optimization_step,
+            }
+        ]
+    broadcast_object_list(state, from_process=0)
+    if group.rank != 0:
+        for name, opt in algo.optimizers.items():
+            opt.load_state_dict(state[0]["optimizers"][name])
+        algo.optimization_step = int(state[0]["iteration"])
+    group.scorer = group.accelerator.prepare_model(_Scorer(algo), device_placement=False)
+    algo.data_parallel = group
+
+
+def follow(group: RankGroup, algo: PiRLAlgorithm) -> int:
+    """Ranks > 0: one PPO update per batch rank 0 shares, until it shares ``None``. Returns the updates made."""
+    done = 0
+    while (batch := group.share_batch(None)) is not None:
+        algo.update(iter([batch]))
+        done += 1
+        logger.debug("rank %d: iteration %d", group.rank, algo.iteration)
+    return done

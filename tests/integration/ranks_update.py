@@ -1,0 +1,55 @@
+"""One PPO update of the tiny default policy on a saved batch, as one process or as one of N ranks under
+accelerate's launcher (tests/integration/test_ranks.py). Rank 0 writes the parameters and statistics after it.
+
+    python ranks_update.py BATCH OUT RANKS [--overrides...]      (under accelerate's launcher for RANKS > 1)
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from pirlctl.configs import DEFAULT_RUN_CONFIG
+
+
+def _algo(ranks: int, overrides: list[str]):
+    from pirlctl.config.run_config import load_run_config
+    from pirlctl.runtime.build import build_algorithm
+    from pirlctl.runtime.ranks import attach, start_ranks
+
+    cfg = load_run_config(DEFAULT_RUN_CONFIG, [f"--runtime.learner_ranks={ranks}", *overrides])
+    group = start_ranks(cfg)
+    torch.set_num_threads(1)
+    algo = build_algorithm(cfg, "cpu")
+    # float64: rounding noise then stays far below Adam's eps. In float32 a parameter whose true gradient is 0
+    # (attention's key bias: softmax ignores a shift) gets noise ~eps, which Adam turns into ±lr steps that
+    # differ with how the minibatch is split (observed ~1e-5 after one iteration at the shipped learning rates).
+    torch.set_default_dtype(torch.float64)
+    algo.policy.double()  # the heads compute in float32 by design (heads.py); their gradients are well-conditioned
+    algo.mask = algo.mask.double()
+    algo.make_optimizers_and_scheduler()
+    if group is not None:
+        attach(group, algo)
+    return cfg, algo, group
+
+
+def main(argv: list[str]) -> None:
+    batch_path, out, ranks = argv[0], argv[1], int(argv[2])
+    _, algo, group = _algo(ranks, argv[3:])
+    batch = torch.load(batch_path, weights_only=False)
+    for key, value in [*batch.observations.items()]:
+        if value.is_floating_point():
+            batch.observations[key] = value.double()
+    for name in ("chain", "old_log_prob"):
+        setattr(batch, name, getattr(batch, name).double())
+    torch.manual_seed(11)  # the minibatch permutation: rank 0's draw, as one process draws it
+    stats = algo.update(iter([batch]))
+    if group is None or group.rank == 0:
+        params = {f"policy.{k}": v for k, v in algo.get_weights()["policy"].items()}
+        params.update({f"algo.{k}": v.detach().cpu() for k, v in algo.state_dict().items()})
+        torch.save({"params": params, "stats": {**stats.losses, **stats.extra}}, out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
