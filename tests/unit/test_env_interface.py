@@ -349,3 +349,64 @@ def test_metaworld_renders_the_set_image_size_and_takes_its_instruction_from_the
     assert out["same"] and out["pixels"] == [32, 32, 3] and out["img"] == [3, 32, 32] and out["state"] == [4]
     assert out["ends"] == [4, False, 2, True, False]
     assert out["instruction"] == "Push the puck to a goal"  # the env's task_description, not the config's
+
+
+class _CubeSim:
+    """Stand-in gym_hil env: reset draws the cube's xy from numpy's global RNG, as gym_hil does."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.action_space = SimpleNamespace(low=-np.ones(4, np.float32), high=np.ones(4, np.float32))
+        self.sensors = {"block_pos": np.zeros(3), "2f85/pinch_pos": np.zeros(3)}
+        data = SimpleNamespace(sensor=lambda name: SimpleNamespace(data=self.sensors[name]))
+        self.unwrapped = SimpleNamespace(_data=data)
+
+    def reset(self, seed=None):
+        self.sensors["block_pos"] = np.r_[np.random.uniform(0.3, 0.5), np.random.uniform(-0.15, 0.15), 0.02]
+        return {}, {}
+
+
+class _NoStatsEnv:
+    def reset(self, seed: int) -> dict:
+        return {}
+
+    def reset_stats(self) -> dict[str, float]:
+        return {}
+
+
+def test_the_actor_records_what_the_env_reports_of_its_reset_and_nothing_else():
+    from pirlctl.envs.pick_cube_task import PickCubeTaskEnv
+    from pirlctl.runtime.actor import Actor
+    from pirlctl.runtime.groups import GroupSchedule
+
+    cube_env = PickCubeTaskEnv(PickCubeEnv(), gym_env=_CubeSim())
+    actor = Actor.__new__(Actor)  # only what _reset_env reads
+    actor.envs, actor.episode_start = [cube_env, _NoStatsEnv()], {}
+    actor.groups = GroupSchedule(num_actors=1, group_size=2, groups_per_batch=3, base_seed=0, max_chunks_per_episode=4)
+    actor.version, actor.actor_id, actor.group_episode = 2, 0, 3
+    records = []
+    for seed in (5, 6, 5):
+        actor._reset_env(cube_env, seed)
+        cube = cube_env.gym_env.sensors["block_pos"]
+        records.append(actor.episode_start[0])
+        assert records[-1] == {"actor/initial_cube_x": cube[0], "actor/initial_cube_y": cube[1], "actor/group": 7}
+    assert records[0] == records[2] != records[1]  # the seed decides the cube (GRPO's groups share one)
+    actor._reset_env(actor.envs[1], 5)  # an env without reset stats: the group alone
+    assert actor.episode_start[1] == {"actor/group": 7}
+
+
+def test_grpo_schedules_by_the_envs_episode_limit_and_refuses_an_env_without_one(tmp_path):
+    from pirlctl.runtime.groups import make_group_schedule
+
+    grpo = ["--algorithm.advantage=grpo", "--algorithm.critic_warmup_iters=0"]
+    cfg = load_run_config(DEFAULT_RUN_CONFIG, [*grpo, "--env.max_episode_steps=40"])  # pick-cube's own limit
+    schedule = make_group_schedule(cfg, 8)
+    assert schedule is not None and schedule.max_chunks_per_episode == 5  # ceil(40 / 8)
+    path = _pusht_config(tmp_path)
+    data = json.loads(path.read_text())
+    del data["env"]["episode_length"]  # LIBERO's defaults to None: no limit
+    path.write_text(json.dumps(data))
+    with pytest.raises(RunConfigError) as err:
+        load_run_config(path, [*grpo, "--env.type=libero"])
+    assert "needs an episode limit" in _one_line(err) and "set env.episode_length" in _one_line(err)
