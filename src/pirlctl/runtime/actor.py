@@ -476,7 +476,8 @@ class Actor:
         if not msg.stop:
             self._load(msg)
         self.pool.give_back(buffer)
-        self._reset()
+        if self.groups is None:  # GRPO's segments start their episodes themselves, from the loaded version's seeds
+            self._reset()
         while not self.stop.is_set() and not msg.stop:
             self.collect_and_send()
             t2 = time.perf_counter()
