@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pirlctl.config.run_config import load_run_config
+from pirlctl.envs.pick_cube_task import PickCubeTaskEnv
 from pirlctl.pipeline.evaluate import EvalReport, evaluate_algorithm, merge_eval_reports, wilson_interval
 from pirlctl.policies.loading import CONFIGS_DIR
 from pirlctl.policies.processors import build_processors
@@ -89,7 +90,11 @@ def test_on_step_sees_every_clipped_action_of_every_episode_before_it_is_stepped
     cfg.env.cameras = ["front"]
     seen = []
     report = evaluate_algorithm(
-        _FixedChunkAlgo(cfg), cfg, episodes=2, env=_ThreeStepEnv(), on_step=lambda j, env, a: seen.append((j, env.t, a))
+        _FixedChunkAlgo(cfg),
+        cfg,
+        episodes=2,
+        env=PickCubeTaskEnv(cfg.env, gym_env=_ThreeStepEnv()),
+        on_step=lambda j, env, a: seen.append((j, env.t, a)),
     )
     assert [(j, t) for j, t, _ in seen] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
     np.testing.assert_array_equal(seen[0][2], [2.0, 0.0, -1.0, 2.0])  # clipped to the action space
@@ -110,6 +115,10 @@ def test_on_episode_reports_each_finished_episode_for_the_progress_bar():
     cfg.env.cameras = ["front"]
     seen: list[tuple[int, int]] = []
     evaluate_algorithm(
-        _FixedChunkAlgo(cfg), cfg, episodes=3, env=_ThreeStepEnv(), on_episode=lambda done, n: seen.append((done, n))
+        _FixedChunkAlgo(cfg),
+        cfg,
+        episodes=3,
+        env=PickCubeTaskEnv(cfg.env, gym_env=_ThreeStepEnv()),
+        on_episode=lambda done, n: seen.append((done, n)),
     )
     assert seen == [(1, 3), (2, 3), (3, 3)]

@@ -88,6 +88,7 @@ from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY, P
 from pirlctl.config.run_config import EnvSettings, PiRLRunConfig
 from pirlctl.envs.pick_cube import make_env, privileged_pose, reset_episode, run_chunk
 from pirlctl.policies.loading import TINY_XVLA_CONFIG, load_policy_config
+from pirlctl.envs.pick_cube_task import PickCubeTaskEnv
 from pirlctl.runtime.actor import actor_observation
 import torch
 
@@ -102,7 +103,7 @@ for dim in (0, 4):
     down = np.zeros((4, 4), dtype=np.float32)
     down[:, 2] = -1.0
     obs = run_chunk(env, down, env.action_space.low, env.action_space.high).obs
-    o = actor_observation(env, obs, cfg, torch.zeros(8, dtype=torch.long))
+    o = actor_observation(PickCubeTaskEnv(env_settings, gym_env=env), obs, cfg, torch.zeros(8, dtype=torch.long))
     pose = privileged_pose(env)
     out[dim] = {"keys": sorted(o), "priv": o[PRIVILEGED_STATE_KEY].tolist() if dim else None,
                 "expected": (10.0 * (pose.cube - pose.tcp)).tolist()}

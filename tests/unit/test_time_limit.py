@@ -16,7 +16,8 @@ import torch
 from pirlctl.algorithms.pi_rl.advantages import chunk_gae
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PolicyStep
 from pirlctl.config.run_config import load_run_config
-from pirlctl.envs.pick_cube import progress_potential
+from pirlctl.envs.pick_cube_task import PickCubeTaskEnv
+from pirlctl.envs.vector import EnvGroup
 from pirlctl.policies.loading import DEFAULT_RUN_CONFIG
 from pirlctl.policies.processors import build_processors
 from pirlctl.runtime.actor import Actor, ActorReport, WeightsSlot
@@ -26,6 +27,8 @@ Z_INIT, Z_SUCCESS = 0.02, 0.12
 
 class HalfLiftEnv:
     """Each step raises the grasped cube 1 cm; the time limit cuts the episode at 6 steps, before success."""
+
+    action_space = SimpleNamespace(low=-np.ones(4, np.float32), high=np.full(4, 2.0, np.float32))
 
     def __init__(self, limit: int = 6) -> None:
         self.limit, self.t = limit, 0
@@ -70,18 +73,20 @@ def _segment(bootstrap_time_limit: bool, value: float = 0.9):
     actor.cfg, actor.actor_id, actor.version = cfg, 0, 0
     actor.algo = ConstantValueAlgo(value)
     actor.algo.processors = build_processors(cfg.policy, None)
-    actor.env = HalfLiftEnv()
-    actor.action_low, actor.action_high = -np.ones(4, np.float32), np.full(4, 2.0, np.float32)
+    actor.envs = [PickCubeTaskEnv(cfg.env, gym_env=HalfLiftEnv())]
+    # the actor's own step callable; the fake has no reset (a new episode continues the lift, past what is read)
+    actor.group = EnvGroup(actor.envs, Actor._step_env, lambda env, seed: {}, lambda i, j: j)
+    actor.group.reset_all()
+    actor.groups, actor.group_episode, actor.episode_start = None, 0, {}
     actor.generator, actor.stop, actor.slot = None, threading.Event(), WeightsSlot()
     actor.report = ActorReport(0, 0, 0, 0, 0)
     actor.infer_time = actor.env_time = 0.0
-    actor.actions_done = actor.episode_index = 0
-    actor._policy_obs = lambda obs: {"x": torch.zeros(1)}
-    actor._end_episode = lambda ep, success: None
-    actor._reset = lambda: {}
-    actor.phi = progress_potential(actor.env)
-    phi0 = actor.phi
-    transitions, _, steps, _ = actor._collect_segment({}, {"return": 0.0, "length": 0})
+    actor.actions_done = 0
+    actor._policy_obs = lambda k, obs: {"x": torch.zeros(1)}
+    actor._end_episode = lambda ep: None
+    actor.phi = [actor.envs[0].progress_potential()]
+    phi0 = actor.phi[0]
+    transitions, _, steps, _ = actor._collect_segment()
     return cfg, phi0, transitions[:3], steps[:3]
 
 

@@ -297,3 +297,25 @@ def test_gae_per_env_equals_gae_over_single_env_streams(kind):
     interleaved = [tr for pair in zip(*singles, strict=True) for tr in pair]
     mixed = build_rollout_batch([interleaved], gamma=gamma, gae_lambda=lam)
     assert not torch.allclose(mixed.advantages.sort().values, ref.advantages.sort().values)
+
+
+def test_grpo_segments_restart_each_version_from_its_groups_seed():
+    """Under GRPO a segment is the actor's whole episodes of its version, each reset with its group's seed; the next
+    version's segment starts NEW episodes (the last one ended the segment unreset) from that version's seed."""
+    from pirlctl.runtime.groups import GroupSchedule
+
+    actor = stub_actor(make_group("manual", [(4, 100)]), chunks=1)
+    # one actor, groups of 2 episodes, one group per version: version v's seed is 500 + v
+    actor.groups = GroupSchedule(
+        num_actors=1, group_size=2, groups_per_batch=1, base_seed=500, max_chunks_per_episode=2
+    )
+    actor.group = EnvGroup(
+        [ScriptEnv(4, 100)], script_chunk, lambda env, seed: env.reset(seed=seed)[0], actor._episode_seed
+    )
+    for version in (3, 4):
+        actor.version = version
+        transitions, _, env_steps, _ = actor._collect_segment()
+        # two whole episodes (3 + 1 steps each, ended by success), both from the group's seed
+        assert [float(t.observation["observation.state"][0]) for t in transitions] == [500 + version] * 4
+        assert env_steps == [3, 1, 3, 1] and [t.terminated for t in transitions] == [False, True] * 2
+    assert actor.report.episodes == 4 and actor.report.successes == 4

@@ -24,6 +24,16 @@ from lerobot.rl.algorithms.configs import RLAlgorithmConfig
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
 from pirlctl.config.field_errors import check_settings, draccus_errors
 from pirlctl.configs import ConfigFileError, is_composed, read_config_dict, resolve_config_path
+from pirlctl.envs.base import EnvSetupError
+from pirlctl.envs.configs import TaskEnvConfig
+from pirlctl.envs.pick_cube_config import (  # noqa: F401  (re-exported: pick-cube's constants, as before)
+    AGENT_STATE_DIM,
+    CUBE_OFFSET_DIM,
+    PRIVILEGED_STATE_DIM,
+    RENDER_GEOM_GROUPS,
+    PickCubeEnv,
+    policy_state_dim,
+)
 from pirlctl.errors import PirlError
 
 
@@ -31,58 +41,9 @@ class RunConfigError(PirlError, ValueError):
     """The run config is invalid; the message names the field and the fix."""
 
 
-# env.render_geometry -> the MuJoCo geom groups the cameras draw, in gym_hil's pick-cube scene: 0 = floor, cube and
-# target; 2 = the Panda's visual meshes; 3 = its collision hulls and finger pads.
-RENDER_GEOM_GROUPS: dict[str, tuple[int, ...]] = {"visual": (0, 1, 2), "collision": (0, 3)}
-# Width of pick-cube's simulator-only critic input (envs.pick_cube.privileged_state): the gripper-to-cube offset
-# (3) and the lift fraction (1). `algorithm.critic_privileged_dim` is 0 or this.
-PRIVILEGED_STATE_DIM = 4
-AGENT_STATE_DIM = 18  # gym_hil agent_pos: joint pos (7), joint vel (7), gripper (1), TCP xyz (3)
-CUBE_OFFSET_DIM = 3  # env.observe_cube: gripper-to-cube offset appended to the policy's state
-
-
-@dataclass
-class EnvSettings:
-    """The MuJoCo task the actor runs (gym_hil pick-cube by default)."""
-
-    # gymnasium id; gym_hil/PandaPickCube-v0 works headless (the Base/Keyboard/Gamepad variants do not).
-    task: str = "gym_hil/PandaPickCube-v0"
-    # Natural-language instruction given to the VLA.
-    instruction: str = "pick up the cube"
-    # Randomise the cube's xy (the registered task never moves it: one demo replayed open-loop succeeds 100%).
-    random_block_position: bool = True
-    # Half-width (metres) of the square the cube's xy is drawn from, centred on (0.4, 0). None = gym_hil's own
-    # range, [0.3, 0.5] x [-0.15, 0.15]. A narrow range makes a closer, easier variant of the same task.
-    cube_range: float | None = None
-    # Rendered image side in pixels (square). Must match the policy's image features.
-    image_size: int = 64
-    # Cameras the policy sees, out of gym_hil's "front" and "wrist".
-    cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
-    # Software shadows cost ~4x render time on CPU; demos, training and eval must agree on this.
-    shadows: bool = False
-    # Off-screen multisampling (MuJoCo offsamples). 0 nearly doubles CPU render speed.
-    multisamples: int = 0
-    # Robot geometry the cameras draw: "visual" (gym_hil's detailed meshes, ~190 k triangles) or "collision" (the
-    # Panda's convex collision hulls and finger pads; the cube and floor are the same in both). On CPU, software
-    # rasterisation cost follows the triangle count: "collision" renders ~2.4x faster per camera. Physics is
-    # identical; demos, training and eval must agree on this.
-    render_geometry: str = "visual"
-    # Episode time limit in env steps (10 Hz control). gym_hil registers 100; the scripted picker needs ~20, and a
-    # failed episode costs its full length in rendering, so the CPU default is 60.
-    max_episode_steps: int = 60
-    # "sparse" (1 on lift, the success signal) or "dense".
-    reward_type: str = "sparse"
-    # Potential-based reward shaping weight w (Ng, Harada & Russell 1999): each chunk's reward gains
-    # w * (gamma * Phi(s') - Phi(s)), Phi = gym_hil's dense progress (0.3 closeness + 0.7 lift, in [0, 1]) and 0
-    # after a terminal step. It leaves the optimal policy unchanged and gives the critic a signal between sparse
-    # successes. Logged returns and success stay the env's own. 0 = off.
-    shaping: float = 0.0
-    # Append the gripper-to-cube offset (simulator, decimetres, 3 numbers) to the policy's state: the state-based
-    # variant of the task, which takes cube localisation out of what the policy must learn from pixels. The
-    # policy's state feature then has AGENT_STATE_DIM + CUBE_OFFSET_DIM entries. Off: images and robot state only.
-    observe_cube: bool = False
-    # Seed of the first episode; episode i uses seed + i (the cube comes from numpy's global RNG, seeded per reset).
-    seed: int = 0
+# The run config's `env` is a LeRobot EnvConfig chosen by `env.type` (pirlctl.envs.configs); pick-cube's settings and
+# constants live in pirlctl.envs.pick_cube_config. `EnvSettings` is pick-cube's config, under its former name.
+EnvSettings = PickCubeEnv
 
 
 @dataclass
@@ -188,7 +149,9 @@ class PiRLRunConfig:
     policy_path: str | None = None
     # The RL algorithm; "pi_rl" for this recipe.
     algorithm: RLAlgorithmConfig | None = None
-    env: EnvSettings = field(default_factory=EnvSettings)
+    # The env: `type` picks it (pick_cube, pusht, metaworld, aloha, libero; none = pick_cube); the rest are its
+    # settings (pirlctl.envs.configs).
+    env: TaskEnvConfig = field(default_factory=PickCubeEnv)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     # Optional Weights & Biases logging of the learner's records, in LeRobot's shape (enable, project, entity,
@@ -236,13 +199,13 @@ class PiRLRunConfig:
                 f"runtime.envs_per_actor={rt.envs_per_actor} is not supported with algorithm.advantage='grpo' yet "
                 "(GRPO schedules one env per actor); use runtime.envs_per_actor=1 and more actors (runtime.num_actors)"
             )
+        if getattr(self.algorithm, "advantage", "gae") == "grpo" and not self.env.episode_limit:
+            raise RunConfigError(
+                f"algorithm.advantage='grpo' schedules whole episodes, which needs an episode limit that "
+                f"env.type={self.env.type} does not set; set env.episode_length"
+            )
         if rt.push != "every_iteration":
             raise RunConfigError(f"runtime.push={rt.push!r} is invalid; use 'every_iteration'")
-        bad = [c for c in self.env.cameras if c not in ("front", "wrist")]
-        if bad or not self.env.cameras:
-            raise RunConfigError(f"env.cameras={self.env.cameras!r} is invalid; use 'front' and/or 'wrist'")
-        if self.env.reward_type not in ("sparse", "dense"):
-            raise RunConfigError(f"env.reward_type={self.env.reward_type!r} is invalid; use 'sparse' or 'dense'")
         bias = self.pipeline.demo_aim_bias
         if len(bias) != 3 or not all(isinstance(b, int | float) and math.isfinite(b) for b in bias):
             raise RunConfigError(
@@ -253,26 +216,12 @@ class PiRLRunConfig:
                 f"pipeline.demo_aim_scale={self.pipeline.demo_aim_scale!r} is invalid; give a finite scale error, "
                 "e.g. 1.0 (0 = none)"
             )
-        if self.env.render_geometry not in RENDER_GEOM_GROUPS:
-            raise RunConfigError(
-                f"env.render_geometry={self.env.render_geometry!r} is invalid; use one of {sorted(RENDER_GEOM_GROUPS)}"
+        try:
+            self.env.check(
+                policy=self.policy, critic_privileged_dim=getattr(self.algorithm, "critic_privileged_dim", 0)
             )
-        if not (isinstance(self.env.shaping, int | float) and 0.0 <= self.env.shaping < float("inf")):
-            raise RunConfigError(f"env.shaping={self.env.shaping!r} is invalid; use a weight >= 0 (0 turns it off)")
-        state_feature = getattr(self.policy, "robot_state_feature", None)
-        want = policy_state_dim(self.env)
-        if state_feature is not None and tuple(state_feature.shape) != (want,):
-            raise RunConfigError(
-                f"policy.input_features.observation.state has shape {list(state_feature.shape)} but "
-                f"env.observe_cube={self.env.observe_cube} feeds {want} numbers; set the state feature (and "
-                f"max_state_dim) to [{want}] or flip env.observe_cube"
-            )
-        priv = getattr(self.algorithm, "critic_privileged_dim", 0)
-        if priv not in (0, PRIVILEGED_STATE_DIM):
-            raise RunConfigError(
-                f"algorithm.critic_privileged_dim={priv!r} does not match pick-cube's privileged state; use "
-                f"{PRIVILEGED_STATE_DIM} (asymmetric critic) or 0 (the critic reads policy features only)"
-            )
+        except EnvSetupError as err:
+            raise RunConfigError(str(err)) from err
         if self.job_name is None:
             self.job_name = Path(self.output_dir).name
 
@@ -286,12 +235,6 @@ class PiRLRunConfig:
                 "lerobot-train-rl, or convert it with `pirlctl migrate-config`"
             )
         return self.algorithm
-
-
-def policy_state_dim(env: EnvSettings) -> int:
-    """Length of the policy's ``observation.state`` for this env: the robot state, plus the cube offset with
-    ``env.observe_cube``."""
-    return AGENT_STATE_DIM + (CUBE_OFFSET_DIM if env.observe_cube else 0)
 
 
 def encode_run_config(cfg: PiRLRunConfig) -> dict[str, Any]:

@@ -29,8 +29,6 @@ from pirlctl.config.run_config import PiRLRunConfig
 from pirlctl.errors import PirlError
 from pirlctl.runtime.actor import Actor
 
-CONTROL_FPS = 10.0  # gym_hil pick-cube runs at 10 Hz
-
 
 class ProfileError(PirlError):
     pass
@@ -156,8 +154,8 @@ def _profile_k(actor: Actor, k: int, steps: int) -> ProfileRow:
         policy_fps_p90=float(np.percentile(p, 90)),
         env_fps=done_steps / max(env_s, 1e-9),
         loop_fps=loop_fps,
-        target_fps=CONTROL_FPS,
-        holds_target=loop_fps >= CONTROL_FPS,
+        target_fps=float(actor.cfg.env.fps),  # the env's control rate (pick-cube: 10 Hz)
+        holds_target=loop_fps >= actor.cfg.env.fps,
         seconds_per_chunk={
             "prefix": timed.prefix_s / chunks,
             "denoise": timed.denoise_s / chunks,

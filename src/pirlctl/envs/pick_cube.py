@@ -17,8 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from pirlctl.config.run_config import CUBE_OFFSET_DIM, PRIVILEGED_STATE_DIM, RENDER_GEOM_GROUPS, EnvSettings
+from pirlctl.envs.base import ChunkOutcome, shaped_reward  # noqa: F401  (shaped_reward: re-exported)
 from pirlctl.envs.opspace import install_fast_controller
+from pirlctl.envs.pick_cube_config import (
+    CUBE_OFFSET_DIM,
+    PRIVILEGED_STATE_DIM,
+    RENDER_GEOM_GROUPS,
+)
+from pirlctl.envs.pick_cube_config import PickCubeEnv as EnvSettings
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
@@ -45,12 +51,8 @@ def make_env(settings: EnvSettings, *, fast_controller: bool = True) -> Any:
 
     env = gym.make(
         settings.task,
-        image_obs=True,
-        random_block_position=settings.random_block_position,
-        reward_type=settings.reward_type,
-        reset_delay_seconds=0.0,
+        **settings.gym_kwargs,
         render_spec=GymRenderingSpec(height=settings.image_size, width=settings.image_size),
-        max_episode_steps=settings.max_episode_steps,
         # gymnasium's passive checker inspects the first step's observation, which run_chunk leaves unrendered
         disable_env_checker=True,
     )
@@ -99,16 +101,6 @@ def camera_frames(env: Any) -> dict[str, np.ndarray]:
 def render_observation(env: Any, obs: dict[str, Any]) -> dict[str, Any]:
     """``obs`` with its camera frames rendered now, exactly as the step that produced it would have."""
     return {**obs, "pixels": camera_frames(env)}
-
-
-@dataclass
-class ChunkOutcome:
-    obs: dict[str, Any]  # the observation after the chunk's last executed step, frames rendered
-    reward: float  # sum of the executed steps' env rewards
-    terminated: bool
-    truncated: bool
-    success: bool
-    steps: int  # actions executed (fewer than the chunk when the episode ended inside it)
 
 
 def run_chunk(
@@ -269,12 +261,6 @@ def privileged_state(env: Any) -> np.ndarray:
     out = np.concatenate([cube_offset(pose), [lift_fraction(env, pose)]]).astype(np.float32)
     assert out.shape == (PRIVILEGED_STATE_DIM,)
     return out
-
-
-def shaped_reward(reward: float, phi: float, phi_next: float, *, gamma: float, weight: float, terminal: bool) -> float:
-    """``reward + weight * (gamma * Phi(s') - Phi(s))`` with Phi(s') = 0 after a terminal step: the discounted
-    shaped return of an episode is the original one minus ``weight * Phi(s_0)``, so no policy gains by gaming it."""
-    return reward + weight * (gamma * (0.0 if terminal else phi_next) - phi)
 
 
 class ScriptedPicker:

@@ -183,6 +183,12 @@ class EnvGroup:
             self.obs[i] = o.obs
         return out
 
+    def restart_all(self) -> list[Any]:
+        """Start a new episode in every env, ended or not, each with its next seed (GRPO's segments start so)."""
+        for i in range(self.num_envs):
+            self.books.renew(i)
+        return self.reset_all()
+
     def reset_ended(self) -> list[Any]:
         """Start a new episode in every env whose episode ended; the observations to act on next."""
         for i, ep in enumerate(self.books.episodes):

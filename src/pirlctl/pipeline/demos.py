@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from pirlctl.config.run_config import EnvSettings, policy_state_dim
+from pirlctl.envs.base import EnvSetupError
+from pirlctl.envs.configs import TaskEnvConfig
 from pirlctl.envs.pick_cube import (
     ACTION_DIM,
     STATE_KEY,
@@ -118,7 +120,7 @@ def _replayer(attempt: _Attempt) -> Callable[[Any], tuple[np.ndarray, np.ndarray
 
 
 def record_demos(
-    settings: EnvSettings,
+    settings: TaskEnvConfig,
     root: str | Path,
     *,
     episodes: int,
@@ -141,6 +143,11 @@ def record_demos(
     ``on_episode(saved, episodes)`` is called at the start (0 saved) and after each saved episode (a progress bar)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+    if not isinstance(settings, EnvSettings):  # pick-cube's scripted picker is the only demonstrator so far
+        raise EnvSetupError(
+            f"env.type={settings.type} has no scripted demonstrator for pirlctl's demos; start from your own SFT "
+            "policy instead: set policy_path to a LeRobot policy folder (e.g. lerobot-train on your dataset)"
+        )
     quiet_video_backend_probe()
     root = Path(root)
     marker = root / ".pirlctl-complete"

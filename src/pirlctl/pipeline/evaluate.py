@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from pirlctl.config.run_config import PiRLRunConfig
-from pirlctl.envs.pick_cube import camera_frames, make_env, observation_to_policy, reset_episode, run_chunk
+from pirlctl.envs.base import TaskEnv
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 
 EVAL_SEED_OFFSET = 1_000_000
@@ -61,26 +61,26 @@ def evaluate_algorithm(
     first_episode: int = 0,
     label: str = "",
     strip_path: str | Path | None = None,
-    env: Any = None,
+    env: TaskEnv | None = None,
     on_step: Callable[[int, Any, np.ndarray], None] | None = None,
     on_episode: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
     """Run ODE episodes ``first_episode ..< first_episode + episodes`` of ``algo`` (a PiRLAlgorithm) and summarise
-    them; the strip shows the first of them. ``on_step(episode, env, action)`` is called before every env step
-    (the clipped action), for tools that read the simulator during evaluation (bench/grasp_errors.py);
+    them in ``env`` (None: one built from ``cfg.env``); the strip shows the first of them. ``on_step(episode,
+    gym_env, action)`` is called before every env step (the clipped action; ``gym_env`` the gymnasium env under the
+    task env), for tools that read the simulator during evaluation (bench/grasp_errors.py);
     ``on_episode(done, episodes)`` after every episode (progress)."""
     started = time.monotonic()
-    env = env if env is not None else make_env(cfg.env)
+    task_env: TaskEnv = env if env is not None else cfg.env.build_task_env()
     processors = algo.processors  # the policy's LeRobot pre/post-processors (runtime.build.build_algorithm)
-    tokens = None if processors.tokenizes else tokenize_task(cfg.env.instruction, cfg.policy, 1)[0][0]
-    low = np.asarray(env.action_space.low, dtype=np.float32)
-    high = np.asarray(env.action_space.high, dtype=np.float32)
+    instruction = task_env.instruction
+    tokens = None if processors.tokenizes else tokenize_task(instruction, cfg.policy, 1)[0][0]
     successes, returns, lengths, steps = 0, [], [], 0
     frames: list[np.ndarray] = []
     generator = torch.Generator(device=algo.device)
     for j in range(first_episode, first_episode + episodes):
         seed = cfg.env.seed + EVAL_SEED_OFFSET + j
-        obs = reset_episode(env, seed)
+        obs = task_env.reset(seed)
         generator.manual_seed(seed)
         ret, length, done, success = 0.0, 0, False, False
         strip_episode = j == first_episode and strip_path is not None
@@ -88,21 +88,22 @@ def evaluate_algorithm(
         def before_step(action: np.ndarray, j: int = j, strip_episode: bool = strip_episode) -> None:
             nonlocal length
             if strip_episode and length % 3 == 0:
-                now = camera_frames(env)  # renders every camera once
-                frames.append(np.concatenate([now[c] for c in cfg.env.cameras], axis=1))
+                now = task_env.camera_frames()  # renders every camera once
+                if now:
+                    frames.append(np.concatenate(list(now.values()), axis=1))
             if on_step is not None:
-                on_step(j, env, action)
+                on_step(j, task_env.gym_env, action)
             length += 1
 
         while not done:
-            raw = observation_to_policy(obs, cfg.env, env)
+            raw = task_env.policy_observation(obs)
             if tokens is not None:
                 raw[LANGUAGE_TOKENS_KEY] = tokens
             # as the actor: preprocess -> act -> postprocess (the env gets actions in its own units)
-            pobs = processors.preprocess_one(raw, cfg.env.instruction)
+            pobs = processors.preprocess_one(raw, instruction)
             batch = {k: v.unsqueeze(0).to(algo.device) for k, v in pobs.items()}
             chunk = processors.env_action(algo.act(batch, deterministic=True, generator=generator).actions)
-            out = run_chunk(env, chunk, low, high, on_step=before_step)
+            out = task_env.step_chunk(chunk, on_step=before_step)
             obs, ret, done, success = out.obs, ret + out.reward, out.terminated or out.truncated, out.success
         successes += int(success)
         returns.append(ret)

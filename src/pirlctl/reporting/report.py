@@ -60,8 +60,7 @@ def write_report(
         "",
         "Learning curve: `learning_curve.png` in the run folder.",
         "",
-        f"Task: {cfg.env.task}, random cube position: {cfg.env.random_block_position}, images "
-        f"{cfg.env.image_size}px {'+'.join(cfg.env.cameras)}, episode limit {cfg.env.max_episode_steps} steps.",
+        cfg.env.describe(),
     ]
     alarm_log = Path(report.run_dir) / "alarms.log"
     alarms = alarm_log.read_text().splitlines() if alarm_log.is_file() else []

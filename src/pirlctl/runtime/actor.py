@@ -32,16 +32,7 @@ from pirlctl import metrics as M
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import ChunkTransition, PiRLAlgorithm
 from pirlctl.config.run_config import PiRLRunConfig
-from pirlctl.envs.pick_cube import (
-    make_env,
-    observation_to_policy,
-    privileged_pose,
-    privileged_state,
-    progress_potential,
-    reset_episode,
-    run_chunk,
-    shaped_reward,
-)
+from pirlctl.envs.base import ChunkOutcome, TaskEnv, shaped_reward
 from pirlctl.envs.vector import EnvGroup, Episode, episode_seed
 from pirlctl.policies.processors import PolicyProcessors
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
@@ -60,16 +51,16 @@ logger = logging.getLogger("pirlctl.actor")
 
 
 def actor_observation(
-    env: Any, obs: dict[str, Any], cfg: PiRLRunConfig, tokens: torch.Tensor | None
+    env: TaskEnv, obs: dict[str, Any], cfg: PiRLRunConfig, tokens: torch.Tensor | None
 ) -> dict[str, torch.Tensor]:
     """One unbatched raw observation: the policy's inputs, the task tokens (None: the preprocessor tokenises the
     instruction itself), and, for an asymmetric critic, the simulator-only state (read from ``env``, whose state
     must be that of ``obs``)."""
-    o = observation_to_policy(obs, cfg.env, env)
+    o = env.policy_observation(obs)
     if tokens is not None:
         o[LANGUAGE_TOKENS_KEY] = tokens
     if cfg.pirl.critic_privileged_dim:
-        o[PRIVILEGED_STATE_KEY] = torch.from_numpy(privileged_state(env))
+        o[PRIVILEGED_STATE_KEY] = torch.from_numpy(env.privileged_state())
     return o
 
 
@@ -194,15 +185,13 @@ class Actor:
         torch.manual_seed(cfg.seed + 7919 * (actor_id + 1))
         self.generator = torch.Generator().manual_seed(cfg.seed + 104_729 * (actor_id + 1))
         # runtime.envs_per_actor envs, each built as the single env is; env 0 is also ``self.env``
-        self.envs = [make_env(cfg.env) for _ in range(cfg.runtime.envs_per_actor)]
+        self.envs: list[TaskEnv] = [cfg.env.build_task_env() for _ in range(cfg.runtime.envs_per_actor)]
         self.env = self.envs[0]
-        low, high = self.env.action_space.low, self.env.action_space.high
-        self.action_low, self.action_high = np.asarray(low, dtype=np.float32), np.asarray(high, dtype=np.float32)
         self.tokens: torch.Tensor | None = None  # the pipeline's own tokenizer step tokenises the instruction
         if self.processors.tokenizes:
             logger.info("actor %d: task tokens from the policy's preprocessor", actor_id)
         else:
-            tokens, source = tokenize_task(cfg.env.instruction, cfg.policy, 1)
+            tokens, source = tokenize_task(self.env.instruction, cfg.policy, 1)
             self.tokens = tokens[0]
             logger.info("actor %d: task tokens from %s", actor_id, source)
         self.client = LearnerClient(cfg.runtime.learner_host, cfg.runtime.learner_port, token, tls)
@@ -210,11 +199,12 @@ class Actor:
         self.slot = WeightsSlot(self.pool)
         self.report = ActorReport(actor_id, 0, 0, 0, 0)
         self.version = -1
-        self.group = EnvGroup(self.envs, self._run_chunk, self._reset_env, self._episode_seed)
         # GRPO: the episode schedule (runtime.groups), and the index of the episode within this version's segment
         self.groups = make_group_schedule(cfg, self.algo.n_exec)
         self.group_episode = 0
-        self.episode_start: dict[int, dict[str, float | int]] = {}  # per env: initial cube xy (and group)
+        self.episode_start: dict[int, dict[str, float | int]] = {}  # per env: the env's reset stats (and group)
+        # after the schedule: the group draws each env's first seed from _episode_seed now
+        self.group = EnvGroup(self.envs, self._step_env, self._reset_env, self._episode_seed)
         self.infer_time = 0.0
         self.env_time = 0.0
         self.actions_done = 0
@@ -288,26 +278,27 @@ class Actor:
     def _policy_obs(self, k: int, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Env ``k``'s preprocessed, unbatched observation, which the actor scores and sends."""
         raw = actor_observation(self.envs[k], obs, self.cfg, self.tokens)
-        return self.processors.preprocess_one(raw, self.cfg.env.instruction)
+        return self.processors.preprocess_one(raw, self.envs[k].instruction)
 
     def _batch(self, rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return {key: torch.stack([r[key] for r in rows]).to(self.algo.device) for key in rows[0]}
 
-    def _run_chunk(self, env: Any, actions: np.ndarray) -> Any:
-        return run_chunk(env, actions, self.action_low, self.action_high)
+    @staticmethod
+    def _step_env(env: TaskEnv, actions: np.ndarray) -> ChunkOutcome:
+        return env.step_chunk(actions)  # clipped to the env's bounds, stopped at the episode's end
 
-    def _reset(self) -> list[dict[str, Any]]:
-        """Start every env's episode; their observations."""
-        obs = self.group.reset_all()
+    def _reset(self, *, restart: bool = False) -> list[dict[str, Any]]:
+        """Start every env's current episode (``restart``: a new episode in each, seeded now); their observations."""
+        obs = self.group.restart_all() if restart else self.group.reset_all()
         if self.cfg.env.shaping:
-            self.phi = [progress_potential(env) for env in self.envs]
+            self.phi = [env.progress_potential() for env in self.envs]
         return obs
 
-    def _reset_env(self, env: Any, seed: int) -> dict[str, Any]:
-        """Reset one env with ``seed``; its initial cube position (and GRPO group) go into the episode's record."""
-        obs = reset_episode(env, seed)
-        cube = privileged_pose(env).cube
-        start: dict[str, float | int] = {M.ACTOR_INITIAL_CUBE_X: float(cube[0]), M.ACTOR_INITIAL_CUBE_Y: float(cube[1])}
+    def _reset_env(self, env: TaskEnv, seed: int) -> dict[str, Any]:
+        """Reset one env with ``seed``; what the env reports of its initial state (``reset_stats``: pick-cube's
+        initial object position) and the GRPO group go into the episode's record."""
+        obs = env.reset(seed)
+        start: dict[str, float | int] = dict(env.reset_stats())
         if self.groups is not None:
             start[M.ACTOR_GROUP] = self.groups.group_key(self.version, self.actor_id, self.group_episode)
         self.episode_start[self.envs.index(env)] = start
@@ -333,7 +324,7 @@ class Actor:
         n_chunks = self.cfg.runtime.rollout_chunks
         if self.groups is not None:  # GRPO: this version's episodes of the schedule, whole, from their group's seed
             self.group_episode = 0
-            self._reset()
+            self._reset(restart=True)
             n_chunks = self.groups.max_segment_chunks(self.actor_id)
         for i in range(n_chunks):
             pobs = [self._policy_obs(k, o) for k, o in enumerate(self.group.obs)]
@@ -351,7 +342,7 @@ class Actor:
                 ended = out.terminated or (out.truncated and not pirl.bootstrap_time_limit)
                 chunk_reward = out.reward
                 if self.cfg.env.shaping:
-                    phi_next = progress_potential(self.envs[k])
+                    phi_next = self.envs[k].progress_potential()
                     chunk_reward = shaped_reward(
                         out.reward, self.phi[k], phi_next, gamma=pirl.gamma, weight=self.cfg.env.shaping, terminal=ended
                     )
@@ -400,7 +391,7 @@ class Actor:
                 if self.cfg.env.shaping:
                     for k, out in enumerate(outs):
                         if out.done:
-                            self.phi[k] = progress_potential(self.envs[k])
+                            self.phi[k] = self.envs[k].progress_potential()
                 self.env_time += time.perf_counter() - t3
             if self.stop.is_set() or self._learner_done():
                 break
@@ -485,7 +476,8 @@ class Actor:
         if not msg.stop:
             self._load(msg)
         self.pool.give_back(buffer)
-        self._reset()
+        if self.groups is None:  # GRPO's segments start their episodes themselves, from the loaded version's seeds
+            self._reset()
         while not self.stop.is_set() and not msg.stop:
             self.collect_and_send()
             t2 = time.perf_counter()

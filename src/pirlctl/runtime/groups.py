@@ -7,13 +7,13 @@ A deterministic numbering, so actors need no coordination and the learner can ch
 - Actor a of A runs the episodes e ≡ a (mod A), in order: its j-th episode of the version is e = a + j·A. A group
   therefore spans actors (with A = 2 and G = 8, each actor runs 4 episodes of every group).
 - Every episode of group g of version v resets with the seed ``env.seed + v · groups_per_batch + g``: the same
-  cube position within a group (pick_cube.reset_episode seeds numpy's global RNG, which gym_hil draws it from),
-  a new one for every group of the run.
+  initial state within a group (a TaskEnv's ``reset(seed)`` is reproducible), a new one for every group of the
+  run.
 - An actor's segment for version v is exactly its episodes of v, whole (it resets at the start of each segment),
   so the learner splits a segment into episodes and knows each one's group without extra fields on the wire.
 
 ``groups_per_batch`` is derived, not set: the most whole groups whose episodes, at full length
-(ceil(max_episode_steps / n_exec) chunks), fit in the PPO batch's chunk budget ``num_actors · rollout_chunks``
+(ceil(env.episode_limit / n_exec) chunks), fit in the PPO batch's chunk budget ``num_actors · rollout_chunks``
 (at least one group). Episodes that end early (successes) make GRPO batches smaller than that budget.
 """
 
@@ -72,7 +72,9 @@ def make_group_schedule(cfg: PiRLRunConfig, n_exec: int) -> GroupSchedule | None
     pirl = cfg.pirl
     if pirl.advantage != "grpo":
         return None
-    per_episode = math.ceil(cfg.env.max_episode_steps / n_exec)
+    limit = cfg.env.episode_limit  # run_config refuses GRPO on an env without one
+    assert limit is not None
+    per_episode = math.ceil(limit / n_exec)
     rt = cfg.runtime
     return GroupSchedule(
         num_actors=rt.num_actors,
