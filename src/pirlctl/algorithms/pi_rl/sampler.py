@@ -279,7 +279,8 @@ def rescore_chain(
 
     hybrid: one forward pass at each sample's own k* (t = t_{k*}, noise hint x_0, see module docstring);
     cost ≈ 1/K of the chain. Otherwise a sequential pass over all K steps that re-derives the noise hint from
-    the stored latents exactly as :func:`sample_chain` did.
+    the stored latents exactly as :func:`sample_chain` did. Deterministic steps need no mean here (their latents
+    are stored); only the stochastic steps are scored, with the method's moments.
     """
     B, K1 = chain.shape[:2]
     K = K1 - 1
