@@ -12,6 +12,7 @@ from pirlctl.algorithms.pi_rl.sampler import (
     action_mask,
     denoise_timesteps,
     gaussian_log_prob,
+    ode_step_mean,
     reduce_chain_log_prob,
     rescore_chain,
     sample_chain,
@@ -117,6 +118,41 @@ def test_rescore_from_stored_chain_equals_rollout_log_prob_exactly(method, sampl
     a = reduce_chain_log_prob(s.step_log_prob, s.stochastic, mask)
     b = reduce_chain_log_prob(r.step_log_prob, s.stochastic, mask)
     assert torch.equal(a, b)
+
+
+def _velocity_denoise(x_t, t, hint):
+    # a model with its own x̂₁ (π0-like: no use of the hint), so the ODE and SDE means differ in x̂₁'s coefficient
+    x0 = 0.5 * x_t + 0.1 * t.view(-1, 1, 1)
+    return DenoiseOutput(x0_hat=x0, x1_hat=0.3 * x_t - 0.2 * t.view(-1, 1, 1), hidden=x_t.repeat(1, 1, 2))
+
+
+@pytest.mark.parametrize("denoise", [_linear_denoise, _velocity_denoise])
+def test_hybrid_flow_sde_steps_other_than_kstar_are_ode_steps(denoise):
+    # pirl-method.md, two-layer MDP: only k* is an SDE step. Before k* the chain is the flow_ode chain from the
+    # same x_0 (bit for bit), k* is scored by an independent Normal at the hand-derived SDE moments, and after k*
+    # each step is the ODE step from the latent the noise led to.
+    torch.manual_seed(2)
+    B, K, T, D, a = 4, 4, 3, 2, 0.5
+    x0 = torch.randn(B, T, D)
+    kstar = torch.tensor([0, 1, 2, 3])
+    ode = sample_chain(denoise, x0, K, "flow_ode")
+    s = sample_chain(denoise, x0, K, "flow_sde", sampling="hybrid", noise_level=a, kstar=kstar)
+    ts, delta = denoise_timesteps(K), 1.0 / K
+    mask = action_mask(T, D, n_exec=T, real_dim=D)
+    logp = reduce_chain_log_prob(s.step_log_prob, s.stochastic, mask)
+    for b, k in enumerate(kstar.tolist()):
+        assert torch.equal(s.chain[b, : k + 1], ode.chain[b, : k + 1])
+        t = float(ts[k])
+        out = denoise(s.chain[b : b + 1, k], ts[k : k + 1], x0[b : b + 1])
+        s_t = a * math.sqrt(t / (delta if t >= 1.0 else 1.0 - t))
+        mean = out.x0_hat * (1 - t + delta) + out.x1_hat * (t - delta - s_t**2 * delta / (2 * t))
+        expected = torch.distributions.Normal(mean, s_t * math.sqrt(delta)).log_prob(s.chain[b : b + 1, k + 1]).sum()
+        torch.testing.assert_close(logp[b], expected, rtol=1e-5, atol=1e-5)
+        hint = (s.chain[b : b + 1, k + 1] - (1 - ts[k + 1]) * out.x0_hat) / ts[k + 1] if k + 1 < K else None
+        for j in range(k + 1, K):
+            o = denoise(s.chain[b : b + 1, j], ts[j : j + 1], hint)
+            step = ode_step_mean(o.x0_hat, o.x1_hat, ts[j : j + 1], delta)
+            torch.testing.assert_close(s.chain[b : b + 1, j + 1], step, rtol=1e-6, atol=1e-6)
 
 
 def test_ode_chain_keeps_the_initial_noise_as_hint_and_is_deterministic():

@@ -111,3 +111,25 @@ def test_hash_tokenizer_is_deterministic_and_padded():
     assert a == hash_tokenize("pick up the cube", 64, 8)
     assert len(a) == 8 and a[0] == 0 and 2 in a and a[-1] == 1
     assert all(0 <= i < 64 for i in a)
+
+
+def test_hybrid_noise_hint_at_kstar_is_the_initial_noise(tiny_xvla, xvla_batch):
+    # sampler.py's noise-hint identity: every step before k* is an ODE step, so the hint re-derived from the latent
+    # at k*, n = (x_{k*} − (1−t_{k*})·x̂₀_{k*−1})/t_{k*}, is x_0 itself (re-scoring relies on it)
+    from pirlctl.algorithms.pi_rl.sampler import denoise_timesteps, noise_estimate_from_latent, sample_chain
+
+    K = 4
+    algo = PiRLAlgorithm(tiny_xvla, PiRLConfig(num_denoise_steps=K, noise_method="flow_sde", sampling="hybrid"))
+    B = xvla_batch["observation.state"].shape[0]
+    kstar = torch.tensor([1, 2, 3, 3, 2, 1])[:B]
+    tiny_xvla.eval()  # as act() does: no dropout, so re-running a step reproduces its x̂₀
+    torch.manual_seed(0)
+    with torch.no_grad():
+        denoise = algo.adapter.denoise_fn(algo.adapter.encode(xvla_batch))
+        x0 = torch.randn(B, tiny_xvla.config.chunk_size, algo.adapter.action_dim)
+        s = sample_chain(denoise, x0, K, "flow_sde", noise_level=0.5, kstar=kstar)
+        ts = denoise_timesteps(K)
+        idx = torch.arange(B)
+        prev = denoise(s.chain[idx, kstar - 1], ts[kstar - 1], x0)  # the step that produced x_{k*}
+        hint = noise_estimate_from_latent(s.chain[idx, kstar], prev.x0_hat, ts[kstar])
+    torch.testing.assert_close(hint, x0, atol=1e-4, rtol=1e-4)

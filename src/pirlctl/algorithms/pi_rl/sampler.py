@@ -9,6 +9,11 @@ estimate x̂₁ at each step; methods differ only in μ and σ:
   flow_sde   μ = x̂₀(1−t+δ) + x̂₁(t−δ − s_t²δ/(2t))             σ = s_t·√δ,  s_t = a·√(t/(1−t))
   flow_noise μ = the flow_ode mean                              σ = σ_θ'(h) ∈ [σ_min, σ_max]
 
+Only sampled steps use the method's row; a deterministic step (flow_ode, and every step but k* of the hybrid
+sampler) is always the ODE step x_{k+1} = x̂₀(1−t+δ) + x̂₁(t−δ), whatever the method (pirl-method.md, "two-layer
+MDP": the other steps are deterministic ODE steps). flow_sde's drift correction −s_t²δ/(2t) belongs to its SDE
+and is applied only where noise is injected.
+
 Shapes: B batch, K steps, T chunk rows, D model-facing action dims (padding included), H hidden width.
 
 The noise hint. An x̂₀-predicting model (X-VLA) has no velocity output; its own sampler re-noises every step with
@@ -59,6 +64,12 @@ def sde_std_scale(t: Tensor, delta: float, noise_level: float) -> Tensor:
     return noise_level * torch.sqrt(t / denom)
 
 
+def ode_step_mean(x0_hat: Tensor, x1_hat: Tensor, t: Tensor, delta: float) -> Tensor:
+    """The deterministic (flow_ode) step x_{t−δ} = x̂₀(1−t+δ) + x̂₁(t−δ). x0_hat, x1_hat [B,T,D]; t [B]."""
+    tb = t.view(-1, 1, 1).to(x0_hat.dtype)
+    return x0_hat * (1.0 - tb + delta) + x1_hat * (tb - delta)
+
+
 def step_moments(
     x0_hat: Tensor,
     x1_hat: Tensor,
@@ -75,7 +86,7 @@ def step_moments(
     """
     tb = t.view(-1, 1, 1).to(x0_hat.dtype)
     if method == "flow_ode":
-        mean = x0_hat * (1.0 - tb + delta) + x1_hat * (tb - delta)
+        mean = ode_step_mean(x0_hat, x1_hat, t, delta)
         return mean, torch.zeros_like(mean)
     if method == "flow_sde":
         s = sde_std_scale(tb, delta, noise_level)
@@ -84,7 +95,7 @@ def step_moments(
     if method == "flow_noise":
         if sigma is None:
             raise ValueError("flow_noise needs the learned sigma")
-        mean = x0_hat * (1.0 - tb + delta) + x1_hat * (tb - delta)
+        mean = ode_step_mean(x0_hat, x1_hat, t, delta)
         return mean, sigma.expand_as(mean)
     raise ValueError(f"unknown noise method {method!r}; use flow_ode, flow_sde or flow_noise")
 
@@ -169,8 +180,8 @@ def sample_chain(
 ) -> ChainSample:
     """Run the K-step chain from x_init = x_0 ~ N(0, I) [B,T,D].
 
-    flow_ode: every step deterministic. hybrid: only step k* (given, or drawn per sample) is stochastic.
-    full_chain: every step stochastic.
+    flow_ode: every step deterministic. hybrid: only step k* (given, or drawn per sample) is stochastic, every
+    other step is the ODE step (:func:`ode_step_mean`). full_chain: every step stochastic.
     """
     B = x_init.shape[0]
     device = x_init.device
@@ -199,10 +210,18 @@ def sample_chain(
         out = denoise(x, t, hint)
         if first_hidden is None:
             first_hidden = out.hidden
+        sto = stochastic[:, k].view(-1, 1, 1)
+        if not bool(sto.any()):
+            # no sample is stochastic here: the ODE step for all (the method's σ and drift are not needed)
+            x_next = ode_step_mean(out.x0_hat, out.x1_hat, t, delta)
+            latents.append(x_next)
+            step_lp.append(torch.zeros_like(x_next))
+            step_std.append(torch.zeros_like(x_next))
+            x = x_next
+            continue
         sigma = sigma_fn(out.hidden) if (method == "flow_noise" and sigma_fn is not None) else None
         mean, std = step_moments(out.x0_hat, out.x1_hat, t, delta, method, noise_level=noise_level, sigma=sigma)
-        sto = stochastic[:, k].view(-1, 1, 1)
-        if sampling == "full_chain" and method != "flow_ode":
+        if sampling == "full_chain":
             # every sample stochastic at every step: the same maths as below without the per-sample selects
             # (B1: they are a visible share of a small model's step on CPU)
             x_next = mean + std * torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
@@ -210,19 +229,17 @@ def sample_chain(
             std_k = std
             if k + 1 < num_steps:
                 hint = noise_estimate_from_latent(x_next, out.x0_hat, ts[k + 1].expand(B))
-        elif bool(sto.any()):
+        else:
+            # hybrid: the samples whose k* this is take the method's step, the others the ODE step
             z = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
-            x_next = torch.where(sto, mean + std * z, mean)
+            ode = mean if method == "flow_noise" else ode_step_mean(out.x0_hat, out.x1_hat, t, delta)
+            x_next = torch.where(sto, mean + std * z, ode)
             lp = torch.where(sto, gaussian_log_prob(x_next, mean, std.clamp_min(1e-12)), torch.zeros_like(mean))
             std_k = torch.where(sto, std, torch.zeros_like(std))
             t_next = ts[k + 1].expand(B)
             if k + 1 < num_steps:
                 new_hint = noise_estimate_from_latent(x_next, out.x0_hat, t_next)
                 hint = torch.where(sto, new_hint, hint)
-        else:
-            x_next = mean
-            lp = torch.zeros_like(mean)
-            std_k = torch.zeros_like(mean)
         latents.append(x_next)
         step_lp.append(lp)
         step_std.append(std_k)
@@ -262,7 +279,8 @@ def rescore_chain(
 
     hybrid: one forward pass at each sample's own k* (t = t_{k*}, noise hint x_0, see module docstring);
     cost ≈ 1/K of the chain. Otherwise a sequential pass over all K steps that re-derives the noise hint from
-    the stored latents exactly as :func:`sample_chain` did.
+    the stored latents exactly as :func:`sample_chain` did. Deterministic steps need no mean here (their latents
+    are stored); only the stochastic steps are scored, with the method's moments.
     """
     B, K1 = chain.shape[:2]
     K = K1 - 1
