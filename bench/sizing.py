@@ -112,3 +112,51 @@ def actors_to_balance(rates: Rates, w: Workload, envs_per_actor: int, env_worker
     is at most twice the sync-point floor (update + push); more actors can only close the collection part."""
     one = predict(rates, w, Fleet(1, envs_per_actor, env_workers, ranks))
     return max(1, math.ceil(one.collect_s / (one.update_s + one.push_s)))
+
+
+# π0 on LIBERO at the paper's batch sizes (RLinf's LIBERO recipe, /work/shared/reference/pirl-method.md) and
+# LeRobot 0.6.1's LIBERO-spatial episode limit (280 env steps, lerobot/envs/libero.py TASK_SUITE_MAX_STEPS)
+PI0_LIBERO = Workload(envs=64, rollout_epochs=8, episode_steps=280, n_exec=5, ppo_epochs=4)
+
+# extrapolated, not measured here (docs/scaling.md gives the reasoning for each)
+PI0_GPU = Rates(
+    env_step_s=1 / 40,  # LIBERO (robosuite on MuJoCo, two cameras) on one CPU core: assumed 40 steps/s
+    policy_chunk_s=0.046 + 4 * 0.0027,  # π0 prefix 46 ms + K=4 expert steps of 2.7 ms (π0 paper, RTX 4090, batch 1)
+    batch_slope=0.05,  # a batched GPU call: each further observation +5% (assumed; batch 1 leaves the GPU idle)
+    sample_epoch_s=0.010,  # ~4 TFLOP frozen-prefix forward per sample at ~400 TFLOP/s (40% of an H100's bf16)
+    rank_efficiency=0.9,  # DDP over NVLink; only the action expert's (or LoRA's) gradients are reduced
+    push_gb=1.201,  # trainable: action_expert, float32 (docs/benchmarks.md, policy_params); LoRA r16: 0.029
+    push_s_per_gb=0.77,  # pirlctl's warm push, quiet machine (docs/benchmarks.md B4: 1.3 GB/s)
+)
+
+
+def plan(
+    rates: Rates, w: Workload, ranks: tuple[int, ...], envs_per_actor: tuple[int, ...]
+) -> list[tuple[int, int, int, Prediction]]:
+    """(ranks, envs per actor, balancing actors, prediction) for each pair; one env process per env."""
+    rows = []
+    for r in ranks:
+        for e in envs_per_actor:
+            n = actors_to_balance(rates, w, e, e, r)
+            rows.append((r, e, n, predict(rates, w, Fleet(n, e, e, r))))
+    return rows
+
+
+def render(rows: list[tuple[int, int, int, Prediction]]) -> str:
+    lines = [
+        "| learner ranks | envs per actor | actors (balance) | env steps/s per actor | collect s | update s | "
+        "push s | iteration s | learner idle | actor wait |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r, e, n, p in rows:
+        lines.append(
+            f"| {r} | {e} | {n} | {p.actor_fps:.0f} | {p.collect_s:.0f} | {p.update_s:.0f} | {p.push_s:.1f} | "
+            f"{p.iteration_s:.0f} | {p.learner_idle:.2f} | {p.actor_wait:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    w = PI0_LIBERO
+    print(f"π0 on LIBERO-spatial: {w.chunks:,} chunks, {w.env_steps:,} env steps per PPO iteration")
+    print(render(plan(PI0_GPU, w, (1, 2, 4, 8), (8, 16, 64))))

@@ -210,10 +210,11 @@ class Actor:
         self.slot = WeightsSlot(self.pool)
         self.report = ActorReport(actor_id, 0, 0, 0, 0)
         self.version = -1
-        self.group = EnvGroup(self.envs, self._run_chunk, self._reset_env, self._episode_seed)
-        # GRPO: the episode schedule (runtime.groups), and the index of the episode within this version's segment
+        # GRPO: the episode schedule (runtime.groups), and the index of the episode within this version's segment;
+        # set before the EnvGroup, whose books draw each env's first episode seed (_episode_seed) when built
         self.groups = make_group_schedule(cfg, self.algo.n_exec)
         self.group_episode = 0
+        self.group = EnvGroup(self.envs, self._run_chunk, self._reset_env, self._episode_seed)
         self.episode_start: dict[int, dict[str, float | int]] = {}  # per env: initial cube xy (and group)
         self.infer_time = 0.0
         self.env_time = 0.0
