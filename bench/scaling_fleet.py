@@ -28,9 +28,10 @@ FLEETS = (1, 2, 4)
 
 
 def one_run(actors: int, iterations: int, out: Path) -> dict[str, Any]:
+    from tests.integration.procs import env, free_port
+
     from pirlctl.configs import DEFAULT_RUN_CONFIG, read_config_dict
     from pirlctl.metrics import TRAIN_UPDATE_SECONDS, read_metrics
-    from tests.integration.procs import env, free_port
 
     cfg = read_config_dict(DEFAULT_RUN_CONFIG)
     chunk = cfg["policy"]["n_action_steps"]
@@ -97,7 +98,8 @@ def render(runs: list[dict[str, Any]]) -> str:
     ]
     for r in runs:
         lines.append(
-            f"| {r['actors']} | {fmt(stats(r['loop_fps']), 1)} | {r['fleet_fps']:.1f} | {fmt(stats(r['env_fps']), 1)} | "
+            f"| {r['actors']} | {fmt(stats(r['loop_fps']), 1)} | {r['fleet_fps']:.1f} | "
+            f"{fmt(stats(r['env_fps']), 1)} | "
             f"{fmt(stats(r['infer_ms_per_step']), 1)} | {fmt(stats(r['wait_share']), 2)} | {r['learner_idle']:.2f} | "
             f"{fmt(stats(r['update_s']), 1)} | {r['load']:.1f} |"
         )

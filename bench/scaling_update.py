@@ -64,8 +64,9 @@ def worker(out: str, ranks: int, samples: int, overrides: list[str]) -> None:
 
 
 def one(model: list[str], ranks: int, samples: int, tmp: Path, tag: str) -> dict[str, Any]:
-    from pirlctl.runtime.ranks import launch_prefix
     from tests.integration.procs import env, free_port
+
+    from pirlctl.runtime.ranks import launch_prefix
 
     out = tmp / f"{tag}.json"
     script = [str(Path(__file__).resolve()), "--worker", str(out), str(ranks), str(samples), *model]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from bench.sizing import Fleet, Rates, Workload, actor_fps, actors_to_balance, predict
 
 # 2 envs x 1 rollout x ceil(10 / 5) = 4 chunks, 20 env steps; 2 PPO epochs
