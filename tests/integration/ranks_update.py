@@ -45,10 +45,19 @@ def main(argv: list[str]) -> None:
         setattr(batch, name, getattr(batch, name).double())
     torch.manual_seed(11)  # the minibatch permutation: rank 0's draw, as one process draws it
     stats = algo.update(iter([batch]))
-    if group is None or group.rank == 0:
+    if group is not None:  # every rank takes part: under FSDP gathering the sharded state is a collective
+        from pirlctl.runtime.ranks import full_state
+
+        whole = full_state(group, algo)
+        if group.rank > 0:
+            return
+        trainable = algo.trainable_policy_parameters()
+        params = {k: v for k, v in whole.items() if k.split(".", 1)[1] in trainable or not k.startswith("policy.")}
+        params = {k if k.startswith("policy.") else f"algo.{k}": v for k, v in params.items()}
+    else:
         params = {f"policy.{k}": v for k, v in algo.get_weights()["policy"].items()}
         params.update({f"algo.{k}": v.detach().cpu() for k, v in algo.state_dict().items()})
-        torch.save({"params": params, "stats": {**stats.losses, **stats.extra}}, out)
+    torch.save({"params": params, "stats": {**stats.losses, **stats.extra}}, out)
 
 
 if __name__ == "__main__":
