@@ -232,7 +232,9 @@ def _shard(algo: PiRLAlgorithm) -> nn.Module:
         for tensor in scorer.state_dict().values():
             broadcast(tensor, from_process=0)
     full = StateDictOptions(full_state_dict=True)
-    states = {k: get_optimizer_state_dict(scorer, o, options=full) for k, o in algo.optimizers.items()}
+    # a fresh optimiser stays fresh: get/set_optimizer_state_dict create missing state by a zero-gradient step, and
+    # that step's count would shift Adam's bias correction against a 1-rank learner's
+    states = {k: get_optimizer_state_dict(scorer, o, options=full) for k, o in algo.optimizers.items() if o.state}
     # the heads are units of their own: they keep float32 when the policy runs in another dtype (heads.py), and
     # FSDP2 flattens one dtype per unit
     heads = [m for m in (algo.value_head, algo.noise_head) if m is not None]
@@ -240,11 +242,8 @@ def _shard(algo: PiRLAlgorithm) -> nn.Module:
         fully_shard(unit)
     fully_shard(scorer)
     algo.make_optimizers_and_scheduler()
-    for name, opt in algo.optimizers.items():
-        # a fresh optimiser stays fresh: set_optimizer_state_dict first takes a zero-gradient step to create the
-        # state, and that step's count would shift Adam's bias correction against a 1-rank learner's
-        if states[name]["state"]:
-            set_optimizer_state_dict(scorer, opt, states[name], options=full)
+    for name, state in states.items():
+        set_optimizer_state_dict(scorer, algo.optimizers[name], state, options=full)
     return scorer
 
 
