@@ -1,7 +1,10 @@
 """One PPO update of the tiny default policy on a saved batch, as one process or as one of N ranks under
 accelerate's launcher (tests/integration/test_ranks.py). Rank 0 writes the parameters and statistics after it.
 
-    python ranks_update.py BATCH OUT RANKS [--overrides...]      (under accelerate's launcher for RANKS > 1)
+    python ranks_update.py BATCH OUT RANKS STRATEGY [--overrides...]   (under accelerate's launcher for RANKS > 1)
+
+STRATEGY ("ddp", "fsdp") is set on the rank group directly: the run config refuses "fsdp" until the learner pushes
+and checkpoints from sharded ranks, while the update itself is what this script checks.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ import torch
 from pirlctl.configs import DEFAULT_RUN_CONFIG
 
 
-def _algo(ranks: int, overrides: list[str]):
+def _algo(ranks: int, strategy: str, overrides: list[str]):
     from pirlctl.config.run_config import load_run_config
     from pirlctl.runtime.build import build_algorithm
     from pirlctl.runtime.ranks import attach, start_ranks
 
     cfg = load_run_config(DEFAULT_RUN_CONFIG, [f"--runtime.learner_ranks={ranks}", *overrides])
     group = start_ranks(cfg)
+    if group is not None:
+        group.strategy = strategy
     torch.set_num_threads(1)
     algo = build_algorithm(cfg, "cpu")
     # float64: rounding noise then stays far below Adam's eps. In float32 a parameter whose true gradient is 0
@@ -36,7 +41,7 @@ def _algo(ranks: int, overrides: list[str]):
 
 def main(argv: list[str]) -> None:
     batch_path, out, ranks = argv[0], argv[1], int(argv[2])
-    _, algo, group = _algo(ranks, argv[3:])
+    _, algo, group = _algo(ranks, argv[3], argv[4:])
     batch = torch.load(batch_path, weights_only=False)
     for key, value in [*batch.observations.items()]:
         if value.is_floating_point():

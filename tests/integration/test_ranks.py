@@ -47,11 +47,9 @@ def test_two_ranks_make_the_update_one_rank_makes(tmp_path, strategy, tolerance)
         err = open(tmp_path / f"{name}.stderr", "w")  # noqa: SIM115
         return subprocess.Popen(cmd, stderr=err, env=env(), cwd=ROOT)
 
-    one = start([sys.executable, str(SCRIPT), str(batch_path), str(tmp_path / "one.pt"), "1", *UPDATE], "one")
-    sharded = [*UPDATE, f"--runtime.learner_strategy={strategy}"]
-    two = start(
-        [*launch_prefix(2, free_port()), str(SCRIPT), str(batch_path), str(tmp_path / "two.pt"), "2", *sharded], "two"
-    )
+    one = start([sys.executable, str(SCRIPT), str(batch_path), str(tmp_path / "one.pt"), "1", "ddp", *UPDATE], "one")
+    two_args = [str(SCRIPT), str(batch_path), str(tmp_path / "two.pt"), "2", strategy, *UPDATE]
+    two = start([*launch_prefix(2, free_port()), *two_args], "two")
     for proc, name in ((one, "one"), (two, "two")):
         assert proc.wait(timeout=240) == 0, (tmp_path / f"{name}.stderr").read_text()[-3000:]
     a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")

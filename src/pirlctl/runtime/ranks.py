@@ -10,11 +10,13 @@ checkpoint is the plain, unwrapped state dict, the same for any number of ranks.
 The collectives are accelerate's (``broadcast``, ``broadcast_object_list``, ``gather``) and DDP's or FSDP's; the
 processes are started by accelerate's launcher (:func:`launch_prefix`).
 
-FSDP (``runtime.learner_strategy=fsdp``) is torch's FSDP2 ``fully_shard`` on accelerate's process group, one unit per
-transformer block of the action expert (the adapter's ``expert_block_prefixes``), one per head, and the rest of the
-policy (VLM, projections) in the root unit. accelerate's own FSDP plugin is not used: accelerate 1.16 turns a plugin into FSDP only for GPU-like
-distributed types and silently falls back to DDP under ``Accelerator(cpu=True)`` (accelerate/state.py, the
-``MULTI_CPU`` branch), so it could not be tested on CPU/gloo; ``fully_shard`` runs there and on GPUs alike.
+FSDP (``runtime.learner_strategy=fsdp``) is torch's FSDP2 ``fully_shard`` on accelerate's process group: one unit
+per transformer block of the action expert (the adapter's ``expert_block_prefixes``), one per head, and the rest of
+the policy (VLM, projections) in the root unit. accelerate's own FSDP plugin is not used: accelerate 1.16 turns a
+plugin into FSDP only for GPU-like distributed types and silently falls back to DDP under ``Accelerator(cpu=True)``
+(accelerate/state.py, the ``MULTI_CPU`` branch), so it could not be tested on CPU/gloo; ``fully_shard`` runs there
+and on GPUs alike. The run config still refuses "fsdp": rank 0's pushes and checkpoints read its modules, which
+hold shards under FSDP; :func:`full_state` is the collective that gathers them, not yet called by the learner.
 """
 
 from __future__ import annotations
@@ -256,7 +258,7 @@ def full_state(group: RankGroup, algo: PiRLAlgorithm) -> dict[str, Tensor]:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return dict(get_model_state_dict(group.scorer, options=options))
+    return {k: v for k, v in get_model_state_dict(group.scorer, options=options).items() if isinstance(v, Tensor)}
 
 
 def follow(group: RankGroup, algo: PiRLAlgorithm) -> int:
