@@ -1,10 +1,11 @@
 """One PPO update of the tiny default policy on a saved batch, as one process or as one of N ranks under
 accelerate's launcher (tests/integration/test_ranks.py). Rank 0 writes the parameters and statistics after it.
 
-    python ranks_update.py BATCH OUT RANKS STRATEGY [--overrides...]   (under accelerate's launcher for RANKS > 1)
+    python ranks_update.py BATCH OUT RANKS STRATEGY BEFORE [--overrides...]  (accelerate's launcher for RANKS > 1)
 
 STRATEGY ("ddp", "fsdp") is set on the rank group directly: the run config refuses "fsdp" until the learner pushes
-and checkpoints from sharded ranks, while the update itself is what this script checks.
+and checkpoints from sharded ranks, while the update itself is what this script checks. BEFORE: plain updates every
+process makes alone before the ranks attach, as a resumed learner's optimiser state (FSDP shards it at attach).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pirlctl.configs import DEFAULT_RUN_CONFIG
 def _algo(ranks: int, strategy: str, overrides: list[str]):
     from pirlctl.config.run_config import load_run_config
     from pirlctl.runtime.build import build_algorithm
-    from pirlctl.runtime.ranks import attach, start_ranks
+    from pirlctl.runtime.ranks import start_ranks
 
     cfg = load_run_config(DEFAULT_RUN_CONFIG, [f"--runtime.learner_ranks={ranks}", *overrides])
     group = start_ranks(cfg)
@@ -34,20 +35,25 @@ def _algo(ranks: int, strategy: str, overrides: list[str]):
     algo.policy.double()  # the heads compute in float32 by design (heads.py); their gradients are well-conditioned
     algo.mask = algo.mask.double()
     algo.make_optimizers_and_scheduler()
-    if group is not None:
-        attach(group, algo)
     return cfg, algo, group
 
 
 def main(argv: list[str]) -> None:
     batch_path, out, ranks = argv[0], argv[1], int(argv[2])
-    _, algo, group = _algo(ranks, argv[3], argv[4:])
+    _, algo, group = _algo(ranks, argv[3], argv[5:])
     batch = torch.load(batch_path, weights_only=False)
     for key, value in [*batch.observations.items()]:
         if value.is_floating_point():
             batch.observations[key] = value.double()
     for name in ("chain", "old_log_prob"):
         setattr(batch, name, getattr(batch, name).double())
+    for _ in range(int(argv[4])):
+        torch.manual_seed(11)
+        algo.update(iter([batch]))
+    if group is not None:
+        from pirlctl.runtime.ranks import attach
+
+        attach(group, algo)
     torch.manual_seed(11)  # the minibatch permutation: rank 0's draw, as one process draws it
     stats = algo.update(iter([batch]))
     if group is not None:  # every rank takes part: under FSDP gathering the sharded state is a collective
