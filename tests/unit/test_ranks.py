@@ -6,12 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
 from pirlctl.algorithms.pi_rl.data_parallel import MAX_STATS, MEAN_STATS, combine_stats, loss_scale, shard_range
 from pirlctl.algorithms.pi_rl.data_parallel import stats_row as row
+from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PiRLAlgorithm
 from pirlctl.config.run_config import RunConfigError, load_run_config
 from pirlctl.configs import DEFAULT_RUN_CONFIG
 from pirlctl.errors import one_line
-from pirlctl.runtime.ranks import RankError, learner_command, start_ranks
+from pirlctl.policies.toy import ToyFlowPolicy
+from pirlctl.runtime.build import build_algorithm
+from pirlctl.runtime.ranks import RankError, learner_command, start_ranks, wrap_units
 
 
 @pytest.mark.parametrize(("n", "world"), [(8, 2), (17, 2), (5, 3), (1, 2), (2, 4)])
@@ -75,7 +79,7 @@ def test_combined_rank_statistics_are_the_whole_minibatch_statistics():
     [
         (["--runtime.learner_ranks=4", "--algorithm.minibatch_size=2"], ["learner_ranks=4", "minibatch_size", "2"]),
         (["--runtime.learner_ranks=0"], ["learner_ranks=0", ">= 1"]),
-        (["--runtime.learner_strategy=fsdp"], ["fsdp", "not implemented", "ddp"]),
+        (["--runtime.learner_strategy=fsdp"], ["fsdp", "pushes and checkpoints", "use 'ddp'"]),
         (["--runtime.learner_strategy=zero3"], ["zero3", "ddp"]),
     ],
 )
@@ -100,3 +104,21 @@ def test_the_learner_command_uses_accelerates_launcher_only_for_several_ranks():
     two = learner_command(2, ["--json"])
     assert two[1:3] == ["-m", "accelerate.commands.launch"] and "--num_processes=2" in two
     assert two[-4:] == ["-m", "pirlctl", "learner", "--json"]
+
+
+def test_fsdp_wraps_one_unit_per_transformer_block_of_the_action_expert():
+    algo = build_algorithm(load_run_config(DEFAULT_RUN_CONFIG, []), "cpu")
+    units = wrap_units(algo)
+    blocks = algo.adapter.expert_block_prefixes()
+    assert len(units) == len(blocks) >= 2 and len({id(u) for u in units}) == len(units)
+    for unit, prefix in zip(units, blocks, strict=True):  # each unit owns exactly its block's parameters
+        own = {f"{prefix}{n}" for n, _ in unit.named_parameters()}
+        assert own == {n for n, _ in algo.policy.named_parameters() if n.startswith(prefix)}
+
+
+def test_fsdp_on_a_policy_without_transformer_blocks_fails_in_one_line_naming_ddp():
+    algo = PiRLAlgorithm(ToyFlowPolicy(obs_dim=3, chunk_size=2, action_dim=2), PiRLConfig())
+    with pytest.raises(RankError) as err:
+        wrap_units(algo)
+    message = one_line(err.value)
+    assert "\n" not in message and "ToyAdapter" in message and "learner_strategy=ddp" in message, message

@@ -1,4 +1,4 @@
-"""The learner as ``runtime.learner_ranks`` data-parallel processes on Hugging Face accelerate (DDP; issue 21).
+"""The learner as ``runtime.learner_ranks`` data-parallel processes on Hugging Face accelerate (DDP or FSDP; issue 21).
 
 Rank 0 is the learner the actors know: it alone serves LeRobot's LearnerService, takes rollouts, pushes weights,
 writes metrics and checkpoints. Every PPO iteration it shares the batch it built with the other ranks
@@ -7,8 +7,16 @@ of every minibatch (``algorithms.pi_rl.data_parallel``) under DDP, which reduces
 follow (:func:`follow`) until rank 0 shares ``None``. The policy itself is never replaced by the wrapper: a
 checkpoint is the plain, unwrapped state dict, the same for any number of ranks.
 
-The collectives are accelerate's (``broadcast``, ``broadcast_object_list``, ``gather``) and DDP's; the processes
-are started by accelerate's launcher (:func:`launch_prefix`).
+The collectives are accelerate's (``broadcast``, ``broadcast_object_list``, ``gather``) and DDP's or FSDP's; the
+processes are started by accelerate's launcher (:func:`launch_prefix`).
+
+FSDP (``runtime.learner_strategy=fsdp``) is torch's FSDP2 ``fully_shard`` on accelerate's process group: one unit
+per transformer block of the action expert (the adapter's ``expert_block_prefixes``), one per head, and the rest of
+the policy (VLM, projections) in the root unit. accelerate's own FSDP plugin is not used: accelerate 1.16 turns a
+plugin into FSDP only for GPU-like distributed types and silently falls back to DDP under ``Accelerator(cpu=True)``
+(accelerate/state.py, the ``MULTI_CPU`` branch), so it could not be tested on CPU/gloo; ``fully_shard`` runs there
+and on GPUs alike. The run config still refuses "fsdp": rank 0's pushes and checkpoints read its modules, which
+hold shards under FSDP; :func:`full_state` is the collective that gathers them, not yet called by the learner.
 """
 
 from __future__ import annotations
@@ -88,7 +96,8 @@ class RankGroup:
     accelerator: Any
     rank: int
     world_size: int
-    scorer: Any = None  # the DDP-wrapped _Scorer, after attach()
+    strategy: str = "ddp"  # runtime.learner_strategy: "ddp" or "fsdp"
+    scorer: Any = None  # the DDP-wrapped (or FSDP-sharded) _Scorer, after attach()
 
     @property
     def device(self) -> torch.device:
@@ -161,7 +170,7 @@ def start_ranks(cfg: PiRLRunConfig) -> RankGroup | None:
     )
     if cfg.runtime.device != "cpu":
         cfg.runtime.device = str(acc.device)  # each rank on its own accelerator (cuda:LOCAL_RANK), not all on cuda:0
-    return RankGroup(acc, acc.process_index, acc.num_processes)
+    return RankGroup(acc, acc.process_index, acc.num_processes, cfg.runtime.learner_strategy)
 
 
 def attach(group: RankGroup, algo: PiRLAlgorithm) -> None:
@@ -185,8 +194,71 @@ def attach(group: RankGroup, algo: PiRLAlgorithm) -> None:
         for name, opt in algo.optimizers.items():
             opt.load_state_dict(state[0]["optimizers"][name])
         algo.optimization_step = int(state[0]["iteration"])
-    group.scorer = group.accelerator.prepare_model(_Scorer(algo), device_placement=False)
+    if group.strategy == "fsdp":
+        group.scorer = _shard(algo)
+    else:
+        group.scorer = group.accelerator.prepare_model(_Scorer(algo), device_placement=False)
     algo.data_parallel = group
+
+
+def wrap_units(algo: PiRLAlgorithm) -> list[nn.Module]:
+    """The FSDP units below the root: one per transformer block of the action expert, input to output (the
+    adapter's ``expert_block_prefixes``). A policy that names none cannot be sharded block by block."""
+    prefixes = algo.adapter.expert_block_prefixes()
+    if not prefixes:
+        raise RankError(
+            f"runtime.learner_strategy=fsdp shards one unit per transformer block, and the "
+            f"{type(algo.adapter).__name__} policy names none (its expert_block_prefixes is empty); use "
+            "runtime.learner_strategy=ddp"
+        )
+    return [algo.policy.get_submodule(p.rstrip(".")) for p in prefixes]
+
+
+def _shard(algo: PiRLAlgorithm) -> nn.Module:
+    """FSDP2 over the trained modules, every rank starting from rank 0's parameters and optimiser state.
+
+    ``fully_shard`` shards each rank's own copy (unlike DDP it copies nothing from rank 0), so rank 0's parameters
+    and buffers are broadcast first. It also replaces every parameter by a sharded one, so the optimisers are made
+    again over those, their (full, rank 0's) state loaded by parameter name and sharded the same way."""
+    from accelerate.utils import broadcast
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_optimizer_state_dict,
+        set_optimizer_state_dict,
+    )
+    from torch.distributed.fsdp import fully_shard
+
+    scorer = _Scorer(algo)
+    units = wrap_units(algo)
+    with torch.no_grad():
+        for tensor in scorer.state_dict().values():
+            broadcast(tensor, from_process=0)
+    full = StateDictOptions(full_state_dict=True)
+    # a fresh optimiser stays fresh: get/set_optimizer_state_dict create missing state by a zero-gradient step, and
+    # that step's count would shift Adam's bias correction against a 1-rank learner's
+    states = {k: get_optimizer_state_dict(scorer, o, options=full) for k, o in algo.optimizers.items() if o.state}
+    # the heads are units of their own: they keep float32 when the policy runs in another dtype (heads.py), and
+    # FSDP2 flattens one dtype per unit
+    heads = [m for m in (algo.value_head, algo.noise_head) if m is not None]
+    for unit in [*units, *heads]:
+        fully_shard(unit)
+    fully_shard(scorer)
+    algo.make_optimizers_and_scheduler()
+    for name, state in states.items():
+        set_optimizer_state_dict(scorer, algo.optimizers[name], state, options=full)
+    return scorer
+
+
+def full_state(group: RankGroup, algo: PiRLAlgorithm) -> dict[str, Tensor]:
+    """Every rank calls this (a collective under FSDP): rank 0 gets the trained modules' whole state on the CPU,
+    keyed ``policy.*``, ``value_head.*``, ``noise_head.*``; the other ranks get ``{}``. Under DDP every rank holds
+    it already."""
+    if group.strategy != "fsdp":
+        return {k: v.detach().cpu() for k, v in _Scorer(algo).state_dict().items()} if group.rank == 0 else {}
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return {k: v for k, v in get_model_state_dict(group.scorer, options=options).items() if isinstance(v, Tensor)}
 
 
 def follow(group: RankGroup, algo: PiRLAlgorithm) -> int:
