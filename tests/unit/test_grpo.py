@@ -18,6 +18,8 @@ from pirlctl.runtime.groups import GroupSchedule, groups_per_batch
 from pirlctl.runtime.rollout import REJECTED_DUPLICATE, REJECTED_SCHEDULE, USED, RolloutAssembler
 from pirlctl.runtime.wire import Segment
 
+from .test_algorithm import _bandit_mean_reward as _bandit  # the one-step bandit of the PPO test
+
 # -- advantages ------------------------------------------------------------------------------------------------
 
 
@@ -213,12 +215,6 @@ def test_without_a_complete_group_nothing_is_taken():
 
 
 # -- the algorithm ------------------------------------------------------------------------------------------------
-
-
-def _bandit(algo, target, n=256, deterministic=False):
-    obs = {"observation.state": torch.zeros(n, 1)}
-    step = algo.act(obs, deterministic=deterministic)
-    return obs, step, -((step.actions[:, 0] - target) ** 2).sum(-1)
 
 
 @pytest.mark.parametrize("method", ["flow_sde", "flow_noise"])
