@@ -3,8 +3,7 @@ accelerate's launcher (tests/integration/test_ranks.py). Rank 0 writes the param
 
     python ranks_update.py BATCH OUT RANKS STRATEGY BEFORE [--overrides...]  (accelerate's launcher for RANKS > 1)
 
-STRATEGY ("ddp", "fsdp") is set on the rank group directly: the run config refuses "fsdp" until the learner pushes
-and checkpoints from sharded ranks, while the update itself is what this script checks. BEFORE: plain updates every
+STRATEGY: "ddp" or "fsdp" (runtime.learner_strategy). BEFORE: plain updates every
 process makes alone before the ranks attach, as a resumed learner's optimiser state (FSDP shards it at attach).
 """
 
@@ -19,14 +18,19 @@ from pirlctl.configs import DEFAULT_RUN_CONFIG
 
 def _algo(ranks: int, strategy: str, overrides: list[str]):
     from pirlctl.config.run_config import load_run_config
-    from pirlctl.runtime.build import build_algorithm
     from pirlctl.runtime.ranks import start_ranks
 
     cfg = load_run_config(DEFAULT_RUN_CONFIG, [f"--runtime.learner_ranks={ranks}", *overrides])
+    cfg.runtime.learner_strategy = strategy
     group = start_ranks(cfg)
-    if group is not None:
-        group.strategy = strategy
     torch.set_num_threads(1)
+    return cfg, _build(cfg), group
+
+
+def _build(cfg):
+    from pirlctl.runtime.build import build_algorithm
+
+    torch.set_default_dtype(torch.float32)  # as the learner builds it (a second build comes after the first)
     algo = build_algorithm(cfg, "cpu")
     # float64: rounding noise then stays far below Adam's eps. In float32 a parameter whose true gradient is 0
     # (attention's key bias: softmax ignores a shift) gets noise ~eps, which Adam turns into ±lr steps that
@@ -35,12 +39,12 @@ def _algo(ranks: int, strategy: str, overrides: list[str]):
     algo.policy.double()  # the heads compute in float32 by design (heads.py); their gradients are well-conditioned
     algo.mask = algo.mask.double()
     algo.make_optimizers_and_scheduler()
-    return cfg, algo, group
+    return algo
 
 
 def main(argv: list[str]) -> None:
     batch_path, out, ranks = argv[0], argv[1], int(argv[2])
-    _, algo, group = _algo(ranks, argv[3], argv[5:])
+    cfg, algo, group = _algo(ranks, argv[3], argv[5:])
     batch = torch.load(batch_path, weights_only=False)
     for key, value in [*batch.observations.items()]:
         if value.is_floating_point():
@@ -50,25 +54,26 @@ def main(argv: list[str]) -> None:
     for _ in range(int(argv[4])):
         torch.manual_seed(11)
         algo.update(iter([batch]))
+    mirror = None
     if group is not None:
-        from pirlctl.runtime.ranks import attach
+        from pirlctl.runtime.ranks import Mirror, attach
 
+        if group.strategy == "fsdp":  # what the learner's rank 0 pushes and checkpoints from (runtime.ranks)
+            with torch.random.fork_rng(devices=[]):
+                mirror = Mirror(_build(cfg), algo)
         attach(group, algo)
     torch.manual_seed(11)  # the minibatch permutation: rank 0's draw, as one process draws it
     stats = algo.update(iter([batch]))
-    if group is not None:  # every rank takes part: under FSDP gathering the sharded state is a collective
-        from pirlctl.runtime.ranks import full_state
-
-        whole = full_state(group, algo)
-        if group.rank > 0:
-            return
-        trainable = algo.trainable_policy_parameters()
-        params = {k: v for k, v in whole.items() if k.split(".", 1)[1] in trainable or not k.startswith("policy.")}
-        params = {k if k.startswith("policy.") else f"algo.{k}": v for k, v in params.items()}
-    else:
-        params = {f"policy.{k}": v for k, v in algo.get_weights()["policy"].items()}
-        params.update({f"algo.{k}": v.detach().cpu() for k, v in algo.state_dict().items()})
-    torch.save({"params": params, "stats": {**stats.losses, **stats.extra}}, out)
+    if mirror is not None:  # collectives: every rank takes part
+        mirror.refresh(group, algo)
+        mirror.refresh_optimizers(group, algo)
+    if group is not None and group.rank > 0:
+        return
+    whole = mirror.algo if mirror is not None else algo
+    params = {f"policy.{k}": v for k, v in whole.get_weights()["policy"].items()}
+    params.update({f"algo.{k}": v.detach().cpu() for k, v in whole.state_dict().items()})
+    optimizers = {k: o.state_dict() for k, o in whole.optimizers.items()}
+    torch.save({"params": params, "optimizers": optimizers, "stats": {**stats.losses, **stats.extra}}, out)
 
 
 if __name__ == "__main__":

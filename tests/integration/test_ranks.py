@@ -64,6 +64,14 @@ def test_two_ranks_make_the_update_one_rank_makes(tmp_path, strategy, warm, tole
     worst = max(diff, key=lambda k: diff[k])
     assert set(a["params"]) == set(b["params"])
     assert diff[worst] < tolerance, (worst, diff[worst])
+    # the optimiser state a checkpoint holds (under FSDP gathered into rank 0's mirror): a 1-rank learner's
+    for name, opt_a in a["optimizers"].items():
+        state_a, state_b = opt_a["state"], b["optimizers"][name]["state"]
+        assert set(state_a) == set(state_b) and len(state_a) > 0, name
+        for index, slots in state_a.items():
+            for slot, value in slots.items():
+                got = state_b[index][slot]
+                assert got.shape == value.shape and (got - value).abs().max().item() < tolerance, (name, index, slot)
 
 
 def _learner(out: Path, port: int, ranks: int, *extra: str) -> subprocess.Popen:
@@ -87,17 +95,18 @@ def _session(out: Path, ranks: int, steps: int, *extra: str) -> dict:
 
 
 @pytest.mark.slow
-def test_a_two_rank_learner_trains_with_two_actors_checkpoints_and_resumes_on_one_rank_and_back(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_a_two_rank_learner_trains_with_two_actors_checkpoints_and_resumes_on_one_rank_and_back(tmp_path, strategy):
     out = tmp_path / "run"
     # 2 actors x 8 chunks x 4 env steps = 64 env steps per iteration
-    first = _session(out, 2, 128)
+    first = _session(out, 2, 128, f"--runtime.learner_strategy={strategy}")
     assert first["iterations"] == 2 and first["actors"] == [0, 1] and first["stopped_by"] == "budget"
     assert ckpt.verify_checkpoint(out).iteration == 2
     assert (out / "learner-rank1.log").is_file() and (out / "learner.log").is_file()
     # a checkpoint written by 2 ranks goes on in a 1-rank learner, and the other way round
     second = _session(out, 1, 192, "--resume=true")
     assert second["iterations"] == 3 and second["resumed_from"] is not None
-    third = _session(out, 2, 256, "--resume=true")
+    third = _session(out, 2, 256, "--resume=true", f"--runtime.learner_strategy={strategy}")
     assert third["iterations"] == 4 and third["resumed_from"].endswith("000003")
     train = read_metrics(out / "metrics.jsonl", "train")
     assert [r["train/iteration"] for r in train] == [1, 2, 3, 4]

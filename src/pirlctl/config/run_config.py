@@ -82,8 +82,8 @@ class RuntimeSettings:
     # Learner processes (data-parallel ranks, DDP on accelerate, issue 21). > 1: each PPO minibatch is split over
     # them (at most algorithm.minibatch_size ranks); rank 0 serves the actors, pushes and checkpoints.
     learner_ranks: int = 1
-    # How the ranks share the model: "ddp" (each holds all of it). "fsdp" (sharded, one unit per transformer block
-    # of the action expert; runtime/ranks.py) runs the update but is refused until the learner pushes from it.
+    # How the ranks share the model: "ddp" (each holds all of it) or "fsdp" (sharded, one unit per transformer block
+    # of the action expert; rank 0 keeps a whole CPU copy for pushes and checkpoints: runtime/ranks.py).
     learner_strategy: str = "ddp"
     # Torch device for the actors.
     actor_device: str = "cpu"
@@ -264,13 +264,8 @@ def _check_learner_ranks(rt: RuntimeSettings, algorithm: Any) -> None:
             f"runtime.learner_ranks={n} is more than the {minibatch} samples of a minibatch "
             f"(algorithm.minibatch_size): each rank needs one; use at most {minibatch} ranks or a larger minibatch"
         )
-    if rt.learner_strategy == "fsdp":  # the sharded update runs (runtime.ranks, FSDP2); the learner's reads do not
-        raise RunConfigError(
-            "runtime.learner_strategy='fsdp': the sharded PPO update is implemented, but rank 0's full-state weight "
-            "pushes and checkpoints are not wired into the learner yet (issue 21); use 'ddp'"
-        )
-    if rt.learner_strategy != "ddp":
-        raise RunConfigError(f"runtime.learner_strategy={rt.learner_strategy!r} is invalid; use 'ddp'")
+    if rt.learner_strategy not in ("ddp", "fsdp"):
+        raise RunConfigError(f"runtime.learner_strategy={rt.learner_strategy!r} is invalid; use 'ddp' or 'fsdp'")
 
 
 def config_hash(cfg: PiRLRunConfig) -> str:

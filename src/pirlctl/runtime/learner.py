@@ -8,6 +8,7 @@ whole groups of episodes, ``runtime.groups``) → one PPO iteration → v+1 → 
 
 from __future__ import annotations
 
+import copy
 import logging
 import signal
 import threading
@@ -15,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from pirlctl import metrics as M
 from pirlctl.alarms import Alarm, AlarmMonitor
@@ -25,7 +28,7 @@ from pirlctl.reporting.wandb_log import open_wandb
 from pirlctl.runtime import checkpoint as ckpt
 from pirlctl.runtime.build import build_algorithm, expected_observation_shapes, setup_process
 from pirlctl.runtime.groups import make_group_schedule
-from pirlctl.runtime.ranks import RankGroup, attach, follow, start_ranks
+from pirlctl.runtime.ranks import CHECKPOINT, Mirror, RankGroup, attach, follow, start_ranks
 from pirlctl.runtime.rollout import USED, RolloutAssembler, segment_streams
 from pirlctl.runtime.transport import BoundServer, PiRLLearnerService, TlsConfig, bind_server, serve
 from pirlctl.runtime.wire import WireError, decode_interaction, decode_segment, encode_parameters
@@ -101,7 +104,11 @@ class Learner:
         self._saved_iteration: int | None = None  # the iteration `last` holds; save() skips re-writing it
         self._resume(resume_from, force)
         self.ranks = ranks  # rank 0 of a data-parallel learner (runtime.ranks); None: one process
+        self.mirror: Mirror | None = None  # under FSDP: the whole trained state that pushes and checkpoints read
         if ranks is not None:
+            if ranks.strategy == "fsdp":
+                with torch.random.fork_rng(devices=[]):  # rank 0 draws the minibatches as a 1-rank learner does
+                    self.mirror = Mirror(build_algorithm(copy.deepcopy(cfg), "cpu"), self.algo)
             attach(ranks, self.algo)  # the other ranks wait for this (run_learner): the resumed state goes to them
         self.service = PiRLLearnerService(self.shutdown, self._on_transitions, self._on_interaction, token)
 
@@ -223,12 +230,18 @@ class Learner:
             return self._alarms
 
     # -- main loop ----------------------------------------------------------------------------------------
+    @property
+    def whole(self) -> Any:
+        """The algorithm whose modules hold the whole trained state: the learner's own, or under FSDP rank 0's
+        :class:`~pirlctl.runtime.ranks.Mirror` of it."""
+        return self.mirror.algo if self.mirror is not None else self.algo
+
     def publish(self, *, stop: bool = False) -> None:
         version = self.algo.iteration
         self.assembler.set_version(version)
         blob = encode_parameters(
             version,
-            self.algo.get_weights(),
+            self.whole.get_weights(),
             stop=stop,
             base_fingerprint=self.base_fingerprint,
             out=self.service.send_buffer(),  # a warm buffer no stream is reading (B4)
@@ -243,11 +256,14 @@ class Learner:
             "policy_version": self.algo.iteration,
             "chunks_used": self.assembler.counters.chunks_used,
         }
+        if self.mirror is not None and self.ranks is not None:
+            self.ranks.share(CHECKPOINT)  # every rank gathers its optimiser shards into rank 0's mirror
+            self.mirror.refresh_optimizers(self.ranks, self.algo)
         path = ckpt.save_checkpoint(
             self.out,
             self.algo.iteration,
-            policy=self.algo.policy,
-            algorithm=self.algo,
+            policy=self.whole.policy,
+            algorithm=self.whole,
             processors=self.algo.processors,
             run_config_json=self.run_json,
             config_hash=self.config_hash,
@@ -286,8 +302,10 @@ class Learner:
         alarms = self._alarm_monitor()  # before the update: a resumed run's state is primed up to the checkpoint
         batch = self._build_batch(segments)
         if self.ranks is not None:
-            self.ranks.share_batch(batch)  # every rank runs this update on its shards
+            self.ranks.share(batch)  # every rank runs this update on its shards
         stats = self.algo.update(iter([batch]))
+        if self.mirror is not None and self.ranks is not None:
+            self.mirror.refresh(self.ranks, self.algo)  # every rank gathers its shards into rank 0's mirror
         c = self.assembler.counters
         rec = {
             M.TRAIN_ITERATION: self.algo.iteration,
@@ -366,8 +384,13 @@ class Learner:
             ended = True
         finally:
             if self.ranks is not None and ended:
-                self.ranks.share_batch(None)  # the end; after an error the launcher stops them
-            self.save()
+                if self.mirror is not None:
+                    self.save()  # under FSDP a checkpoint needs the other ranks' shards: before they end
+                self.ranks.share(None)  # the end; after an error the launcher stops them
+            if self.mirror is None:
+                self.save()
+            elif not ended:  # the other ranks are not listening: the last checkpoint is the last periodic one
+                logger.warning("the learner stopped on an error; under FSDP no final checkpoint is written")
             self.publish(stop=True)
             self._drain_actors(server)
             self.metrics.close()

@@ -2,7 +2,7 @@
 
 Rank 0 is the learner the actors know: it alone serves LeRobot's LearnerService, takes rollouts, pushes weights,
 writes metrics and checkpoints. Every PPO iteration it shares the batch it built with the other ranks
-(:meth:`RankGroup.share_batch`); all ranks then run the same :meth:`PiRLAlgorithm.update`, each scoring its shard
+(:meth:`RankGroup.share`); all ranks then run the same :meth:`PiRLAlgorithm.update`, each scoring its shard
 of every minibatch (``algorithms.pi_rl.data_parallel``) under DDP, which reduces the gradients. Ranks > 0 only
 follow (:func:`follow`) until rank 0 shares ``None``. The policy itself is never replaced by the wrapper: a
 checkpoint is the plain, unwrapped state dict, the same for any number of ranks.
@@ -15,8 +15,11 @@ per transformer block of the action expert (the adapter's ``expert_block_prefixe
 the policy (VLM, projections) in the root unit. accelerate's own FSDP plugin is not used: accelerate 1.16 turns a
 plugin into FSDP only for GPU-like distributed types and silently falls back to DDP under ``Accelerator(cpu=True)``
 (accelerate/state.py, the ``MULTI_CPU`` branch), so it could not be tested on CPU/gloo; ``fully_shard`` runs there
-and on GPUs alike. The run config still refuses "fsdp": rank 0's pushes and checkpoints read its modules, which
-hold shards under FSDP; :func:`full_state` is the collective that gathers them, not yet called by the learner.
+and on GPUs alike. Under FSDP rank 0's modules hold shards, so its pushes and checkpoints read a :class:`Mirror`
+instead: a whole, unsharded copy of the trained modules on the CPU, refreshed after every update by one gather
+(:func:`full_state`, every rank takes part), and its optimisers' state gathered only before a checkpoint (rank 0
+says so with :data:`CHECKPOINT`). A checkpoint written from the mirror is a 1-rank learner's checkpoint. The mirror
+costs rank 0 one CPU copy of the trained modules (and, while a checkpoint is written, of their optimiser state).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ if TYPE_CHECKING:
     from pirlctl.config.run_config import PiRLRunConfig
 
 logger = logging.getLogger("pirlctl.learner")
+
+CHECKPOINT = "checkpoint"  # rank 0's message before it writes a checkpoint under FSDP (RankGroup.share)
 
 
 class RankError(PirlError, RuntimeError):
@@ -120,11 +125,12 @@ class RankGroup:
 
         return gather(row.to(self.device)).reshape(self.world_size, -1).cpu()
 
-    def share_batch(self, batch: RolloutBatch | None) -> RolloutBatch | None:
-        """Rank 0 gives this iteration's PPO batch (``None``: training is over); every rank returns it."""
+    def share(self, message: RolloutBatch | str | None) -> RolloutBatch | str | None:
+        """Rank 0 says what comes next and every rank returns it: a PPO batch (all ranks update on it), or
+        :data:`CHECKPOINT` (all ranks gather their optimiser state for rank 0), or ``None`` (training is over)."""
         from accelerate.utils import broadcast_object_list
 
-        objects: list[Any] = [_to_cpu(batch) if self.rank == 0 else None]
+        objects: list[Any] = [(message if isinstance(message, str) else _to_cpu(message)) if self.rank == 0 else None]
         broadcast_object_list(objects, from_process=0)
         return objects[0]
 
@@ -261,11 +267,65 @@ def full_state(group: RankGroup, algo: PiRLAlgorithm) -> dict[str, Tensor]:
     return {k: v for k, v in get_model_state_dict(group.scorer, options=options).items() if isinstance(v, Tensor)}
 
 
+def optimizer_states(group: RankGroup, algo: PiRLAlgorithm) -> dict[str, Any]:
+    """Every rank calls this (a collective under FSDP): rank 0 gets the optimisers' whole state on the CPU, keyed
+    by parameter name (``get_optimizer_state_dict``'s full form); the other ranks get ``{}``. An optimiser that has
+    not stepped yet is left out on all ranks alike: reading it would make its state with a zero-gradient step."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    stepped = {k: o for k, o in algo.optimizers.items() if o.state}
+    states = {k: get_optimizer_state_dict(group.scorer, o, options=options) for k, o in stepped.items()}
+    return states if group.rank == 0 else {}
+
+
+class Mirror:
+    """Rank 0's whole copy of the trained modules on the CPU under FSDP: what it pushes and checkpoints (module doc).
+
+    ``algo``: a second algorithm built like the learner's (the same config, on the CPU), given the learner's state
+    before the ranks shard it; :meth:`refresh` and :meth:`refresh_optimizers` keep it equal to the sharded one."""
+
+    def __init__(self, algo: PiRLAlgorithm, learner_algo: PiRLAlgorithm) -> None:
+        self.algo = algo
+        if not algo.optimizers:
+            algo.make_optimizers_and_scheduler()
+        _Scorer(algo).load_state_dict(_Scorer(learner_algo).state_dict())
+        for name, opt in learner_algo.optimizers.items():
+            algo.optimizers[name].load_state_dict(opt.state_dict())
+        algo.optimization_step = learner_algo.optimization_step
+
+    def refresh(self, group: RankGroup, learner_algo: PiRLAlgorithm) -> None:
+        """Every rank, after every update (a collective): rank 0's mirror takes the gathered parameters."""
+        whole = full_state(group, learner_algo)
+        if group.rank == 0:
+            _Scorer(self.algo).load_state_dict(whole)
+            self.algo.optimization_step = learner_algo.optimization_step
+
+    def refresh_optimizers(self, group: RankGroup, learner_algo: PiRLAlgorithm) -> None:
+        """Every rank, before rank 0 writes a checkpoint (a collective): the mirror's optimisers take the gathered
+        state, loaded by parameter name as a 1-rank learner holds it."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        states = optimizer_states(group, learner_algo)
+        for name, state in states.items():
+            scorer = _Scorer(self.algo)
+            opts = StateDictOptions(full_state_dict=True)
+            set_optimizer_state_dict(scorer, self.algo.optimizers[name], state, options=opts)
+
+
 def follow(group: RankGroup, algo: PiRLAlgorithm) -> int:
-    """Ranks > 0: one PPO update per batch rank 0 shares, until it shares ``None``. Returns the updates made."""
+    """Ranks > 0: one PPO update per batch rank 0 shares (under FSDP each followed by the gather of rank 0's
+    :class:`Mirror`), the optimiser gather on :data:`CHECKPOINT`, until rank 0 shares ``None``. Returns the updates
+    made."""
     done = 0
-    while (batch := group.share_batch(None)) is not None:
-        algo.update(iter([batch]))
+    while (message := group.share(None)) is not None:
+        if message == CHECKPOINT:
+            optimizer_states(group, algo)
+            continue
+        assert not isinstance(message, str), message
+        algo.update(iter([message]))
+        if group.strategy == "fsdp":
+            full_state(group, algo)
         done += 1
         logger.debug("rank %d: iteration %d", group.rank, algo.iteration)
     return done
