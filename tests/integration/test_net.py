@@ -65,7 +65,7 @@ def test_a_second_learner_on_a_held_port_exits_at_once_with_one_line_and_writes_
     port, client = learner
     out = tmp_path / "second"
     second = spawn("learner", out, port)
-    stdout, _ = second.communicate(timeout=60)
+    stdout, _ = second.communicate(timeout=180)  # "at once": before the model is built; imports alone take ~10 s
     stderr = (tmp_path / "second-learner.stderr").read_text()
     assert second.returncode != 0 and stdout == ""
     lines = [line for line in stderr.splitlines() if line.strip()]
