@@ -1,5 +1,6 @@
 """A learner and an actor with two envs on each env type (pick-cube and LeRobot's pusht, metaworld and aloha), as
-real processes, then ``pirlctl eval`` of the checkpoint they wrote."""
+real processes, then ``pirlctl eval`` of the checkpoint they wrote; the checklist's render probe on an env type other
+than pick-cube."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import sys
 
 import pytest
 
+from pirlctl.config.run_config import load_run_config
+from pirlctl.diagnostics.checklist import finish_render_probe, start_render_probe
 from pirlctl.metrics import read_metrics
 from tests.env_configs import tiny_run_config
 from tests.integration.procs import ROOT, env, free_port, report, spawn
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 # the instruction each env type's rollouts carry: MetaWorld's own task_description, else the config's
 INSTRUCTIONS = {
@@ -26,6 +29,7 @@ PACKAGES = {"pick_cube": "gym_hil", "pusht": "gym_pusht", "metaworld": "metaworl
 LIMIT = 10  # each env type's episode limit in tests/env_configs.py
 
 
+@pytest.mark.slow  # 1-3 min per env type on 2 shared cores (aloha and metaworld step at 2-8 steps/s)
 @pytest.mark.timeout(900)
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("env_type", list(INSTRUCTIONS))
@@ -61,3 +65,10 @@ def test_two_envs_per_actor_train_two_iterations_and_eval_evaluates_the_checkpoi
     evaluated = json.loads(res.stdout[res.stdout.index("{") :])
     assert evaluated["episodes"] == 2 and 0 <= evaluated["successes"] <= 2
     assert 2 <= evaluated["env_steps"] <= 2 * LIMIT and evaluated["mean_length"] <= LIMIT
+
+
+def test_the_checklist_render_probe_renders_pusht_through_the_env_interface(tmp_path):
+    pytest.importorskip("gym_pusht")
+    cfg = load_run_config(tiny_run_config(tmp_path, "pusht"))
+    evidence = finish_render_probe(start_render_probe(cfg))
+    assert evidence.startswith("reset rendered 64×64×3: image mean "), evidence
