@@ -1,5 +1,6 @@
-"""Actor loop FPS with ``runtime.envs_per_actor`` = 1, 2, 4 on pick-cube (the default job's config): one batched
-policy call per chunk for all envs against one call per env (issue 20).
+"""Actor loop FPS with ``runtime.envs_per_actor`` = 1, 2, 4 on pick-cube (the default job's config) and on LeRobot's
+pusht (the tiny X-VLA at 64 px, LeRobot's 300-step episodes): one batched policy call per chunk for all envs against
+one call per env (issue 20).
 
 The actor's own loop body (``Actor.collect_and_send``, as ``pirlctl profile-actor`` times it) with a stand-in
 learner client, in one process. Loop FPS = env steps of all envs ÷ wall time of collecting, encoding and sending.
@@ -7,16 +8,18 @@ learner client, in one process. Loop FPS = env steps of all envs ÷ wall time of
 batched call does — and is otherwise the same code. Configurations alternate repeat by repeat (a shared machine's
 load hits all of them alike).
 
-    python -m bench.vector_actor [--envs 1 2 4] [--steps 240] [--repeats 3] [--write]
+    python -m bench.vector_actor [--env pick_cube pusht] [--envs 1 2 4] [--steps 240] [--repeats 3] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import tempfile
 import time
 from dataclasses import fields
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bench.common import DOC, fmt, machine, replace_section, stats
@@ -45,15 +48,29 @@ def one_call_per_env(algo: Any) -> None:
     algo.act, algo.value = act_each, value_each
 
 
-def build_actor(n_envs: int, steps: int) -> Any:
+ENV_TYPES = ("pick_cube", "pusht")
+
+
+def run_config(env_type: str, folder: Path) -> Path:
+    """The config measured for ``env_type``: the default job's for pick-cube; for pusht the tests' tiny X-VLA sized
+    to it (64 px image, 2-d state and action) with LeRobot's own 300-step episodes."""
+    from tests.env_configs import tiny_run_config
+
+    from pirlctl.configs import DEFAULT_RUN_CONFIG
+
+    if env_type == "pick_cube":
+        return Path(DEFAULT_RUN_CONFIG)
+    return tiny_run_config(folder, env_type, env={"episode_length": 300})
+
+
+def build_actor(config: Path, n_envs: int, steps: int) -> Any:
     import math
 
     from pirlctl.config.run_config import load_run_config
-    from pirlctl.configs import DEFAULT_RUN_CONFIG
     from pirlctl.diagnostics.profile_actor import StandInSender
     from pirlctl.runtime.actor import Actor
 
-    cfg = load_run_config(DEFAULT_RUN_CONFIG, [f"--runtime.envs_per_actor={n_envs}"])
+    cfg = load_run_config(config, [f"--runtime.envs_per_actor={n_envs}"])
     cfg = copy.deepcopy(cfg)
     actor = Actor(cfg, 0)
     actor.client.close()
@@ -78,11 +95,11 @@ def loop_fps(actor: Any, batched: bool) -> float:
             del actor.algo.act, actor.algo.value
 
 
-def measure(envs: list[int], steps: int, repeats: int) -> dict[tuple[int, bool], list[float]]:
+def measure(config: Path, envs: list[int], steps: int, repeats: int) -> dict[tuple[int, bool], list[float]]:
     import torch
 
     torch.set_num_threads(1)  # the default job's runtime.torch_threads
-    actors = {n: build_actor(n, steps) for n in envs}
+    actors = {n: build_actor(config, n, steps) for n in envs}
     fps: dict[tuple[int, bool], list[float]] = {(n, b): [] for n in envs for b in (True, False)}
     for _ in range(repeats):
         for n in envs:
@@ -97,29 +114,37 @@ def measure(envs: list[int], steps: int, repeats: int) -> dict[tuple[int, bool],
     return fps
 
 
-def table(fps: dict[tuple[int, bool], list[float]], envs: list[int], steps: int, repeats: int) -> str:
-    base = stats(fps[(1, True)])["median"]
+def table(results: dict[str, dict[tuple[int, bool], list[float]]], envs: list[int], steps: int, repeats: int) -> str:
     lines = [
         f"_Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; {steps} env steps per measurement, "
         f"{repeats} repeats._",
         "",
-        "| envs per actor | loop FPS, one batched call per chunk | loop FPS, one call per env | batched ÷ 1 env |",
-        "|---|---|---|---|",
+        "| env | envs per actor | loop FPS, one batched call per chunk | loop FPS, one call per env "
+        "| batched ÷ 1 env | batched ÷ one call per env |",
+        "|---|---|---|---|---|---|",
     ]
-    for n in envs:
-        b, e = stats(fps[(n, True)]), stats(fps[(n, False)])
-        lines.append(f"| {n} | {fmt(b, 1)} | {fmt(e, 1)} | {b['median'] / base:.2f} |")
+    for env_type, fps in results.items():
+        base = stats(fps[(1, True)])["median"]
+        for n in envs:
+            b, e = stats(fps[(n, True)]), stats(fps[(n, False)])
+            ratio = b["median"] / base
+            lines.append(
+                f"| {env_type} | {n} | {fmt(b, 1)} | {fmt(e, 1)} | {ratio:.2f} | {b['median'] / e['median']:.2f} |"
+            )
     return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", nargs="+", choices=ENV_TYPES, default=list(ENV_TYPES), help="env types to measure")
     p.add_argument("--envs", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--steps", type=int, default=240)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--write", action="store_true", help="replace the vector-actor section of docs/benchmarks.md")
     a = p.parse_args()
-    body = table(measure(a.envs, a.steps, a.repeats), a.envs, a.steps, a.repeats)
+    with tempfile.TemporaryDirectory() as folder:
+        results = {e: measure(run_config(e, Path(folder)), a.envs, a.steps, a.repeats) for e in a.env}
+    body = table(results, a.envs, a.steps, a.repeats)
     print(body)
     if a.write:
         DOC.write_text(replace_section(DOC.read_text(), "vector-actor", body))

@@ -52,6 +52,7 @@ ACTOR_LOOP_FPS = "actor/loop_fps"
 ACTOR_ENV_STEPS = "actor/env_steps"
 ACTOR_ENV_INDEX = "actor/env_index"  # which of the actor's runtime.envs_per_actor envs ran the episode
 ACTOR_EPISODE_SEED = "actor/episode_seed"  # the episode's reset seed
+ACTOR_INSTRUCTION = "actor/instruction"  # the language instruction the episode's observations carried
 # (the episode record also carries its env's TaskEnv.reset_stats(), named by the env: envs/pick_cube_task.py)
 ACTOR_GROUP = "actor/group"  # GRPO: the run-wide id of the episode's group (absent under GAE)
 

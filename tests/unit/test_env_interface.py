@@ -27,30 +27,10 @@ from pirlctl.envs.configs import (
 )
 from pirlctl.envs.lerobot_env import answer_libero_first_run
 from pirlctl.envs.pick_cube_config import PickCubeEnv
-from pirlctl.policies.loading import DEFAULT_RUN_CONFIG, TINY_XVLA_CONFIG
+from pirlctl.policies.loading import DEFAULT_RUN_CONFIG
+from tests.env_configs import tiny_run_config
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _pusht_config(folder: Path, **env: object) -> Path:
-    """A run config for pusht with the tiny X-VLA reading its one 64 px image and 2-d state, acting in 2-d."""
-    policy = json.loads(Path(TINY_XVLA_CONFIG).read_text())
-    policy["input_features"] = {
-        "observation.image": {"type": "VISUAL", "shape": [3, 64, 64]},
-        "observation.state": {"type": "STATE", "shape": [2]},
-    }
-    policy["output_features"] = {"action": {"type": "ACTION", "shape": [2]}}
-    policy["max_state_dim"], policy["max_action_dim"] = 2, 2
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "policy.json").write_text(json.dumps(policy))
-    run = {
-        "policy": {"base": "policy.json"},
-        "algorithm": {"type": "pi_rl", "n_exec": 4},
-        "env": {"type": "pusht", "observation_height": 64, "observation_width": 64, "episode_length": 10, **env},
-        "output_dir": str(folder / "run"),
-    }
-    (folder / "pusht.json").write_text(json.dumps(run))
-    return folder / "pusht.json"
 
 
 # -- the run config's env ----------------------------------------------------------------------------------------
@@ -115,7 +95,7 @@ def test_a_metaworld_v2_task_name_names_its_v3_name():
 
 
 def test_a_metaworld_v2_task_name_is_refused_when_the_config_loads(tmp_path):
-    path = _pusht_config(tmp_path)
+    path = tiny_run_config(tmp_path, "pusht")
     with pytest.raises(RunConfigError) as err:
         load_run_config(path, ["--env.type=metaworld", "--env.task=metaworld-pick-place-v2", "--env.episode_length=9"])
     assert "metaworld-pick-place-v3" in _one_line(err)
@@ -143,7 +123,7 @@ def test_shaping_and_an_asymmetric_critic_need_the_capability():
 
 
 def test_a_policy_whose_state_or_action_does_not_fit_the_env_is_refused_when_the_config_loads(tmp_path):
-    path = _pusht_config(tmp_path)  # the tiny policy reads a 2-d state and acts in 2-d: pusht, not aloha/metaworld
+    path = tiny_run_config(tmp_path, "pusht")  # a 2-d state and action: pusht, not aloha/metaworld
     with pytest.raises(RunConfigError) as err:
         load_run_config(path, ["--env.type=aloha", "--env.episode_length=9"])
     assert "env.type=aloha feeds 14 numbers" in _one_line(err)
@@ -290,7 +270,7 @@ def test_pusht_resets_steps_and_ends_episodes_through_the_interface(child_json):
 @pytest.mark.filterwarnings("ignore")
 def test_pirlctl_eval_runs_a_tiny_policy_on_pusht(tmp_path):
     pytest.importorskip("gym_pusht")
-    config = _pusht_config(tmp_path)
+    config = tiny_run_config(tmp_path, "pusht")
     make = (
         "import sys\n"
         "from pirlctl.config.run_config import load_run_config\n"
@@ -403,10 +383,52 @@ def test_grpo_schedules_by_the_envs_episode_limit_and_refuses_an_env_without_one
     cfg = load_run_config(DEFAULT_RUN_CONFIG, [*grpo, "--env.max_episode_steps=40"])  # pick-cube's own limit
     schedule = make_group_schedule(cfg, 8)
     assert schedule is not None and schedule.max_chunks_per_episode == 5  # ceil(40 / 8)
-    path = _pusht_config(tmp_path)
+    path = tiny_run_config(tmp_path, "pusht")
     data = json.loads(path.read_text())
     del data["env"]["episode_length"]  # LIBERO's defaults to None: no limit
     path.write_text(json.dumps(data))
     with pytest.raises(RunConfigError) as err:
         load_run_config(path, [*grpo, "--env.type=libero"])
     assert "needs an episode limit" in _one_line(err) and "set env.episode_length" in _one_line(err)
+
+
+def test_an_image_rendered_at_another_size_reaches_the_policy_at_the_configs_size():
+    from pirlctl.envs.lerobot_env import fit_image
+
+    torch = pytest.importorskip("torch")
+    top = torch.zeros(3, 480, 640)
+    top[:, :240] = 1.0  # upper half white: the resized image keeps its layout
+    small = fit_image("observation.images.top", top, (48, 64))
+    assert small.shape == (3, 48, 64) and small[:, :23].min() > 0.999 and small[:, 25:].max() < 1e-3
+    same = torch.rand(3, 48, 64)
+    assert fit_image("observation.image", same, (48, 64)) is same  # pusht/metaworld: sized where the env is made
+    state = torch.rand(14)
+    assert fit_image("observation.state", state, (48, 64)) is state
+    assert fit_image("observation.images.top", top, None) is top  # a config without an image size
+
+
+class _Named:
+    def __init__(self, instruction: str) -> None:
+        self.instruction = instruction
+
+
+def test_each_episode_record_names_the_instruction_its_env_gave_the_policy():
+    import threading
+    import time
+
+    from pirlctl.envs.vector import Episode
+    from pirlctl.runtime.actor import Actor, ActorReport, WeightsSlot
+    from pirlctl.runtime.wire import decode_interaction
+
+    sent: list[bytes] = []
+    actor = Actor.__new__(Actor)  # only what _end_episode reads
+    actor.envs, actor.episode_start = [_Named("push the block"), _Named("Push the puck to a goal")], {}
+    actor.report, actor.slot, actor.stop = ActorReport(0, 0, 0, 0, 0), WeightsSlot(), threading.Event()
+    actor.client = type("Client", (), {"send_interaction": staticmethod(sent.append)})()
+    actor.actor_id, actor.version, actor.actions_done, actor.infer_time, actor.env_time = 0, 3, 10, 1.0, 1.0
+    actor.started = time.monotonic()
+    actor._end_episode(Episode(1, seed=8, ret=1.0, length=10, success=True, truncated=True))
+    actor._end_episode(Episode(0, seed=9, length=4, terminated=True))
+    records = [decode_interaction(b) for b in sent]
+    assert [r["actor/instruction"] for r in records] == ["Push the puck to a goal", "push the block"]
+    assert [r["actor/env_index"] for r in records] == [1, 0] and [r["actor/success"] for r in records] == [True, False]

@@ -17,7 +17,6 @@ Every item runs the real code path on the tiny config and reports PASS/FAIL with
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib.util
 import json
 import logging
@@ -33,9 +32,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import draccus
 import torch
 
 from pirlctl.config.run_config import PiRLRunConfig
+from pirlctl.envs.configs import TaskEnvConfig
 from pirlctl.errors import one_line
 
 # item names (tests and scripts match on these)
@@ -46,7 +47,7 @@ LEARNER_BRANCH = "learner branch works"
 ACTOR_SYNC = "actor sync works"
 SAC_UNAFFECTED = "SAC unaffected"
 MUJOCO_GL = "MuJoCo GL backend set"
-ENV_RENDERS = "gym_hil env renders"
+ENV_RENDERS = "env renders"
 PORT_FREE = "learner port free"
 PY_SPY = "py-spy present"
 
@@ -54,17 +55,21 @@ GL_BACKENDS = ("osmesa", "egl", "glfw")
 MIN_LEARNER_ITERATIONS = 2  # PPO iterations the learner item runs: at least one past the critic warm-up
 BATCH_CHUNKS = 8  # chunk decisions per PPO batch in the learner / sync items
 RENDER_TIMEOUT_S = 90.0
-# The render probe: one env, one reset, per-camera pixel stats as JSON. os._exit skips MuJoCo's osmesa __del__
-# noise at interpreter shutdown.
+# The render probe: one env of the config's env.type built through the env interface, one reset, pixel stats of each
+# image the policy would read, as JSON. os._exit skips MuJoCo's osmesa __del__ noise at interpreter shutdown.
 RENDER_PROBE = """
 import json, os, sys
-import numpy as np
-from pirlctl.config.run_config import EnvSettings
-from pirlctl.envs.pick_cube import make_env, reset_episode
-env = make_env(EnvSettings(**json.loads(sys.argv[1])))
-obs = reset_episode(env, 0)
-stats = {cam: {"shape": list(np.asarray(img).shape), "mean": float(np.asarray(img).mean()),
-               "max": int(np.asarray(img).max())} for cam, img in obs["pixels"].items()}
+import draccus
+import pirlctl.config.run_config  # registers every env type
+from pirlctl.envs.configs import TaskEnvConfig
+env = draccus.decode(TaskEnvConfig, json.loads(sys.argv[1])).build_task_env()
+obs = env.policy_observation(env.reset(0))
+stats = {}
+for key, img in obs.items():
+    if key.startswith("observation.image"):
+        px = img.permute(1, 2, 0).float() * 255
+        cam = key.removeprefix("observation.images.").removeprefix("observation.")
+        stats[cam] = {"shape": list(px.shape), "mean": float(px.mean()), "max": int(px.max())}
 sys.stdout.write(json.dumps(stats) + "\\n")
 sys.stdout.flush()
 os._exit(0)
@@ -151,12 +156,12 @@ def check_mujoco_gl() -> str:
 
 
 def start_render_probe(cfg: PiRLRunConfig) -> subprocess.Popen[str]:
-    """Start the gym_hil render probe in a subprocess (it runs while the other items run)."""
+    """Start the render probe of the config's env type in a subprocess (it runs while the other items run)."""
     env = dict(os.environ)
     env.setdefault("MUJOCO_GL", "osmesa")
     env.setdefault("PYOPENGL_PLATFORM", env["MUJOCO_GL"])
     return subprocess.Popen(
-        [sys.executable, "-c", RENDER_PROBE, json.dumps(dataclasses.asdict(cfg.env))],
+        [sys.executable, "-c", RENDER_PROBE, json.dumps(draccus.encode(cfg.env, TaskEnvConfig))],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -175,7 +180,7 @@ def finish_render_probe(proc: subprocess.Popen[str], timeout: float = RENDER_TIM
     if proc.returncode != 0:
         raise ItemFailedError(
             f"env process exited {proc.returncode}: {lines[-1] if lines else 'no output'}; "
-            "install gym_hil and an OpenGL backend (MUJOCO_GL=osmesa needs libosmesa6)"
+            "install the env type's package and an OpenGL backend (MUJOCO_GL=osmesa needs libosmesa6)"
         )
     try:
         stats = json.loads(out.strip().splitlines()[-1])

@@ -167,7 +167,8 @@ class PushtTaskConfig(TaskEnvConfig, PushtEnv):
 @TaskEnvConfig.register_subclass("aloha")
 @dataclass
 class AlohaTaskConfig(TaskEnvConfig, AlohaEnv):
-    """LeRobot's aloha (gym_aloha renders three 480x640 cameras every step: ~5 steps/s on CPU)."""
+    """LeRobot's aloha (gym_aloha renders three 480x640 cameras every step: ~5 steps/s on CPU). Its image reaches
+    the policy at ``observation_height`` x ``observation_width``, resized after rendering (gym_aloha ignores them)."""
 
     package: ClassVar[str | None] = "gym_aloha"
     pip: ClassVar[str | None] = "'lerobot[aloha]'"

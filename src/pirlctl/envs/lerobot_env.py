@@ -75,7 +75,9 @@ class LeRobotTaskEnv:
         from lerobot.envs.utils import preprocess_observation
 
         batch = self.env_preprocessor(preprocess_observation(obs))
-        return {k: v[0] for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        h, w = getattr(self.cfg, "observation_height", None), getattr(self.cfg, "observation_width", None)
+        size = (int(h), int(w)) if h and w else None
+        return {k: fit_image(k, v[0], size) for k, v in batch.items() if isinstance(v, torch.Tensor)}
 
     def camera_frames(self) -> dict[str, np.ndarray]:
         frame = self.gym_env.render()
@@ -94,6 +96,16 @@ class LeRobotTaskEnv:
 
     def close(self) -> None:
         self.vector.close()
+
+
+def fit_image(key: str, value: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """An image [3, H, W] at the config's ``observation_height`` x ``observation_width``, resized (bilinear,
+    antialiased) when the env rendered another size: gym_aloha renders 480x640 whatever it is told (pusht and
+    metaworld are sized where the gym env is made, so theirs pass unchanged). Other keys pass unchanged."""
+    if not key.startswith("observation.image") or value.ndim != 3 or size is None or tuple(value.shape[1:]) == size:
+        return value
+    resized = torch.nn.functional.interpolate(value[None].float(), size=size, mode="bilinear", antialias=True)
+    return resized[0].to(value.dtype)
 
 
 def size_metaworld_renderer(env: Any, width: int, height: int) -> None:

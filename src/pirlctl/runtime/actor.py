@@ -425,6 +425,7 @@ class Actor:
             M.ACTOR_ID: self.actor_id,
             M.ACTOR_ENV_INDEX: ep.env_index,
             M.ACTOR_EPISODE_SEED: ep.seed,
+            M.ACTOR_INSTRUCTION: self.envs[ep.env_index].instruction,
             M.ACTOR_EPISODE_RETURN: ep.ret,
             M.ACTOR_SUCCESS: bool(ep.success),
             M.ACTOR_EPISODE_LENGTH: int(ep.length),
