@@ -16,7 +16,7 @@ train: setup
 	$(VENV)/bin/pirlctl train $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=25 $(PYTEST_ARGS)
 	$(VENV)/bin/ruff check src tests scripts bench
 	$(VENV)/bin/mypy
 

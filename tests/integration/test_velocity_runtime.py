@@ -54,9 +54,10 @@ def _config(policy: str):
 def _cases():
     for policy in POLICIES:
         for method in METHODS:
-            # one representative in the default suite (~50 s on 2 shared cores); the other eight are slow
-            marks = () if (policy, method) == ("pi0", "flow_sde_hybrid") else (pytest.mark.slow,)
-            yield pytest.param(policy, method, marks=marks, id=f"{policy}-{method}")
+            # all nine are slow (~50 s each on 2 cores): the default suite keeps the on-policy re-score across
+            # processes for X-VLA (test_runtime.py, test_diagnostics.py's verify-sync against a live learner) and the
+            # velocity adapters' exactness in-process (tests/unit/test_velocity_policies.py, test_velocity_verify_sync.py)
+            yield pytest.param(policy, method, marks=(pytest.mark.slow,), id=f"{policy}-{method}")
 
 
 @pytest.mark.parametrize(("policy", "method"), list(_cases()))

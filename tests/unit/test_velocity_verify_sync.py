@@ -30,7 +30,15 @@ def test_verify_sync_passes_on_the_tiny_velocity_configs(name):
     assert numeric["max_abs_delta_log_prob"] < LOG_PROB_TOLERANCE and numeric["clipfrac"] == 0.0
 
 
-@pytest.mark.parametrize("name", ["pick_cube_tiny_pi0", "pick_cube_tiny_pi05", "pick_cube_tiny_smolvla"])
+# pi0 in the default suite; the other two run the same code path with their own adapter (~12 s each: slow)
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pick_cube_tiny_pi0",
+        pytest.param("pick_cube_tiny_pi05", marks=pytest.mark.slow),
+        pytest.param("pick_cube_tiny_smolvla", marks=pytest.mark.slow),
+    ],
+)
 def test_profile_actor_runs_on_the_tiny_velocity_configs(name):
     """A real ``pirlctl profile-actor`` process: the actor loop (env, prefix, denoise, log-prob) on each policy."""
     res = subprocess.run(
