@@ -56,7 +56,7 @@ def _cases():
         for method in METHODS:
             # all nine are slow (~50 s each on 2 cores): the default suite keeps the on-policy re-score across
             # processes for X-VLA (test_runtime.py, test_diagnostics.py's verify-sync against a live learner) and the
-            # velocity adapters' exactness in-process (tests/unit/test_velocity_policies.py, test_velocity_verify_sync.py)
+            # velocity adapters' exactness in-process (unit: test_velocity_policies.py, test_velocity_verify_sync.py)
             yield pytest.param(policy, method, marks=(pytest.mark.slow,), id=f"{policy}-{method}")
 
 
