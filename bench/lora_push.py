@@ -6,7 +6,7 @@ than the whole policy).
 The push is what ``PiRLAlgorithm.get_weights`` sends under ``algorithm.trainable=lora`` (adapters + value head),
 counted from ``expected_weights`` (shapes and dtypes, so no tensor needs data). The whole policy is every parameter
 of the LeRobot policy, float32, the two unused ``lm_head``s left out (3.24 B for π0, lerobot-policies.md). The build
-follows ``bench/policy_params.py`` (config device set after construction, modules built under ``torch.device``).
+is ``bench/policy_params.py``'s ``build_meta`` (config device set after construction, built under ``torch.device``).
 """
 
 from __future__ import annotations
@@ -15,36 +15,12 @@ from typing import Any
 
 import torch
 
+from bench.policy_params import build_meta, spec_bytes
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PiRLAlgorithm
 
 RANKS = (8, 16, 64)
 GOAL = 50.0  # the push must be at least this many times smaller than the whole policy
-
-
-def build_meta(kind: str) -> Any:
-    """A full-size LeRobot ``kind`` policy on the meta device (one 224² camera, 8-d state, 7-d action)."""
-    from lerobot.configs.types import FeatureType, PolicyFeature
-    from lerobot.policies.factory import get_policy_class, make_policy_config
-
-    cfg = make_policy_config(kind)
-    cfg.input_features = {
-        "observation.images.front": PolicyFeature(FeatureType.VISUAL, (3, 224, 224)),
-        "observation.state": PolicyFeature(FeatureType.STATE, (8,)),
-    }
-    cfg.output_features = {"action": PolicyFeature(FeatureType.ACTION, (7,))}
-    cfg.device = "meta"  # after construction: __post_init__ replaces "meta" (configs/policies.py:86-89)
-    with torch.device("meta"):
-        return get_policy_class(kind)(cfg)
-
-
-def nbytes(spec: dict[str, dict[str, tuple[tuple[int, ...], torch.dtype]]]) -> int:
-    """Bytes of the tensors ``spec`` (``expected_weights``: group -> name -> (shape, dtype)) describes."""
-    total = 0
-    for group in spec.values():
-        for shape, dtype in group.values():
-            total += int(torch.Size(shape).numel()) * torch.empty((), dtype=dtype).element_size()
-    return total
 
 
 def measure(kind: str, rank: int, lora_vlm: bool = False) -> dict[str, Any]:
@@ -59,7 +35,7 @@ def measure(kind: str, rank: int, lora_vlm: bool = False) -> dict[str, Any]:
         4 * p.numel() for n, p in policy.named_parameters() if not n.replace(".base_layer", "").startswith(unused)
     )
     whole -= sum(4 * p.numel() for n, p in policy.named_parameters() if ".lora_" in n)  # adapters are not the policy
-    push = nbytes(algo.expected_weights())
+    push = spec_bytes(algo.expected_weights())
     layers = len({n.split(".lora_")[0] for n in algo.trainable_policy_parameters()})
     return {"kind": kind, "rank": rank, "vlm": lora_vlm, "layers": layers, "whole": whole, "push": push}
 

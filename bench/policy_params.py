@@ -95,9 +95,14 @@ def push_bytes(policy: Any, scope: str, blocks: int) -> int:
     from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PiRLAlgorithm
 
     algo = PiRLAlgorithm(policy, PiRLConfig(trainable=scope, trainable_blocks=blocks))  # heads follow the policy
+    return spec_bytes(algo.expected_weights())
+
+
+def spec_bytes(spec: dict[str, dict[str, tuple[tuple[int, ...], torch.dtype]]]) -> int:
+    """Bytes of the tensors ``spec`` (``expected_weights``: group -> name -> (shape, dtype)) describes."""
     return sum(
-        torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
-        for group in algo.expected_weights().values()
+        int(torch.Size(shape).numel()) * torch.empty((), dtype=dtype).element_size()
+        for group in spec.values()
         for shape, dtype in group.values()
     )
 
