@@ -386,7 +386,7 @@ def sample_chain(
     if fused:
         lp_all, std_all = _stacked_log_prob(chain, means, sigmas, sched, method)
     else:
-        zero = torch.zeros_like(x_init)
+        zero = torch.zeros_like(x_init) if any(v is None for v in step_lp) else x_init  # shared by deterministic steps
         lp_all = torch.stack([zero if v is None else v for v in step_lp], dim=1)
         std_all = torch.stack([zero if v is None else v for v in step_std], dim=1)
     return ChainSample(
