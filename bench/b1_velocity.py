@@ -128,7 +128,7 @@ def render(rows: list[dict[str, Any]], load: tuple[float, float], pairs: int, nu
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", type=int, default=30)
+    ap.add_argument("--pairs", type=int, default=40)
     ap.add_argument("--number", type=int, default=5)
     ap.add_argument("--policies", nargs="+", default=["pi0", "pi05", "smolvla"])
     ap.add_argument("--ks", nargs="+", type=int, default=[1, 4, 10])

@@ -173,3 +173,34 @@ def test_token_level_keeps_per_entry_terms_and_mean_aggregation_divides_by_steps
     assert tok[0].tolist() == [[4.0, 0.0], [4.0, 0.0], [0.0, 0.0]]
     chunk_mean = reduce_chain_log_prob(lp, sto, mask, aggregation="mean")
     assert chunk_mean.tolist() == [2.0, 2.0]  # 2 scored entries × (4 steps / 4)
+
+
+def test_a_velocity_models_ode_chain_is_its_own_euler_integration_bit_for_bit():
+    # π0-family adapters return a VelocityOutput: a deterministic step is x + dt·v (LeRobot's euler_integrate) and
+    # x̂₀, x̂₁ are derived only at the step that injects noise
+    from lerobot.policies.common.flow_matching import euler_integrate
+
+    from pirlctl.policies.base import VelocityOutput
+
+    g = torch.Generator().manual_seed(3)
+    x0, w = torch.randn(2, 3, 2, generator=g), torch.randn(2, generator=g)
+    outputs = []
+
+    def velocity(x_t, t):
+        return torch.tanh(x_t * w) + t.view(-1, 1, 1)
+
+    def denoise(x_t, t, _hint):
+        outputs.append(VelocityOutput(x_t, velocity(x_t, t), t, hidden=x_t))
+        return outputs[-1]
+
+    ode = sample_chain(denoise, x0, 4, "flow_ode")
+    assert torch.equal(ode.actions, euler_integrate(velocity, x0, 4))
+    assert all(o._estimates is None for o in outputs)  # no x̂₀/x̂₁ formed on an ODE chain
+    outputs.clear()
+    sample_chain(denoise, x0, 4, "flow_sde", noise_level=0.5, kstar=torch.tensor([2, 2]))
+    assert [o._estimates is not None for o in outputs] == [False, False, True, False]
+
+
+def test_hybrid_sampler_rejects_a_kstar_outside_the_chain():
+    with pytest.raises(ValueError, match=r"k\* must lie in 0..3 for 4 denoising steps"):
+        sample_chain(_linear_denoise, torch.randn(2, 3, 2), 4, "flow_sde", noise_level=0.5, kstar=torch.tensor([0, 4]))

@@ -25,8 +25,42 @@ class DenoiseOutput:
     hidden: Tensor  # [B, T, H] action-token hidden states (noise head / action-expert value head read these)
 
 
-# (x_t [B,T,D], t [B], noise_hint [B,T,D]) -> DenoiseOutput
-DenoiseFn = Callable[[Tensor, Tensor, Tensor], DenoiseOutput]
+def estimates_from_velocity(x_t: Tensor, v: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """(x̂₀, x̂₁) = (x_t − t·v, x_t + (1−t)·v) for a velocity v = ε − a. x_t, v [B,T,D]; t [B]."""
+    tb = t.view(-1, 1, 1).to(x_t.dtype)
+    return x_t - tb * v, x_t + (1.0 - tb) * v
+
+
+class VelocityOutput:
+    """One denoising step of a velocity model (π0, π0.5, SmolVLA: v = ε − a), read like a :class:`DenoiseOutput`.
+
+    x̂₀ and x̂₁ are derived from v on first read: a deterministic step needs only the policy's own Euler update
+    x_t − δ·v (B1: on a small model every extra op of a step counts). Such a model reads no noise hint.
+    """
+
+    def __init__(self, x_t: Tensor, velocity: Tensor, t: Tensor, hidden: Tensor) -> None:
+        self.x_t = x_t  # [B, T, D] the step's input latent
+        self.velocity = velocity  # [B, T, D]
+        self.t = t  # [B]
+        self.hidden = hidden  # [B, T, H]
+        self._estimates: tuple[Tensor, Tensor] | None = None
+
+    def _both(self) -> tuple[Tensor, Tensor]:
+        if self._estimates is None:
+            self._estimates = estimates_from_velocity(self.x_t, self.velocity, self.t)
+        return self._estimates
+
+    @property
+    def x0_hat(self) -> Tensor:
+        return self._both()[0]
+
+    @property
+    def x1_hat(self) -> Tensor:
+        return self._both()[1]
+
+
+# (x_t [B,T,D], t [B], noise_hint [B,T,D]) -> DenoiseOutput (or VelocityOutput: the same three members)
+DenoiseFn = Callable[[Tensor, Tensor, Tensor], DenoiseOutput | VelocityOutput]
 
 
 @runtime_checkable

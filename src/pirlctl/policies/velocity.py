@@ -13,7 +13,9 @@ The noise hint of X-VLA (an x̂₀-predicting model) is ignored: a velocity mode
 the injected noise is carried forward by the latent x_t, which the next velocity reads.
 
 An adapter computes the VLM prefix KV cache once per chunk (``encode``) and calls the policy's own
-``denoise_step`` per step, so the ODE chain equals the policy's ``sample_actions`` for the same noise. The action-token
+``denoise_step`` per step; it returns a :class:`~pirlctl.policies.base.VelocityOutput`, whose ODE step the sampler
+takes as x + dt·v, the policy's own Euler update, so the ODE chain is the policy's ``sample_actions`` for the same
+noise (bit for bit), and x̂₀, x̂₁ are computed only at the steps that inject noise. The action-token
 hidden states are the input of ``action_out_proj`` (a forward pre-hook), as X-VLA's are its decoder's input.
 """
 
@@ -25,14 +27,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pirlctl.policies.base import DenoiseFn, DenoiseOutput
+from pirlctl.policies.base import DenoiseFn, VelocityOutput, estimates_from_velocity
 from pirlctl.policies.language import LANGUAGE_MASK_KEY, LANGUAGE_TOKENS_KEY, attention_mask_from_tokens
 
-
-def estimates_from_velocity(x_t: Tensor, v: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-    """(x̂₀, x̂₁) = (x_t − t·v, x_t + (1−t)·v) for a velocity v = ε − a. x_t, v [B,T,D]; t [B]."""
-    tb = t.view(-1, 1, 1).to(x_t.dtype)
-    return x_t - tb * v, x_t + (1.0 - tb) * v
+__all__ = ["VelocityAdapter", "VelocityPrefix", "estimates_from_velocity"]
 
 
 @dataclass
@@ -100,13 +98,12 @@ class VelocityAdapter:
         return self._prefix(batch, tokens, masks)
 
     def denoise_fn(self, prefix: VelocityPrefix) -> DenoiseFn:
-        def denoise(x_t: Tensor, t: Tensor, _hint: Tensor) -> DenoiseOutput:
+        def denoise(x_t: Tensor, t: Tensor, _hint: Tensor) -> VelocityOutput:
             v = self._velocity(prefix, x_t, t.to(torch.float32))
             hidden = self._captured
             assert hidden is not None, "action_out_proj hook did not fire"
             self._captured = None
-            x0, x1 = estimates_from_velocity(x_t, v.to(x_t.dtype), t)
-            return DenoiseOutput(x0_hat=x0, x1_hat=x1, hidden=hidden)
+            return VelocityOutput(x_t, v.to(x_t.dtype), t, hidden)  # x̂₀, x̂₁ derived when a step reads them
 
         return denoise
 

@@ -23,20 +23,36 @@ re-derives it from the new latent, n_{k+1} = (x_{k+1} − (1−t_{k+1})·x̂₀_
 forward. With σ = 0 this reproduces X-VLA's sampler exactly; velocity models (π0) ignore the hint.
 In the hybrid sampler every step before k* is an ODE step, so n_{k*} = x_0 = chain[:, 0] and re-scoring needs
 only the stored chain and k*.
+
+Cost (bench B1: on a small model every extra tensor op of a step counts). Every sample of a chain shares t_k, so
+the coefficients of step k (1−t+δ, t−δ, the Flow-SDE drift and σ, and σ's log-density constants) are computed once
+per (K, a, dtype, device) by the same tensor expressions as :func:`step_moments` (:func:`chain_schedule`) and read
+as Python floats: a deterministic step is two or three ops, and a velocity model's ODE step is its own Euler update
+x_t − δ·v (:class:`~pirlctl.policies.base.VelocityOutput`). Which steps are stochastic is decided once per chain,
+not per step (no device sync inside the loop). Full-chain log-probs are one expression over the stacked chain.
+The re-score reads the same table, per sample, so the learner's log-prob equals the actor's bit for bit.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from pirlctl.policies.base import DenoiseFn, DenoiseOutput  # noqa: F401 - the adapter contract, re-exported
+from pirlctl.policies.base import (  # noqa: F401 - DenoiseOutput: the adapter contract, re-exported
+    DenoiseFn,
+    DenoiseOutput,
+    VelocityOutput,
+)
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+NOISE_METHODS = ("flow_ode", "flow_sde", "flow_noise")
+MIN_STD = 1e-12  # σ floor of every log-density (σ = 0 only at a = 0, where a step's log-prob is never used)
 
 
 # hidden [B,T,H] -> σ [B,T,D]
@@ -64,10 +80,21 @@ def sde_std_scale(t: Tensor, delta: float, noise_level: float) -> Tensor:
     return noise_level * torch.sqrt(t / denom)
 
 
+def ode_coefficients(t: Tensor, delta: float) -> tuple[Tensor, Tensor]:
+    """(1−t+δ, t−δ): the ODE mean is x̂₀·(1−t+δ) + x̂₁·(t−δ). t: any shape; returns t's shape."""
+    return 1.0 - t + delta, t - delta
+
+
+def sde_coefficients(t: Tensor, delta: float, noise_level: float) -> tuple[Tensor, Tensor]:
+    """(t−δ − s_t²δ/(2t), s_t·√δ): Flow-SDE's x̂₁ coefficient (x̂₀'s is the ODE one) and σ. t: any shape."""
+    s = sde_std_scale(t, delta, noise_level)
+    return t - delta - s.pow(2) * delta / (2.0 * t), s * math.sqrt(delta)
+
+
 def ode_step_mean(x0_hat: Tensor, x1_hat: Tensor, t: Tensor, delta: float) -> Tensor:
     """The deterministic (flow_ode) step x_{t−δ} = x̂₀(1−t+δ) + x̂₁(t−δ). x0_hat, x1_hat [B,T,D]; t [B]."""
-    tb = t.view(-1, 1, 1).to(x0_hat.dtype)
-    return x0_hat * (1.0 - tb + delta) + x1_hat * (tb - delta)
+    c0, c1 = ode_coefficients(t.view(-1, 1, 1).to(x0_hat.dtype), delta)
+    return x0_hat * c0 + x1_hat * c1
 
 
 def step_moments(
@@ -85,17 +112,18 @@ def step_moments(
     x0_hat, x1_hat: [B,T,D]; t: [B]; sigma (flow_noise only): [B,T,D]. Returns (μ [B,T,D], σ [B,T,D]).
     """
     tb = t.view(-1, 1, 1).to(x0_hat.dtype)
+    c0, c1 = ode_coefficients(tb, delta)
     if method == "flow_ode":
-        mean = ode_step_mean(x0_hat, x1_hat, t, delta)
+        mean = x0_hat * c0 + x1_hat * c1
         return mean, torch.zeros_like(mean)
     if method == "flow_sde":
-        s = sde_std_scale(tb, delta, noise_level)
-        mean = x0_hat * (1.0 - tb + delta) + x1_hat * (tb - delta - s.pow(2) * delta / (2.0 * tb))
-        return mean, (s * math.sqrt(delta)).expand_as(mean)
+        c1_sde, std = sde_coefficients(tb, delta, noise_level)
+        mean = x0_hat * c0 + x1_hat * c1_sde
+        return mean, std.expand_as(mean)
     if method == "flow_noise":
         if sigma is None:
             raise ValueError("flow_noise needs the learned sigma")
-        mean = ode_step_mean(x0_hat, x1_hat, t, delta)
+        mean = x0_hat * c0 + x1_hat * c1
         return mean, sigma.expand_as(mean)
     raise ValueError(f"unknown noise method {method!r}; use flow_ode, flow_sde or flow_noise")
 
@@ -103,6 +131,11 @@ def step_moments(
 def gaussian_log_prob(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     """Elementwise log N(x; mean, std²). All [B,T,D]; std > 0. Returns [B,T,D]."""
     return -((x - mean) ** 2) / (2.0 * std**2) - torch.log(std) - LOG_SQRT_2PI
+
+
+def scheduled_log_prob(x: Tensor, mean: Tensor, two_var: float | Tensor, log_std: float | Tensor) -> Tensor:
+    """:func:`gaussian_log_prob` with 2σ² and log σ given (floats, or tensors broadcasting to x [B,T,D] / [B,K,T,D])."""
+    return -((x - mean) ** 2) / two_var - log_std - LOG_SQRT_2PI
 
 
 def gaussian_entropy(std: Tensor) -> Tensor:
@@ -134,18 +167,108 @@ def reduce_chain_log_prob(
     Returns [B] for chunk_level (also summed over the masked rows and dims) or [B,T,D] for token_level
     (zero outside the mask).
     """
-    weights = stochastic.to(step_log_prob.dtype)  # [B,K]
+    per_elem = torch.where(stochastic[:, :, None, None], step_log_prob, 0.0)  # [B,K,T,D]
     if aggregation == "mean":
+        weights = stochastic.to(step_log_prob.dtype)  # [B,K]
         weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
-    elif aggregation != "sum":
+        per_elem = per_elem * weights[:, :, None, None]
+    elif aggregation != "sum":  # "sum": every weight is 1
         raise ValueError(f"unknown chain aggregation {aggregation!r}; use sum or mean")
-    per_elem = torch.where(weights.bool()[:, :, None, None], step_log_prob, torch.zeros_like(step_log_prob))
-    per_elem = (per_elem * weights[:, :, None, None]).sum(dim=1) * mask  # [B,T,D]
+    per_elem = per_elem.sum(dim=1) * mask  # [B,T,D]
     if reduction == "token_level":
         return per_elem
     if reduction == "chunk_level":
         return per_elem.sum(dim=(1, 2))
     raise ValueError(f"unknown log-prob reduction {reduction!r}; use chunk_level or token_level")
+
+
+class StepFloats(NamedTuple):
+    """Step k's coefficients as Python floats (exact values of the chain's dtype): see :class:`ChainSchedule`."""
+
+    t: float
+    t_next: float
+    one_minus_t_next: float
+    c0: float
+    c1_ode: float
+    c1_sde: float
+    sde_std: float
+    sde_two_var: float
+    sde_log_std: float
+
+
+@dataclass(frozen=True)
+class ChainSchedule:
+    """The per-step coefficients of a K-step chain, shared by every sample (t_k does not depend on the sample).
+
+    Computed once per (K, a, dtype, device) by the expressions of :func:`ode_coefficients` and
+    :func:`sde_coefficients` on the [K] time grid, so each value is bit for bit the one those functions give
+    for a single step. The sampler reads ``steps[k]`` (floats: no tensor op per coefficient); the re-score gathers
+    the tensors at each sample's k*. Cached and shared: never modify the tensors.
+    """
+
+    dt: float  # −δ = −1/K, the Euler step of a velocity model
+    t: Tensor  # [K+1] t_k
+    c0: Tensor  # [K] 1 − t_k + δ, x̂₀'s coefficient in every mean
+    c1_ode: Tensor  # [K] t_k − δ, x̂₁'s in the ODE mean (flow_ode, flow_noise, deterministic steps)
+    c1_sde: Tensor  # [K] t_k − δ − s_k²δ/(2t_k), x̂₁'s in the Flow-SDE mean
+    sde_std: Tensor  # [K] σ_k = s_k·√δ
+    sde_two_var: Tensor  # [K] 2σ_k² (σ floored at MIN_STD)
+    sde_log_std: Tensor  # [K] log σ_k (floored)
+    steps: tuple[StepFloats, ...]  # the same, per step, as Python floats
+
+
+@functools.lru_cache(maxsize=64)
+def chain_schedule(num_steps: int, noise_level: float, dtype: torch.dtype, device: torch.device) -> ChainSchedule:
+    """The :class:`ChainSchedule` of K = ``num_steps`` at Flow-SDE noise level a (0 for the other methods)."""
+    delta = 1.0 / num_steps
+    ts = denoise_timesteps(num_steps, device=device).to(dtype)
+    tk = ts[:-1]
+    c0, c1_ode = ode_coefficients(tk, delta)
+    c1_sde, std = sde_coefficients(tk, delta, noise_level)
+    floor = std.clamp_min(MIN_STD)
+    two_var, log_std = 2.0 * floor**2, torch.log(floor)
+    lists = [v.tolist() for v in (tk, ts[1:], 1.0 - ts[1:], c0, c1_ode, c1_sde, std, two_var, log_std)]
+    return ChainSchedule(
+        dt=-delta,
+        t=ts,
+        c0=c0,
+        c1_ode=c1_ode,
+        c1_sde=c1_sde,
+        sde_std=std,
+        sde_two_var=two_var,
+        sde_log_std=log_std,
+        steps=tuple(StepFloats(*row) for row in zip(*lists, strict=True)),
+    )
+
+
+def _step_mean(out: DenoiseOutput | VelocityOutput, x_t: Tensor, dt: float, c0, c1, *, ode: bool) -> Tensor:
+    """x̂₀·c0 + x̂₁·c1 (c: floats, or [B,1,1] per sample). An ODE mean of a velocity model is its own Euler update
+    x_t + dt·v instead: the same mean in exact arithmetic, the policy's own step bit for bit, and no x̂₀, x̂₁."""
+    if ode and isinstance(out, VelocityOutput):
+        return x_t + dt * out.velocity
+    return out.x0_hat * c0 + out.x1_hat * c1
+
+
+def _learned_sigma(sigma_fn: SigmaFn | None, hidden: Tensor) -> Tensor:
+    if sigma_fn is None:
+        raise ValueError("flow_noise needs the learned sigma")
+    return sigma_fn(hidden)
+
+
+def _stacked_log_prob(
+    chain: Tensor, means: list[Tensor], sigmas: list[Tensor], sched: ChainSchedule, method: str
+) -> tuple[Tensor, Tensor]:
+    """Log-prob terms and σ of every step of a chain at once, one expression over the stack: ([B,K,T,D] ×2).
+
+    chain [B,K+1,T,D]; means: K × [B,T,D]; sigmas: K × [B,T,D] (flow_noise) or empty (Flow-SDE: the schedule's σ).
+    """
+    mean, x_next = torch.stack(means, dim=1), chain[:, 1:]
+    if method == "flow_noise":
+        std = torch.stack(sigmas, dim=1)
+        return gaussian_log_prob(x_next, mean, std.clamp_min(MIN_STD)), std
+    col = (1, -1, 1, 1)
+    lp = scheduled_log_prob(x_next, mean, sched.sde_two_var.view(col), sched.sde_log_std.view(col))
+    return lp, sched.sde_std.view(col).expand_as(mean).clone()  # a copy: the schedule is cached
 
 
 @dataclass
@@ -183,75 +306,96 @@ def sample_chain(
     flow_ode: every step deterministic. hybrid: only step k* (given, or drawn per sample) is stochastic, every
     other step is the ODE step (:func:`ode_step_mean`). full_chain: every step stochastic.
     """
-    B = x_init.shape[0]
-    device = x_init.device
-    delta = 1.0 / num_steps
-    ts = denoise_timesteps(num_steps, device=device).to(x_init.dtype)
+    if method not in NOISE_METHODS:
+        raise ValueError(f"unknown noise method {method!r}; use flow_ode, flow_sde or flow_noise")
+    B, K = x_init.shape[0], num_steps
+    device, dtype = x_init.device, x_init.dtype
+    sched = chain_schedule(K, noise_level if method == "flow_sde" else 0.0, dtype, device)
+    # per step, decided once: does any sample inject noise here (any), do all (every)
     if method == "flow_ode":
-        stochastic = torch.zeros(B, num_steps, dtype=torch.bool, device=device)
+        stochastic = torch.zeros(B, K, dtype=torch.bool, device=device)
         kstar = torch.full((B,), -1, dtype=torch.long, device=device)
+        any_k = every_k = [False] * K
     elif sampling == "hybrid":
         if kstar is None:
-            kstar = draw_kstar(B, num_steps, generator=generator, device=device)
-        stochastic = torch.nn.functional.one_hot(kstar, num_steps).bool()
+            kstar = draw_kstar(B, K, generator=generator, device=device)
+        ks = kstar.tolist()
+        if not all(0 <= k < K for k in ks):
+            raise ValueError(f"k* must lie in 0..{K - 1} for {K} denoising steps; got {ks}")
+        stochastic = kstar[:, None] == torch.arange(K, device=device)
+        any_k = [k in ks for k in range(K)]
+        every_k = [all(j == k for j in ks) for k in range(K)]
     elif sampling == "full_chain":
-        stochastic = torch.ones(B, num_steps, dtype=torch.bool, device=device)
+        stochastic = torch.ones(B, K, dtype=torch.bool, device=device)
         kstar = torch.full((B,), -1, dtype=torch.long, device=device)
+        any_k = every_k = [True] * K
     else:
         raise ValueError(f"unknown sampling {sampling!r}; use hybrid or full_chain")
+    fused = sampling == "full_chain" and method != "flow_ode"  # log-probs once over the stacked chain
 
-    x = x_init
-    hint = x_init
+    x = hint = x_init
     latents = [x_init]
-    step_lp, step_std = [], []
+    step_lp: list[Tensor | None] = []  # per step (not fused); None: deterministic for every sample
+    step_std: list[Tensor | None] = []
+    means: list[Tensor] = []  # fused: every step's mean and learned σ
+    sigmas: list[Tensor] = []
     first_hidden: Tensor | None = None
-    for k in range(num_steps):
-        t = ts[k].expand(B)
-        out = denoise(x, t, hint)
+    for k in range(K):
+        f = sched.steps[k]
+        out = denoise(x, torch.full((B,), f.t, dtype=dtype, device=device), hint)
         if first_hidden is None:
             first_hidden = out.hidden
-        sto = stochastic[:, k].view(-1, 1, 1)
-        if not bool(sto.any()):
-            # no sample is stochastic here: the ODE step for all (the method's σ and drift are not needed)
-            x_next = ode_step_mean(out.x0_hat, out.x1_hat, t, delta)
-            latents.append(x_next)
-            step_lp.append(torch.zeros_like(x_next))
-            step_std.append(torch.zeros_like(x_next))
-            x = x_next
+        if not any_k[k]:
+            # no sample injects noise here: the ODE step for all (the method's σ and drift are not needed)
+            x = _step_mean(out, x, sched.dt, f.c0, f.c1_ode, ode=True)
+            latents.append(x)
+            step_lp.append(None)
+            step_std.append(None)
             continue
-        sigma = sigma_fn(out.hidden) if (method == "flow_noise" and sigma_fn is not None) else None
-        mean, std = step_moments(out.x0_hat, out.x1_hat, t, delta, method, noise_level=noise_level, sigma=sigma)
-        if sampling == "full_chain":
-            # every sample stochastic at every step: the same maths as below without the per-sample selects
-            # (B1: they are a visible share of a small model's step on CPU)
-            x_next = mean + std * torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
-            lp = gaussian_log_prob(x_next, mean, std.clamp_min(1e-12))
-            std_k = std
-            if k + 1 < num_steps:
-                hint = noise_estimate_from_latent(x_next, out.x0_hat, ts[k + 1].expand(B))
+        sigma = _learned_sigma(sigma_fn, out.hidden) if method == "flow_noise" else None
+        if sigma is None:
+            mean = _step_mean(out, x, sched.dt, f.c0, f.c1_sde, ode=False)
         else:
+            mean = _step_mean(out, x, sched.dt, f.c0, f.c1_ode, ode=True)
+        std: Tensor | float = f.sde_std if sigma is None else sigma
+        x_next = mean + std * torch.randn(x.shape, generator=generator, device=device, dtype=dtype)
+        sto = None if every_k[k] else stochastic[:, k].view(-1, 1, 1)
+        if sto is not None:
             # hybrid: the samples whose k* this is take the method's step, the others the ODE step
-            z = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
-            ode = mean if method == "flow_noise" else ode_step_mean(out.x0_hat, out.x1_hat, t, delta)
-            x_next = torch.where(sto, mean + std * z, ode)
-            lp = torch.where(sto, gaussian_log_prob(x_next, mean, std.clamp_min(1e-12)), torch.zeros_like(mean))
-            std_k = torch.where(sto, std, torch.zeros_like(std))
-            t_next = ts[k + 1].expand(B)
-            if k + 1 < num_steps:
-                new_hint = noise_estimate_from_latent(x_next, out.x0_hat, t_next)
-                hint = torch.where(sto, new_hint, hint)
+            ode = mean if sigma is not None else _step_mean(out, x, sched.dt, f.c0, f.c1_ode, ode=True)
+            x_next = torch.where(sto, x_next, ode)
+        if fused:
+            means.append(mean)
+            if sigma is not None:
+                sigmas.append(sigma)
+        else:
+            if sigma is None:
+                lp = scheduled_log_prob(x_next, mean, f.sde_two_var, f.sde_log_std)
+                std_k = torch.full_like(mean, f.sde_std)
+            else:
+                lp, std_k = gaussian_log_prob(x_next, mean, sigma.clamp_min(MIN_STD)), sigma.expand_as(mean)
+            step_lp.append(lp if sto is None else torch.where(sto, lp, 0.0))
+            step_std.append(std_k if sto is None else torch.where(sto, std_k, 0.0))
+        if k + 1 < K and not isinstance(out, VelocityOutput):  # a velocity model reads no hint
+            new_hint = (x_next - f.one_minus_t_next * out.x0_hat) / f.t_next  # noise_estimate_from_latent
+            hint = new_hint if sto is None else torch.where(sto, new_hint, hint)
         latents.append(x_next)
-        step_lp.append(lp)
-        step_std.append(std_k)
         x = x_next
     assert first_hidden is not None
+    chain = torch.stack(latents, dim=1)
+    if fused:
+        lp_all, std_all = _stacked_log_prob(chain, means, sigmas, sched, method)
+    else:
+        zero = torch.zeros_like(x_init) if any(v is None for v in step_lp) else x_init  # shared by deterministic steps
+        lp_all = torch.stack([zero if v is None else v for v in step_lp], dim=1)
+        std_all = torch.stack([zero if v is None else v for v in step_std], dim=1)
     return ChainSample(
         actions=x,
-        chain=torch.stack(latents, dim=1),
+        chain=chain,
         stochastic=stochastic,
         kstar=kstar,
-        step_log_prob=torch.stack(step_lp, dim=1),
-        step_std=torch.stack(step_std, dim=1),
+        step_log_prob=lp_all,
+        step_std=std_all,
         first_hidden=first_hidden,
     )
 
@@ -280,41 +424,58 @@ def rescore_chain(
     hybrid: one forward pass at each sample's own k* (t = t_{k*}, noise hint x_0, see module docstring);
     cost ≈ 1/K of the chain. Otherwise a sequential pass over all K steps that re-derives the noise hint from
     the stored latents exactly as :func:`sample_chain` did. Deterministic steps need no mean here (their latents
-    are stored); only the stochastic steps are scored, with the method's moments.
+    are stored); only the stochastic steps are scored, with the method's moments, read from the same
+    :func:`chain_schedule` as the sampler's (hence bit for bit its log-prob). flow_ode has no stochastic step: it
+    is scored as Flow-SDE at a = 0, every term masked out.
     """
+    if method not in NOISE_METHODS:
+        raise ValueError(f"unknown noise method {method!r}; use flow_ode, flow_sde or flow_noise")
+    learned = method == "flow_noise"
     B, K1 = chain.shape[:2]
     K = K1 - 1
-    delta = 1.0 / K
-    ts = denoise_timesteps(K, device=chain.device).to(chain.dtype)
-    zeros = torch.zeros(B, K, *chain.shape[2:], dtype=chain.dtype, device=chain.device)
+    sched = chain_schedule(K, noise_level if method == "flow_sde" else 0.0, chain.dtype, chain.device)
     if hybrid:
         kstar = stochastic.float().argmax(dim=1)  # [B]
         idx = torch.arange(B, device=chain.device)
-        x_k, x_next, t = chain[idx, kstar], chain[idx, kstar + 1], ts[kstar]
-        out = denoise(x_k, t, chain[:, 0])
-        sigma = sigma_fn(out.hidden) if (method == "flow_noise" and sigma_fn is not None) else None
-        mean, std = step_moments(out.x0_hat, out.x1_hat, t, delta, method, noise_level=noise_level, sigma=sigma)
-        lp = gaussian_log_prob(x_next, mean, std.clamp_min(1e-12))
-        step_lp, step_std = zeros.clone(), zeros.clone()
+        x_k, x_next = chain[idx, kstar], chain[idx, kstar + 1]
+        out = denoise(x_k, sched.t[kstar], chain[:, 0])
+
+        def at_kstar(v: Tensor) -> Tensor:
+            return v[kstar].view(-1, 1, 1)
+
+        if learned:
+            sigma = _learned_sigma(sigma_fn, out.hidden)
+            mean = _step_mean(out, x_k, sched.dt, at_kstar(sched.c0), at_kstar(sched.c1_ode), ode=True)
+            std = sigma.expand_as(mean)
+            lp = gaussian_log_prob(x_next, mean, sigma.clamp_min(MIN_STD))
+        else:
+            mean = _step_mean(out, x_k, sched.dt, at_kstar(sched.c0), at_kstar(sched.c1_sde), ode=False)
+            std = at_kstar(sched.sde_std).expand_as(mean)
+            lp = scheduled_log_prob(x_next, mean, at_kstar(sched.sde_two_var), at_kstar(sched.sde_log_std))
+        zeros = torch.zeros(B, K, *chain.shape[2:], dtype=chain.dtype, device=chain.device)
+        step_lp, step_std = zeros, zeros.clone()
         step_lp[idx, kstar] = lp
         step_std[idx, kstar] = std
         first = out.hidden if bool((kstar == 0).all()) else None
         return Rescore(step_lp, step_std, first)
 
     hint = chain[:, 0]
-    lps, stds = [], []
+    means, sigmas = [], []
     first_hidden = None
     for k in range(K):
-        t = ts[k].expand(B)
-        out = denoise(chain[:, k], t, hint)
+        f = sched.steps[k]
+        x_k = chain[:, k]
+        out = denoise(x_k, torch.full((B,), f.t, dtype=chain.dtype, device=chain.device), hint)
         if first_hidden is None:
             first_hidden = out.hidden
-        sigma = sigma_fn(out.hidden) if (method == "flow_noise" and sigma_fn is not None) else None
-        mean, std = step_moments(out.x0_hat, out.x1_hat, t, delta, method, noise_level=noise_level, sigma=sigma)
-        sto = stochastic[:, k].view(-1, 1, 1)
-        lps.append(torch.where(sto, gaussian_log_prob(chain[:, k + 1], mean, std.clamp_min(1e-12)), 0.0))
-        stds.append(torch.where(sto, std, 0.0))
-        if k + 1 < K:
-            new_hint = noise_estimate_from_latent(chain[:, k + 1], out.x0_hat, ts[k + 1].expand(B))
-            hint = torch.where(sto, new_hint, hint)
-    return Rescore(torch.stack(lps, dim=1), torch.stack(stds, dim=1), first_hidden)
+        if learned:
+            sigmas.append(_learned_sigma(sigma_fn, out.hidden))
+            means.append(_step_mean(out, x_k, sched.dt, f.c0, f.c1_ode, ode=True))
+        else:
+            means.append(_step_mean(out, x_k, sched.dt, f.c0, f.c1_sde, ode=False))
+        if k + 1 < K and not isinstance(out, VelocityOutput):
+            new_hint = (chain[:, k + 1] - f.one_minus_t_next * out.x0_hat) / f.t_next
+            hint = torch.where(stochastic[:, k].view(-1, 1, 1), new_hint, hint)
+    lp, std = _stacked_log_prob(chain, means, sigmas, sched, method)
+    sto = stochastic[:, :, None, None]
+    return Rescore(torch.where(sto, lp, 0.0), torch.where(sto, std, 0.0), first_hidden)
