@@ -156,8 +156,9 @@ def record_demos(
 
         if settings.has_demonstrator and (aim_scale or not retry):
             raise EnvSetupError(
-                f"pipeline.demo_aim_scale and demo_retry=false are pick-cube's; env.type={settings.type}'s "
-                "demonstrator takes demo_noise_std, demo_aim_error and demo_aim_bias: set demo_aim_scale=0, demo_retry=true"
+                f"pipeline.demo_aim_scale and demo_retry=false are pick-cube's; the env.type={settings.type} "
+                "demonstrator takes demo_noise_std, demo_aim_error and demo_aim_bias: set demo_aim_scale=0 and "
+                "demo_retry=true"
             )
         report = record_expert_demos(  # raises for a type without a demonstrator, naming the fix
             settings,
