@@ -158,3 +158,24 @@ def test_a_tiny_metaworld_demos_and_sft_stage_runs_through_the_env_interface_wit
     assert again.reused
     sft = behaviour_clone(cfg.policy, tmp_path / "demos", tmp_path / "sft", steps=3, batch_size=4)
     assert (tmp_path / "sft" / "model.safetensors").is_file() and sft.frames == 24 and np.isfinite(sft.final_loss)
+
+
+def test_the_progress_potential_grows_from_the_start_to_the_goal():
+    from pirlctl.envs.metaworld import MetaworldTaskEnv
+
+    inner = SimpleNamespace(obj_init_pos=PUCK, _target_pos=GOAL, tcp_center=HAND, _get_pos_objects=lambda: PUCK)
+    env = MetaworldTaskEnv.__new__(MetaworldTaskEnv)  # only what progress_potential reads
+    env.gym_env = SimpleNamespace(unwrapped=SimpleNamespace(_env=inner))
+    reach = 1 - np.linalg.norm(HAND - PUCK) / 0.3
+    assert env.progress_potential() == pytest.approx(0.3 * reach)  # at the start: nothing placed yet
+    inner.tcp_center = PUCK
+    assert env.progress_potential() == pytest.approx(0.3)
+    halfway = (PUCK + GOAL) / 2
+    inner.tcp_center, inner._get_pos_objects = halfway, lambda: halfway
+    assert env.progress_potential() == pytest.approx(0.3 + 0.7 * 0.5)
+    inner.tcp_center, inner._get_pos_objects = GOAL, lambda: GOAL
+    assert env.progress_potential() == pytest.approx(1.0)
+    assert (
+        MetaworldTaskConfig.has_progress
+        and MetaworldTaskConfig(shaping=1.0).check(policy=None, critic_privileged_dim=0) is None
+    )

@@ -213,6 +213,7 @@ class MetaworldTaskConfig(TaskEnvConfig, MetaworldEnv):
     package: ClassVar[str | None] = "metaworld"
     pip: ClassVar[str | None] = "'lerobot[metaworld]'"
     has_demonstrator: ClassVar[bool] = True
+    has_progress: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.obs_type == "state":  # LeRobot's config refuses it: the features of pirlctl's state env
@@ -254,6 +255,11 @@ class MetaworldTaskConfig(TaskEnvConfig, MetaworldEnv):
             reward_type=self.reward_type,
             placeholder_side=self.observation_height,
         )
+
+    def build_task_env(self) -> TaskEnv:
+        from pirlctl.envs.metaworld import MetaworldTaskEnv
+
+        return MetaworldTaskEnv(self)
 
     def make_demonstrator(
         self, *, noise_std: float, aim_error: float, aim_bias: list[float], seed: int

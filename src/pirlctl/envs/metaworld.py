@@ -18,9 +18,14 @@ from typing import Any
 import numpy as np
 from lerobot.envs.metaworld import MetaworldEnv
 
+from pirlctl.envs.lerobot_env import LeRobotTaskEnv
+
 STATE_DIM = 39  # MetaWorld v3's flat observation
 OBJECT_POS = slice(4, 7)  # the first object's xyz in that observation (the puck of push-v3)
 PLACEHOLDER_SIDE = 32  # default side (pixels) of the placeholder frame
+# progress potential (shaping): weights of reaching the object and of bringing it to the target, as gym_hil's
+# pick-cube weighs closeness and lift (0.3 / 0.7); the hand-to-object distance at which reaching counts nothing
+REACH_WEIGHT, PLACE_WEIGHT, REACH_SCALE = 0.3, 0.7, 0.3
 
 
 class MetaworldStateEnv(MetaworldEnv):
@@ -52,6 +57,24 @@ class MetaworldStateEnv(MetaworldEnv):
         if self.reward_type == "sparse":
             reward = float(info["is_success"])
         return obs, float(reward), terminated, truncated, info
+
+
+class MetaworldTaskEnv(LeRobotTaskEnv):
+    """LeRobot's metaworld behind the env interface, with a progress potential for reward shaping."""
+
+    has_progress = True
+
+    def progress_potential(self) -> float:
+        """Phi(s) in [0, 1]: ``0.3 * reach + 0.7 * place``, reach = 1 - min(1, |hand - object| / 0.3 m), place =
+        1 - min(1, |object - target| / |object's initial position - target|) (the distances MetaWorld's own v3
+        rewards measure; a function of the state, unlike that reward, which also reads the action)."""
+        inner = self.gym_env.unwrapped._env
+        obj = np.asarray(inner._get_pos_objects()[:3])
+        target = np.asarray(inner._target_pos)
+        reach = 1.0 - min(1.0, float(np.linalg.norm(inner.tcp_center - obj)) / REACH_SCALE)
+        start = max(float(np.linalg.norm(np.asarray(inner.obj_init_pos)[:3] - target)), 1e-6)
+        place = 1.0 - min(1.0, float(np.linalg.norm(obj - target)) / start)
+        return REACH_WEIGHT * reach + PLACE_WEIGHT * place
 
 
 def create_state_envs(task: str, n_envs: int, **env_kwargs: Any) -> dict[str, dict[int, Any]]:
