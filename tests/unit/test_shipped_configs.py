@@ -13,6 +13,7 @@ from pirlctl.configs import BASE_KEY, CONFIGS_DIR, DEFAULT_RUN_CONFIG, builtin_n
 from pirlctl.errors import one_line
 
 SHIPPED = [
+    "metaworld_push_tiny",
     "pick_cube_tiny",
     "pick_cube_tiny_1actor",
     "pick_cube_tiny_flow_noise",
@@ -42,7 +43,7 @@ def settings(name: str) -> dict[str, Any]:
     return flat(encode_run_config(load_run_config(name)))
 
 
-def test_the_package_ships_the_eleven_configs_and_the_default_is_the_base():
+def test_the_package_ships_its_configs_and_the_default_is_the_base():
     assert builtin_names() == SHIPPED
     assert DEFAULT_RUN_CONFIG == CONFIGS_DIR / "pick_cube_tiny.json" and DEFAULT_RUN_CONFIG.is_file()
     assert BASE_KEY not in json.loads(DEFAULT_RUN_CONFIG.read_text())  # the base stands on the policy config only

@@ -75,6 +75,20 @@ class TaskEnv(Protocol):
     def close(self) -> None: ...
 
 
+class Demonstrator(Protocol):
+    """A scripted expert that plays an env type's episodes for ``pirlctl train``'s demos
+    (:meth:`pirlctl.envs.configs.TaskEnvConfig.make_demonstrator`); it may read the simulator (privileged)."""
+
+    def reset(self, seed: int) -> None:
+        """A new episode, started in the env with ``seed``."""
+        ...
+
+    def act(self, env: TaskEnv, obs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """``(executed, label)`` for the next step of ``env`` (``obs`` its raw observation): the action to execute
+        (noise included) and the one the dataset records as the demonstrator's."""
+        ...
+
+
 def episode_success(info: dict[str, Any]) -> bool:
     """Success at an episode's end, read as LeRobot's ``rollout()`` reads it: ``final_info["is_success"]`` first
     (a same-step auto-reset moves the last step's info there), then ``info["is_success"]``."""

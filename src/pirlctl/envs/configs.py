@@ -26,7 +26,7 @@ from lerobot.envs.configs import AlohaEnv, LiberoEnv, MetaworldEnv, PushtEnv
 from pirlctl.envs.base import EnvSetupError
 
 if TYPE_CHECKING:
-    from pirlctl.envs.base import TaskEnv
+    from pirlctl.envs.base import Demonstrator, TaskEnv
 
 DEFAULT_ENV_TYPE = "pick_cube"
 
@@ -136,6 +136,16 @@ class TaskEnvConfig(draccus.ChoiceRegistry):
     def prepare_gym_env(self, gym_env: Any) -> None:
         """Called once on each gym env LeRobot's ``make_env`` made, before its first reset."""
 
+    def make_demonstrator(
+        self, *, noise_std: float, aim_error: float, aim_bias: list[float], seed: int
+    ) -> Demonstrator:
+        """The type's scripted demonstrator for ``pirlctl train``'s demos (``has_demonstrator``), degraded by the
+        ``pipeline.demo_*`` settings of those names."""
+        raise EnvSetupError(
+            f"env.type={self.type} has no scripted demonstrator for pirlctl's demos; start from your own SFT "
+            "policy instead: set policy_path to a LeRobot policy folder (e.g. lerobot-train on your dataset)"
+        )
+
 
 def _flat_dim(feature: Any) -> int | None:
     shape = getattr(feature, "shape", None)
@@ -185,18 +195,35 @@ def metaworld_tasks() -> dict[str, Any]:
 @TaskEnvConfig.register_subclass("metaworld")
 @dataclass
 class MetaworldTaskConfig(TaskEnvConfig, MetaworldEnv):
-    """LeRobot's metaworld with a v3 task (MetaWorld 3.0 has no v2 tasks) and a settable image size (LeRobot
-    0.6.1 always renders 480 px)."""
+    """LeRobot's metaworld with a v3 task (MetaWorld 3.0 has no v2 tasks), a settable image size (LeRobot
+    0.6.1 always renders 480 px), a state observation without rendering, and MetaWorld's scripted experts as the
+    demonstrator (:mod:`pirlctl.envs.metaworld`)."""
 
     task: str = "metaworld-push-v3"
+    # "pixels_agent_pos" (LeRobot's: a rendered camera and the hand's 4 numbers), "pixels" (the camera only) or
+    # "state" (pirlctl's: MetaWorld's whole 39-number observation, objects and goal included, and no rendering,
+    # ~50x the env steps per second on CPU; the policy's camera then sees a constant black placeholder frame of
+    # observation_height x observation_width, since pirlctl's flow policies all require one).
+    obs_type: str = "pixels_agent_pos"
+    # "dense" (MetaWorld's shaped reward, up to 10 per step) or "sparse" (1 on the success step; obs_type="state"
+    # only). The episode ends on success, so the dense reward pays a policy for lingering short of it.
+    reward_type: str = "dense"
     observation_height: int = 480
     observation_width: int = 480
 
     package: ClassVar[str | None] = "metaworld"
     pip: ClassVar[str | None] = "'lerobot[metaworld]'"
+    has_demonstrator: ClassVar[bool] = True
+    has_progress: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        if self.obs_type == "state":  # LeRobot's config refuses it: the features of pirlctl's state env
+            from lerobot.configs.types import FeatureType, PolicyFeature
+
+            self.features["agent_pos"] = PolicyFeature(type=FeatureType.STATE, shape=(39,))
+            self.features["pixels/top"] = PolicyFeature(type=FeatureType.VISUAL, shape=(480, 480, 3))
+        else:
+            super().__post_init__()
         for key, feature in self.features.items():
             if key in ("top", "pixels/top"):
                 feature.shape = (self.observation_height, self.observation_width, 3)
@@ -218,7 +245,47 @@ class MetaworldTaskConfig(TaskEnvConfig, MetaworldEnv):
             names += table["DIFFICULTY_TO_TASKS"].get(group, [group])
         return names
 
+    def create_envs(self, n_envs: int, use_async_envs: bool = False) -> dict:
+        if self.obs_type != "state":
+            return super().create_envs(n_envs, use_async_envs)
+        from pirlctl.envs.metaworld import create_state_envs
+
+        return create_state_envs(
+            self.task_names[0],
+            n_envs,
+            reward_type=self.reward_type,
+            placeholder_side=self.observation_height,
+        )
+
+    def build_task_env(self) -> TaskEnv:
+        from pirlctl.envs.metaworld import MetaworldTaskEnv
+
+        return MetaworldTaskEnv(self)
+
+    def make_demonstrator(
+        self, *, noise_std: float, aim_error: float, aim_bias: list[float], seed: int
+    ) -> Demonstrator:
+        from pirlctl.envs.metaworld import MetaworldExpert
+
+        return MetaworldExpert(
+            self.task_names[0], noise_std=noise_std, aim_error=aim_error, aim_bias=aim_bias, seed=seed
+        )
+
     def check(self, *, policy: Any, critic_privileged_dim: int) -> None:
+        if self.obs_type not in ("pixels", "pixels_agent_pos", "state"):
+            raise EnvSetupError(
+                f"env.obs_type={self.obs_type!r} is invalid; use 'state', 'pixels_agent_pos' or 'pixels'"
+            )
+        if self.reward_type not in ("dense", "sparse") or (self.reward_type == "sparse" and self.obs_type != "state"):
+            raise EnvSetupError(
+                f"env.reward_type={self.reward_type!r} is invalid with env.obs_type={self.obs_type!r}; use 'dense', "
+                "or 'sparse' with env.obs_type='state'"
+            )
+        if self.obs_type == "state" and self.observation_height != self.observation_width:
+            raise EnvSetupError(
+                f"env.observation_height={self.observation_height} and observation_width={self.observation_width} "
+                "differ; with env.obs_type='state' the placeholder frame is square: set both to one size, e.g. 32"
+            )
         known = metaworld_tasks()["TASK_DESCRIPTIONS"]
         for name in self.task_names:
             if name in known:
@@ -235,6 +302,8 @@ class MetaworldTaskConfig(TaskEnvConfig, MetaworldEnv):
         super().check(policy=policy, critic_privileged_dim=critic_privileged_dim)
 
     def prepare_gym_env(self, gym_env: Any) -> None:
+        if self.obs_type == "state":
+            return  # nothing rendered for observations; render() keeps LeRobot's 480 px for strips
         from pirlctl.envs.lerobot_env import size_metaworld_renderer
 
         size_metaworld_renderer(gym_env.unwrapped, self.observation_width, self.observation_height)

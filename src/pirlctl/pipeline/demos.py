@@ -143,11 +143,6 @@ def record_demos(
     ``on_episode(saved, episodes)`` is called at the start (0 saved) and after each saved episode (a progress bar)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    if not isinstance(settings, EnvSettings):  # pick-cube's scripted picker is the only demonstrator so far
-        raise EnvSetupError(
-            f"env.type={settings.type} has no scripted demonstrator for pirlctl's demos; start from your own SFT "
-            "policy instead: set policy_path to a LeRobot policy folder (e.g. lerobot-train on your dataset)"
-        )
     quiet_video_backend_probe()
     root = Path(root)
     marker = root / ".pirlctl-complete"
@@ -156,6 +151,27 @@ def record_demos(
         return DemoReport(str(root), ds.meta.total_episodes, -1, ds.meta.total_frames, reused=True)
     if root.exists():
         shutil.rmtree(root)
+    if not isinstance(settings, EnvSettings):  # another type's demonstrator, through the env interface
+        from pirlctl.pipeline.expert_demos import record_expert_demos
+
+        if settings.has_demonstrator and (aim_scale or not retry):
+            raise EnvSetupError(
+                f"pipeline.demo_aim_scale and demo_retry=false are pick-cube's; the env.type={settings.type} "
+                "demonstrator takes demo_noise_std, demo_aim_error and demo_aim_bias: set demo_aim_scale=0 and "
+                "demo_retry=true"
+            )
+        report = record_expert_demos(  # raises for a type without a demonstrator, naming the fix
+            settings,
+            root,
+            episodes=episodes,
+            noise_std=noise_std,
+            aim_error=aim_error,
+            aim_bias=list(aim_bias or [0.0, 0.0, 0.0]),
+            keep_failures=keep_failures,
+            on_episode=on_episode,
+        )
+        marker.write_text("ok\n")
+        return report
     ds = LeRobotDataset.create(
         "pirlctl/demos", fps=FPS, features=dataset_features(settings), root=root, use_videos=False
     )
