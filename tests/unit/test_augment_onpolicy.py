@@ -1,6 +1,6 @@
-"""algorithm.image_shift keeps PPO's ratio exact: the actor shifts before its policy call and sends the shifted images,
-and the learner re-scores exactly those (the real-process lr-0 check is tests/integration/test_image_shift_runtime.py).
-"""
+"""algorithm.image_shift where it acts: SFT minibatches are shifted; in RL the actor shifts before its policy call and
+sends the shifted images, and the learner re-scores exactly those, so PPO's ratio stays exact (the real-process lr-0
+check is tests/integration/test_image_shift_runtime.py)."""
 
 from __future__ import annotations
 
@@ -60,3 +60,41 @@ def test_the_actor_shifts_each_camera_of_what_it_scores_and_sends_and_k_zero_lea
     off = _actor(load_run_config(TINY_RUN))
     again = off._policy_obs(0, off.env.reset(0))
     assert all(torch.equal(again[k], plain[k]) for k in plain)
+
+
+@pytest.mark.parametrize("shift", [0, SHIFT])
+def test_behaviour_cloning_trains_on_minibatches_shifted_within_k_pixels(shift, tmp_path, monkeypatch):
+    """Each SFT minibatch's camera images are pad-and-crops (within ``shift``) of the dataset frames drawn; 0: the
+    frames themselves (the tiny X-VLA normalises images by identity)."""
+    from pirlctl.pipeline import sft
+
+    from .test_processors import _fake_demos
+
+    cfg = load_run_config(TINY_RUN, [f"--output_dir={tmp_path / 'run'}"])
+    demos = _fake_demos(tmp_path / "demos", cfg.env)
+    seen: list[dict] = []
+    build = sft.build_policy
+
+    def recording_policy(policy_cfg):
+        policy = build(policy_cfg)
+        forward = policy.forward
+
+        def record(batch):
+            seen.append({k: batch[k].clone() for k in image_keys(cfg.policy)})
+            return forward(batch)
+
+        policy.forward = record
+        return policy
+
+    monkeypatch.setattr(sft, "build_policy", recording_policy)
+    sft.behaviour_clone(cfg.policy, demos, tmp_path / "sft", steps=1, batch_size=4, seed=0, image_shift=shift)
+    frames = sft.load_frames(demos, cfg.policy)
+    idx = torch.randint(0, frames["action"].shape[0], (4,), generator=torch.Generator().manual_seed(0))
+    (batch,) = seen
+    for key in image_keys(cfg.policy):
+        drawn = frames[key][idx]
+        if shift == 0:
+            assert torch.equal(batch[key], drawn)
+        else:
+            offsets = {_offset_of(batch[key][i], drawn[i], shift) for i in range(len(idx))}  # each within shift
+            assert offsets != {(0, 0)}
