@@ -77,3 +77,16 @@ def test_a_users_policy_path_skips_demos_and_sft_and_the_report_says_so(tmp_path
     text = write_report(report, cfg, tmp_path / "run" / "report.md", sft_eval=ev, rl_eval=ev, train=[])
     assert f"| stages skipped | demos, sft (started from {folder.resolve()}) |" in text
     assert "| start policy (--policy_path) | 50.0% |" in text
+
+
+def test_image_shift_keys_its_own_sft_policy_and_leaves_the_unshifted_key_as_it_was(tmp_path):
+    from pirlctl.pipeline.train_job import _key, policy_key_json
+
+    cfg = load_run_config(TINY_RUN, [f"--output_dir={tmp_path / 'run'}"])
+    job = TrainJob(cfg)
+    p = cfg.pipeline
+    # the key before algorithm.image_shift existed: cached SFT policies of unshifted runs are still found
+    assert job.sft_key == _key(job.demo_key, policy_key_json(cfg), p.sft_steps, p.sft_batch_size, p.sft_lr, cfg.seed)
+    shifted = TrainJob(load_run_config(TINY_RUN, [f"--output_dir={tmp_path / 'run'}", "--algorithm.image_shift=4"]))
+    assert shifted.demo_key == job.demo_key  # the same demos ...
+    assert shifted.sft_key != job.sft_key and shifted.sft_eval != job.sft_eval  # ... another SFT policy and its eval

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from pirlctl.policies.augment import image_keys, shift_images
 from pirlctl.policies.language import LANGUAGE_MASK_KEY
 from pirlctl.policies.loading import build_policy
 from pirlctl.policies.processors import build_processors, dataset_stats, has_processors
@@ -72,9 +73,12 @@ def behaviour_clone(
     fresh: bool = False,
     log_every: int = 100,
     on_log: Any = None,
+    image_shift: int = 0,
 ) -> SFTReport:
     """Train ``policy_cfg`` from scratch (seeded) on the dataset; save to ``output`` (reused when present).
-    ``on_log(step, loss)`` every ``log_every`` steps and at the last; ``on_log(0, nan)`` once the data is loaded."""
+    ``on_log(step, loss)`` every ``log_every`` steps and at the last; ``on_log(0, nan)`` once the data is loaded.
+    ``image_shift`` > 0: each minibatch's camera images are randomly shifted by up to that many pixels after the
+    preprocessor (``algorithm.image_shift``; :func:`pirlctl.policies.augment.random_shift`)."""
     out = Path(output)
     if (out / "model.safetensors").is_file() and has_processors(out) and not fresh:
         return SFTReport(str(out), steps, float("nan"), -1, 0.0, reused=True)
@@ -95,12 +99,14 @@ def behaviour_clone(
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=lr * 0.05)
     g = torch.Generator().manual_seed(seed)
+    cameras = image_keys(policy_cfg)
     loss_val = float("nan")
     if on_log is not None:
         on_log(0, loss_val)
     for step in range(1, steps + 1):
         idx = torch.randint(0, n, (min(batch_size, n),), generator=g)
         batch = processors.preprocess({k: v[idx] for k, v in data.items()}, task)
+        batch = shift_images(batch, cameras, image_shift, g)  # k = 0: unchanged, nothing drawn from g
         if prompt is not None:
             batch[LANGUAGE_TOKENS_KEY], batch[LANGUAGE_MASK_KEY] = prompt(batch)
         loss, _ = policy.forward(batch)

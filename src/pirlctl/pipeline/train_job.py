@@ -143,7 +143,9 @@ class TrainJob:
             p.demo_aim_scale,
             p.demo_keep_failures,
         )
-        self.sft_key = _key(self.demo_key, pol_json, p.sft_steps, p.sft_batch_size, p.sft_lr, cfg.seed)
+        shift = cfg.pirl.image_shift  # in the key only when on: the unshifted SFT policies' keys stay as they were
+        sft_parts = (p.sft_steps, p.sft_batch_size, p.sft_lr, cfg.seed) + ((f"image_shift={shift}",) if shift else ())
+        self.sft_key = _key(self.demo_key, pol_json, *sft_parts)
         self.demo_dir = self.cache / f"demos-{self.demo_key}"
         self.sft_dir = self.cache / f"sft-{self.sft_key}"
         # a user's policy folder replaces demos + SFT; its evaluation is cached under the folder's contents. The
@@ -195,6 +197,7 @@ class TrainJob:
             seed=self.cfg.seed,
             fresh=self.fresh,
             log_every=max(1, p.sft_steps // SFT_PROGRESS_UPDATES),
+            image_shift=self.cfg.pirl.image_shift,
             on_log=lambda step, loss: self.on_progress(
                 STAGE_SFT, step, p.sft_steps, "steps", f"loss {loss:.4f}" if step else ""
             ),

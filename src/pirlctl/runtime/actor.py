@@ -34,6 +34,7 @@ from pirlctl.algorithms.pi_rl.pi_rl_algorithm import ChunkTransition, PiRLAlgori
 from pirlctl.config.run_config import PiRLRunConfig
 from pirlctl.envs.base import ChunkOutcome, TaskEnv, shaped_reward
 from pirlctl.envs.vector import EnvGroup, Episode, episode_seed
+from pirlctl.policies.augment import image_keys, shift_images
 from pirlctl.policies.processors import PolicyProcessors
 from pirlctl.policies.xvla import LANGUAGE_TOKENS_KEY, tokenize_task
 from pirlctl.runtime.build import build_algorithm, setup_process
@@ -184,6 +185,8 @@ class Actor:
         self.base_fingerprint = self.algo.frozen_fingerprint()
         torch.manual_seed(cfg.seed + 7919 * (actor_id + 1))
         self.generator = torch.Generator().manual_seed(cfg.seed + 104_729 * (actor_id + 1))
+        # algorithm.image_shift: its own stream, so turning it on leaves the sampler's noise draws as they were
+        self.shift_generator = torch.Generator().manual_seed(cfg.seed + 15_485_863 * (actor_id + 1))
         # runtime.envs_per_actor envs, each built as the single env is; env 0 is also ``self.env``
         self.envs: list[TaskEnv] = [cfg.env.build_task_env() for _ in range(cfg.runtime.envs_per_actor)]
         self.env = self.envs[0]
@@ -276,9 +279,11 @@ class Actor:
 
     # -- env interaction ----------------------------------------------------------------------------------
     def _policy_obs(self, k: int, obs: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Env ``k``'s preprocessed, unbatched observation, which the actor scores and sends."""
+        """Env ``k``'s preprocessed, unbatched observation, which the actor scores and sends: its camera images
+        randomly shifted here under ``algorithm.image_shift``, so the learner re-scores the shifted images."""
         raw = actor_observation(self.envs[k], obs, self.cfg, self.tokens)
-        return self.processors.preprocess_one(raw, self.envs[k].instruction)
+        pobs = self.processors.preprocess_one(raw, self.envs[k].instruction)
+        return shift_images(pobs, image_keys(self.cfg.policy), self.cfg.pirl.image_shift, self.shift_generator)
 
     def _batch(self, rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return {key: torch.stack([r[key] for r in rows]).to(self.algo.device) for key in rows[0]}

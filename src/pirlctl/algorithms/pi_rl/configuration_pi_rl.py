@@ -187,6 +187,14 @@ class PiRLConfig(RLAlgorithmConfig):
     # `lora_targets` may name them); the prefix is then re-scored with gradients, as under trainable="all".
     lora_vlm: bool = False
 
+    # --- Observations ----------------------------------------------------------------------------------------
+    # DrQ-style random shift of every camera image the policy reads (arXiv 2004.13649): each image moves by a random
+    # integer offset of at most this many pixels along each axis, edge pixels replicated (pirlctl.policies.augment).
+    # One setting for both stages that train the policy: behaviour cloning shifts each minibatch, and in RL the actor
+    # shifts each observation before its policy call and sends the shifted one, so the learner re-scores exactly
+    # what was sampled (the PPO ratio stays exact). Evaluation never shifts. 0 = off; DrQ: 4 on 84 px images.
+    image_shift: int = 0
+
     # --- On-policy data -----------------------------------------------------------------------------------
     # What the learner does with a transition produced by an older policy version than the current one:
     # "drop" it, or "importance_weight" it (kept when at most `max_policy_lag` versions old; its stored log-prob
@@ -311,6 +319,10 @@ class PiRLConfig(RLAlgorithmConfig):
         if len(tuple(self.adam_betas)) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
             raise PiRLConfigError(f"pi_rl.adam_betas={self.adam_betas!r} is invalid; use two numbers in [0, 1)")
         positive("value_hidden_dim")
+        if not isinstance(self.image_shift, int) or isinstance(self.image_shift, bool) or self.image_shift < 0:
+            raise PiRLConfigError(
+                f"pi_rl.image_shift={self.image_shift!r} is invalid; use a number of pixels >= 0 (0 = off; DrQ: 4)"
+            )
         if not isinstance(self.critic_privileged_dim, int) or self.critic_privileged_dim < 0:
             raise PiRLConfigError(
                 f"pi_rl.critic_privileged_dim={self.critic_privileged_dim!r} is invalid; use an integer >= 0 "
