@@ -13,7 +13,8 @@ from pirlctl.metrics import read_metrics
 from .procs import free_port, report, spawn
 from .test_velocity_runtime import LR_ZERO
 
-pytestmark = pytest.mark.integration
+# slow (~75 s): tests/unit/test_augment_onpolicy.py checks the same exactness in-process in the default suite
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_an_lr_zero_update_with_image_shift_on_has_unit_ratio_and_no_clipping(tmp_path):
