@@ -58,6 +58,8 @@ def worker(out: str, ranks: int, samples: int, overrides: list[str]) -> None:
         if i:
             times.append(time.perf_counter() - t)
         epochs = int(stats.extra.get("epochs", cfg.algorithm.ppo_epochs))
+    if group is not None:
+        group.close()
     if group is None or group.rank == 0:
         params = sum(p.numel() for p in algo.policy.parameters())
         Path(out).write_text(json.dumps({"times": times, "epochs": epochs, "params": params}))

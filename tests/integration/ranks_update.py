@@ -67,8 +67,10 @@ def main(argv: list[str]) -> None:
     if mirror is not None:  # collectives: every rank takes part
         mirror.refresh(group, algo)
         mirror.refresh_optimizers(group, algo)
-    if group is not None and group.rank > 0:
-        return
+    if group is not None:
+        group.close()  # as the learner's ranks end: together (runtime.ranks.RankGroup.close)
+        if group.rank > 0:
+            return
     whole = mirror.algo if mirror is not None else algo
     params = {f"policy.{k}": v for k, v in whole.get_weights()["policy"].items()}
     params.update({f"algo.{k}": v.detach().cpu() for k, v in whole.state_dict().items()})

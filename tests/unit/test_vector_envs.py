@@ -15,11 +15,12 @@ import pytest
 import torch
 from lerobot.envs.utils import FreezeAfterEpisodeEnd
 
+from pirlctl import metrics as M
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import PolicyStep, build_rollout_batch
 from pirlctl.envs.vector import NEXT_STEP, SAME_STEP, EnvGroup, VectorGroup, episode_seed, step_success
 from pirlctl.runtime.actor import Actor, ActorReport, WeightsSlot
 from pirlctl.runtime.rollout import segment_streams
-from pirlctl.runtime.wire import decode_segment, encode_segment
+from pirlctl.runtime.wire import decode_interaction, decode_segment, encode_segment
 
 N_EXEC = 3
 
@@ -225,6 +226,7 @@ def stub_actor(group, chunks: int, *, bootstrap_time_limit: bool = True) -> Acto
         env=SimpleNamespace(shaping=0.0),
     )
     a.group, a.algo, a.generator = group, FakeAlgo(), None  # type: ignore[assignment]
+    a.envs = [SimpleNamespace(instruction=f"script task {k}") for k in range(group.num_envs)]  # type: ignore[misc]
     a.actor_id, a.version, a.stop, a.slot = 0, 3, threading.Event(), WeightsSlot()
     a.report, a.client = ActorReport(0, 0, 0, 0, 0), FakeClient()  # type: ignore[assignment]
     a.infer_time = a.env_time = 0.0
@@ -256,6 +258,9 @@ def test_truncation_bootstraps_from_the_true_final_observation(kind):
     assert s1[2].bootstrap_value == pytest.approx(v_at(1003, 3))
     assert env_steps == [3, 1, 3, 3, 2, 3] and call_steps == [6, 3, 6] and sum(len(a) for a in actions) == 15
     assert actor.report.episodes == 2 and actor.report.successes == 1 and len(actor.client.interactions) == 2
+    stats = [decode_interaction(blob) for blob in actor.client.interactions]
+    languages = {(s[M.ACTOR_ENV_INDEX], s[M.ACTOR_INSTRUCTION]) for s in stats}
+    assert languages == {(0, "script task 0"), (1, "script task 1")}  # each episode record names its env's task
 
 
 def test_a_time_limit_that_ends_the_task_sends_no_bootstrap():

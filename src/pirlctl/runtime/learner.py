@@ -387,6 +387,7 @@ class Learner:
                 if self.mirror is not None:
                     self.save()  # under FSDP a checkpoint needs the other ranks' shards: before they end
                 self.ranks.share(None)  # the end; after an error the launcher stops them
+                self.ranks.close()
             if self.mirror is None:
                 self.save()
             elif not ended:  # the other ranks are not listening: the last checkpoint is the last periodic one
@@ -462,4 +463,5 @@ def _follow_rank(cfg: PiRLRunConfig, ranks: RankGroup) -> None:
     algo = build_algorithm(cfg, cfg.runtime.device)
     attach(ranks, algo)
     done = follow(ranks, algo)
+    ranks.close()
     logger.info("rank %d: %d PPO updates, ended by rank 0", ranks.rank, done)

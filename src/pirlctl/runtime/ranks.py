@@ -134,6 +134,16 @@ class RankGroup:
         broadcast_object_list(objects, from_process=0)
         return objects[0]
 
+    def close(self) -> None:
+        """Leave the group together: every rank waits for the others, then the process group is torn down. A rank
+        that exits while another still holds the group's threads dies in C++ teardown ("terminate called without
+        an active exception", SIGABRT) and the launcher reports the whole learner failed."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
 
 def _to_cpu(batch: RolloutBatch | None) -> RolloutBatch | None:
     if batch is None:
