@@ -90,3 +90,33 @@ def test_image_shift_keys_its_own_sft_policy_and_leaves_the_unshifted_key_as_it_
     shifted = TrainJob(load_run_config(TINY_RUN, [f"--output_dir={tmp_path / 'run'}", "--algorithm.image_shift=4"]))
     assert shifted.demo_key == job.demo_key  # the same demos ...
     assert shifted.sft_key != job.sft_key and shifted.sft_eval != job.sft_eval  # ... another SFT policy and its eval
+
+
+def test_demos_and_sft_run_at_the_configs_torch_threads(tmp_path, monkeypatch):
+    """Behaviour cloning runs in the `pirlctl train` / `pirlctl pretrain` process itself: it honours
+    ``runtime.torch_threads`` as the learner, actors and evaluation do (at torch's default it ran ~15x slower on a
+    loaded 2-core machine)."""
+    import torch
+
+    from pirlctl.pipeline import demos, sft
+
+    seen: dict[str, int] = {}
+
+    def fake_demos(*args, **kwargs):
+        seen["demos"] = torch.get_num_threads()
+        return type("Demos", (), {"reused": True})()
+
+    def fake_clone(*args, **kwargs):
+        seen["sft"] = torch.get_num_threads()
+        return type("SFT", (), {"reused": True})()
+
+    monkeypatch.setattr(demos, "record_demos", fake_demos)
+    monkeypatch.setattr(sft, "behaviour_clone", fake_clone)
+    before = torch.get_num_threads()
+    want = 2 if before == 1 else 1
+    try:
+        cfg = load_run_config(TINY_RUN, [f"--output_dir={tmp_path / 'run'}", f"--runtime.torch_threads={want}"])
+        TrainJob(cfg).pretrain()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {"demos": want, "sft": want}
