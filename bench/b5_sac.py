@@ -41,7 +41,7 @@ def sac_demos(demos_root: Path, out_root: Path) -> Path:
     import numpy as np
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from pirlctl.pipeline.demos import quiet_video_backend_probe
+    from pirlctl.pipeline.demo_dataset import quiet_video_backend_probe
 
     quiet_video_backend_probe()
     marker = out_root / ".pirlctl-complete"

@@ -8,7 +8,6 @@ demonstrator) and from the few demos.
 
 from __future__ import annotations
 
-import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,26 +29,7 @@ from pirlctl.envs.pick_cube import (
     observation_to_policy,
     reset_episode,
 )
-
-
-def quiet_video_backend_probe() -> None:
-    """Our datasets store images, never video; LeRobot still probes torchcodec on open and logs a long traceback
-    when FFmpeg's libraries are missing. Silence that probe only."""
-    logging.getLogger("lerobot.utils.import_utils").setLevel(logging.ERROR)
-
-
-DEMO_SEED_OFFSET = 500_000  # demo episodes never share cube positions with RL or eval episodes
-FPS = 10
-
-
-@dataclass
-class DemoReport:
-    root: str
-    episodes: int
-    successes: int
-    frames: int
-    reused: bool
-    attempts: int = -1  # scripted attempts played (kept or not); -1 when reused
+from pirlctl.pipeline.demo_dataset import DEMO_SEED_OFFSET, FPS, DemoReport, quiet_video_backend_probe
 
 
 def dataset_features(settings: EnvSettings) -> dict:

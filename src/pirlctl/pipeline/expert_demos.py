@@ -15,7 +15,7 @@ import numpy as np
 
 from pirlctl.envs.base import EnvSetupError, TaskEnv
 from pirlctl.envs.configs import TaskEnvConfig
-from pirlctl.pipeline.demos import DEMO_SEED_OFFSET, FPS, DemoReport, quiet_video_backend_probe
+from pirlctl.pipeline.demo_dataset import DEMO_SEED_OFFSET, FPS, DemoReport, quiet_video_backend_probe
 
 MAX_ATTEMPTS_PER_EPISODE = 50  # a demonstrator that never succeeds fails the stage instead of looping forever
 IMAGE_PREFIX = "observation.image"  # observation.image and observation.images.*: stored as images (HWC)

@@ -38,7 +38,7 @@ def load_frames(dataset_root: str | Path, policy_cfg: Any, fps: int = 10) -> dic
     """Every frame of the dataset as stacked tensors: observations, action chunks [N, T, A], task tokens."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from pirlctl.pipeline.demos import quiet_video_backend_probe
+    from pirlctl.pipeline.demo_dataset import quiet_video_backend_probe
 
     quiet_video_backend_probe()
     T = int(policy_cfg.chunk_size)

@@ -13,8 +13,8 @@ actor and learner see the state; when a processor wrote the mask it has already 
 
 A pretrained checkpoint is different: its VLM learnt its tokenizer's ids, and hashed words mean nothing to it. So a
 real-size π0 / π0.5 / SmolVLA loaded from a folder whose pipeline has no tokenizer step of its own must find its
-tokenizer in the local HF cache; else :func:`require_pretrained_tokenizer` refuses in one line naming what to
-download and where (a saved pipeline's own tokenizer step is checked the same way by
+tokenizer in the local HF cache; else :func:`pirlctl.policies.processors.require_pretrained_tokenizer` refuses in
+one line naming what to download and where (a saved pipeline's own tokenizer step is checked the same way by
 :func:`pirlctl.policies.processors.load_processors`).
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import zlib
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -77,34 +76,6 @@ def vocab_size(policy_config: Any) -> int:
 
 def tokenizer_name(policy_config: Any) -> str:
     return str(TOKENIZER_NAMES.get(policy_config.type) or policy_config.vlm_model_name)
-
-
-def require_pretrained_tokenizer(policy_config: Any, folder: str | Path) -> None:
-    """Refuse (:class:`TokenizerMissingError`, one line) to load a real-size π0 / π0.5 / SmolVLA checkpoint from
-    ``folder`` when its tokenizer is not in the local HF cache (never downloads) and the folder's own pipeline has
-    no tokenizer step (that step's tokenizer is checked by ``load_processors``). Tiny builds and X-VLA pass."""
-    from pirlctl.policies.processors import _tokenizer_name
-
-    if policy_config.type not in VELOCITY_TYPES or vocab_size(policy_config) <= REAL_VOCAB:
-        return
-    if _tokenizer_name(Path(folder)) is not None:
-        return
-    name = tokenizer_name(policy_config)
-    problem: str | None = None
-    try:
-        from transformers import AutoTokenizer
-
-        AutoTokenizer.from_pretrained(name, local_files_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure means "not cached"
-        from huggingface_hub.constants import HF_HUB_CACHE
-
-        problem = (
-            f"the tokenizer {name!r} of the {policy_config.type} checkpoint {folder} is not in the local Hugging Face "
-            f"cache {HF_HUB_CACHE} ({type(err).__name__}); download it there once with `hf download {name}` (or set "
-            "HF_HOME to a cache that has it); hashed tokens would mean nothing to a pretrained model"
-        )
-    if problem is not None:
-        raise TokenizerMissingError(problem)
 
 
 def state_bins(state: Tensor) -> Tensor:

@@ -68,7 +68,7 @@ def _construct(cls: Any, config: PreTrainedConfig, pretrained_path: str | Path |
                 f"pretrained policy {path} is not a local directory; download it first (hf download ...) "
                 "and pass the folder"
             )
-        from pirlctl.policies.language import require_pretrained_tokenizer
+        from pirlctl.policies.processors import require_pretrained_tokenizer
 
         require_pretrained_tokenizer(config, path)  # before the (possibly multi-GB) build
         try:

@@ -305,6 +305,40 @@ def _tokenizer_name(folder: Path) -> str | None:
     return None
 
 
+def require_pretrained_tokenizer(policy_config: Any, folder: str | Path) -> None:
+    """Refuse (:class:`TokenizerMissingError`, one line) to load a real-size π0 / π0.5 / SmolVLA checkpoint from
+    ``folder`` when its tokenizer is not in the local HF cache (never downloads) and the folder's own pipeline has
+    no tokenizer step (that step's tokenizer is checked by ``load_processors``). Tiny builds and X-VLA pass."""
+    from pirlctl.policies.language import (
+        REAL_VOCAB,
+        VELOCITY_TYPES,
+        TokenizerMissingError,
+        tokenizer_name,
+        vocab_size,
+    )
+
+    if policy_config.type not in VELOCITY_TYPES or vocab_size(policy_config) <= REAL_VOCAB:
+        return
+    if _tokenizer_name(Path(folder)) is not None:
+        return
+    name = tokenizer_name(policy_config)
+    problem: str | None = None
+    try:
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(name, local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure means "not cached"
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        problem = (
+            f"the tokenizer {name!r} of the {policy_config.type} checkpoint {folder} is not in the local Hugging Face "
+            f"cache {HF_HUB_CACHE} ({type(err).__name__}); download it there once with `hf download {name}` (or set "
+            "HF_HOME to a cache that has it); hashed tokens would mean nothing to a pretrained model"
+        )
+    if problem is not None:
+        raise TokenizerMissingError(problem)
+
+
 def has_processors(folder: str | Path) -> bool:
     """The folder holds LeRobot processor files (``lerobot-train`` checkpoints and pirlctl SFT folders do)."""
     return (Path(folder) / PREPROCESSOR_FILE).is_file() and (Path(folder) / POSTPROCESSOR_FILE).is_file()

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from pirlctl.algorithms.pi_rl.pi_rl_algorithm import RolloutBatch
+    from pirlctl.algorithms.pi_rl.batch import RolloutBatch
 
 # per-sample means, combined weighted by shard size
 MEAN_STATS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")

@@ -11,7 +11,7 @@ whole episodes) and :meth:`update` trains the actor only: no value loss, no crit
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from pirlctl.algorithms.pi_rl.advantages import chunk_gae, explained_variance, normalize
+from pirlctl.algorithms.pi_rl.batch import ChunkTransition, RolloutBatch
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PRIVILEGED_STATE_KEY, PiRLConfig, PiRLConfigError
 from pirlctl.algorithms.pi_rl.data_parallel import DataParallel, combine_stats, loss_scale, shard_range, stats_row
 from pirlctl.algorithms.pi_rl.heads import NoiseHead, ValueHead
@@ -50,45 +51,6 @@ class PolicyStep:
     stochastic: Tensor  # [B, K] bool
     log_prob: Tensor  # [B] (chunk_level) or [B, T, D] (token_level)
     value: Tensor  # [B] V(s)
-
-
-@dataclass
-class RolloutBatch:
-    """An on-policy PPO batch of N chunk decisions, advantages already computed."""
-
-    observations: dict[str, Tensor]  # each [N, ...]
-    chain: Tensor  # [N, K+1, T, D]
-    stochastic: Tensor  # [N, K] bool
-    old_log_prob: Tensor  # [N] or [N, T, D]
-    old_values: Tensor  # [N]
-    advantages: Tensor  # [N]
-    returns: Tensor  # [N]
-
-    def __len__(self) -> int:
-        return int(self.old_values.shape[0])
-
-    def index(self, idx: Tensor) -> RolloutBatch:
-        return RolloutBatch(
-            observations={k: v[idx] for k, v in self.observations.items()},
-            **{f.name: getattr(self, f.name)[idx] for f in fields(self) if f.name != "observations"},
-        )
-
-
-@dataclass
-class ChunkTransition:
-    """One executed chunk as the learner receives it (one element of an actor's time-ordered stream)."""
-
-    observation: dict[str, Tensor]  # unbatched
-    chain: Tensor  # [K+1, T, D]
-    stochastic: Tensor  # [K]
-    log_prob: Tensor  # [] or [T, D]
-    value: float
-    reward: float  # sum of the env rewards of the chunk's executed steps
-    terminated: bool
-    truncated: bool
-    bootstrap_value: float  # V(next obs) at a truncation (0 if the time limit ends the task) and at the stream's end
-    policy_version: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def build_rollout_batch(
