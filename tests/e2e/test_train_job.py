@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -158,6 +159,26 @@ def test_train_over_a_run_whose_checkpoints_all_fail_stops_in_one_line_and_chang
     assert proc.returncode == 2
     line = proc.stderr.strip().splitlines()[-1]
     assert str(copy / "checkpoints") in line and "--fresh" in line and "--resume-from" in line
+    assert (_digests(copy / "checkpoints"), (copy / "metrics.jsonl").read_bytes()) == before
+
+
+def test_train_whose_learner_cannot_bind_its_port_stops_with_the_learners_line_and_changes_nothing(trained, tmp_path):
+    """Another job's learner holds the port: the job ends with the learner's own one-line reason (not a later,
+    misleading "no checkpoint"), its actors are stopped, and the run folder's checkpoints and metrics are untouched."""
+    run, _, args = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, symlinks=True)
+    before = _digests(copy / "checkpoints"), (copy / "metrics.jsonl").read_bytes()
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        extra = ("--runtime.total_env_steps=96", f"--runtime.learner_port={port}")
+        proc = _pirlctl(*[a for a in _args(args, copy) if not a.startswith("--runtime.learner_port=")], *extra)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "learner exited" in line and f"port {port}" in line and "--port" in line, line
+    assert str(copy / "learner.stderr") in line
     assert (_digests(copy / "checkpoints"), (copy / "metrics.jsonl").read_bytes()) == before
 
 

@@ -313,16 +313,20 @@ class TrainJob:
                     p.wait(timeout=60)
                 except subprocess.TimeoutExpired:
                     p.kill()
-        if procs[0].returncode not in (0, None) and finished:
-            raise RuntimeError(f"learner exited with {procs[0].returncode}; see {self.run_dir / 'learner.log'}")
+        if procs[0].returncode not in (0, None):  # it failed (a held port, a bad checkpoint...): its own line
+            log = self.run_dir / "learner.stderr"
+            raise RuntimeError(f"the learner exited with {procs[0].returncode}: {_last_error_line(log)} (log: {log})")
         return finished
 
     @staticmethod
     def stop_children(procs: list[subprocess.Popen]) -> None:
-        """Ctrl-C: the learner checkpoints and pushes ``stop``; actors then exit by themselves."""
+        """Ctrl-C: the learner checkpoints and pushes ``stop``; actors then exit by themselves. A learner that
+        failed pushes nothing: its actors are stopped at once (left alone they would wait for a learner, or reach
+        another job's learner on the same port)."""
         if procs and procs[0].poll() is None:
             procs[0].send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 45
+        failed = bool(procs) and procs[0].returncode not in (0, None)
+        deadline = time.monotonic() + (0 if failed else 45)
         for p in procs:
             while p.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -397,6 +401,17 @@ class TrainJob:
         write_report(report, self.cfg, Path(report.report_md), sft_eval=sft, rl_eval=rl, train=train)
         (self.run_dir / "report.json").write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
         return report
+
+
+def _last_error_line(log: Path) -> str:
+    """The last ``error: ...`` line a child wrote (its one-line failure), else its last line."""
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no output"
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    line = (errors or lines or ["no output"])[-1]
+    return line.removeprefix("error:").strip()
 
 
 def _folder_stamp(folder: Path) -> list[tuple[str, int, int]]:
