@@ -12,6 +12,7 @@ from pirlctl.algorithms.pi_rl.advantages import broadcast_to_chunks, group_relat
 from pirlctl.algorithms.pi_rl.configuration_pi_rl import PiRLConfig, PiRLConfigError
 from pirlctl.algorithms.pi_rl.group_batch import build_group_batch, episode_return, split_episodes
 from pirlctl.algorithms.pi_rl.pi_rl_algorithm import ChunkTransition, PiRLAlgorithm, RolloutBatch
+from pirlctl.envs.base import shaped_reward
 from pirlctl.errors import one_line
 from pirlctl.policies.toy import ToyFlowPolicy
 from pirlctl.runtime.groups import GroupSchedule, groups_per_batch
@@ -119,6 +120,41 @@ def test_each_chunk_gets_its_episodes_group_advantage_and_return():
     assert batch.old_values[5].item() == 9.0 and len(batch) == 8
     assert episode_return(eps[0]) == pytest.approx(1.0)
     assert broadcast_to_chunks(torch.tensor([1.0, 2.0]), torch.tensor([1, 2])).tolist() == [1.0, 2.0, 2.0]
+
+
+def test_the_outcome_is_the_chunk_discounted_return():
+    ep = [tr(0.0), tr(0.0), tr(1.0, "term")]
+    assert episode_return(ep, 0.9) == pytest.approx(0.81)  # gamma^2 * 1
+    assert episode_return(ep) == pytest.approx(1.0)  # gamma = 1: the plain sum
+
+
+def _shaped_episode(env_rewards: list[float], phis: list[float], gamma: float, end: str) -> list[ChunkTransition]:
+    """An episode as the actor sends it with env.shaping = 1: phis[c] is Phi before chunk c, phis[-1] after the last."""
+    out = []
+    for c, r in enumerate(env_rewards):
+        last = c == len(env_rewards) - 1
+        reward = shaped_reward(r, phis[c], phis[c + 1], gamma=gamma, weight=1.0, terminal=last)
+        out.append(tr(reward, end if last else ""))
+    return out
+
+
+def test_shaping_cannot_change_a_groups_advantages():
+    """Potential-based shaping (the default job's env.shaping) telescopes under the discounted outcome: an
+    all-failure group whose episodes made different progress gets advantage 0, and a mixed group gets the
+    advantages of its unshaped rewards. The plain sum would rank the failures by their progress (the collapse)."""
+    g = 0.99
+    start = 0.1  # Phi(s_0): the same initial state for the whole group
+    far = _shaped_episode([0.0] * 4, [start, 0.1, 0.1, 0.1, 0.1], g, "trunc")  # stayed away from the cube
+    near = _shaped_episode([0.0] * 4, [start, 0.6, 0.8, 0.9, 0.9], g, "trunc")  # reached it, no lift
+    win = _shaped_episode([0.0, 0.0, 1.0], [start, 0.6, 0.9, 1.0], g, "term")
+    fail = _shaped_episode([0.0] * 4, [start, 0.3, 0.2, 0.3, 0.3], g, "trunc")
+    batch = build_group_batch([far, near, win, fail], [0, 0, 1, 1], gamma=g)
+    assert batch.advantages[:8].abs().max() < 1e-6  # all-failure group: no signal, whatever the progress
+    plain = [_shaped_episode([0.0, 0.0, 1.0], [0.0] * 4, g, "term"), _shaped_episode([0.0] * 4, [0.0] * 5, g, "trunc")]
+    want = build_group_batch(plain, [1, 1], gamma=g).advantages
+    assert torch.allclose(batch.advantages[8:], want, atol=1e-5)  # the mixed group: as without shaping
+    undiscounted = build_group_batch([far, near], [0, 0], gamma=1.0).advantages
+    assert undiscounted[0] > 0.5 > -0.5 > undiscounted[-1]  # the plain sum prefers the episode that stayed away
 
 
 # -- the schedule -----------------------------------------------------------------------------------------------

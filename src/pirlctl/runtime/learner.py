@@ -295,7 +295,7 @@ class Learner:
         if self.groups is None:
             return build_rollout_batch(segment_streams(segments), gamma=pirl.gamma, gae_lambda=pirl.gae_lambda)
         grouped = self.assembler.complete_groups(segments)
-        return build_group_batch(grouped.episodes, grouped.group_ids)
+        return build_group_batch(grouped.episodes, grouped.group_ids, gamma=pirl.gamma)
 
     def train_iteration(self, segments: list[Any]) -> dict[str, Any]:
         t0 = time.monotonic()

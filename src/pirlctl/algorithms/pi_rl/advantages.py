@@ -71,7 +71,7 @@ def explained_variance(values: Tensor, returns: Tensor) -> float:
 def group_relative_advantages(returns: Tensor, group_ids: Tensor, *, eps: float = 1e-6) -> Tensor:
     """GRPO's critic-free advantage of each episode (pirl-method.md, "GRPO"; DeepSeekMath's outcome supervision).
 
-    returns [M]: one return per episode (the undiscounted sum of its chunk rewards).
+    returns [M]: one return per episode (``group_batch.episode_return``: its chunk rewards, discounted per chunk).
     group_ids [M] int: the group of each episode; the episodes of a group started from the same initial state.
 
         Â_i = (R_i − mean_g(R)) / (std_g(R) + eps),   g = group_ids[i]
