@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from pirlctl.config.run_config import PiRLRunConfig
 from pirlctl.errors import PirlError
 from pirlctl.runtime.actor import Actor
+from pirlctl.runtime.build import apply_torch_threads
 
 
 class ProfileError(PirlError):
@@ -206,8 +206,7 @@ def profile_actor(
     ks = sweep or [cfg.pirl.num_denoise_steps]
     if any(k < 1 for k in ks):
         raise ProfileError(f"--sweep values {ks} are invalid; each num_denoise_steps must be >= 1")
-    if cfg.runtime.torch_threads > 0:
-        torch.set_num_threads(cfg.runtime.torch_threads)
+    apply_torch_threads(cfg)
     cfg = copy.deepcopy(cfg)  # the K sweep and the segment length below change it
     actor = Actor(cfg, 0)
     actor.client.close()

@@ -167,12 +167,11 @@ def evaluate_policy_dir(
 ) -> EvalReport:
     """ODE evaluation of a LeRobot policy folder (an SFT output, a checkpoint's pretrained_model or a
     ``lerobot-train`` folder), through the processors saved in it."""
-    from pirlctl.runtime.build import build_algorithm
+    from pirlctl.runtime.build import apply_torch_threads, build_algorithm
 
     cfg.policy_path = str(policy_dir)
     # like the actor: one intra-op thread (side-by-side evaluation processes otherwise oversubscribe the cores)
-    if cfg.runtime.torch_threads > 0:
-        torch.set_num_threads(cfg.runtime.torch_threads)
+    apply_torch_threads(cfg)
     torch.manual_seed(cfg.seed)
     algo = build_algorithm(cfg, cfg.runtime.actor_device)
     return evaluate_algorithm(

@@ -170,10 +170,9 @@ class TrainJob:
                 self.on_event(stage, f"skipped: starting from --policy_path {self.user_policy}")
             return
         p = self.cfg.pipeline
-        if self.cfg.runtime.torch_threads > 0:  # demos and SFT run in this process: the same setting as the others
-            import torch
+        from pirlctl.runtime.build import apply_torch_threads
 
-            torch.set_num_threads(self.cfg.runtime.torch_threads)
+        apply_torch_threads(self.cfg)  # demos and SFT run in this process: the same setting as the others
         self.on_event(STAGE_DEMOS, f"{p.demo_episodes} scripted demos -> {self.demo_dir}")
         demos = record_demos(
             self.cfg.env,

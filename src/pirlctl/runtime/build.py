@@ -50,11 +50,17 @@ def run_processors(cfg: PiRLRunConfig) -> PolicyProcessors:
     return build_processors(cfg.policy, None)
 
 
+def apply_torch_threads(cfg: PiRLRunConfig) -> None:
+    """``runtime.torch_threads`` intra-op threads for this process (0 leaves torch's default): learner, actors,
+    evaluation, profile-actor and the demos/SFT stages all run at the same setting."""
+    if cfg.runtime.torch_threads > 0:
+        torch.set_num_threads(cfg.runtime.torch_threads)
+
+
 def setup_process(cfg: PiRLRunConfig, role: str, log_level: str = "INFO") -> Path:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.runtime.torch_threads > 0:
-        torch.set_num_threads(cfg.runtime.torch_threads)
+    apply_torch_threads(cfg)
     root = logging.getLogger()
     root.setLevel(log_level)
     fmt = logging.Formatter(f"%(asctime)s {role} %(levelname)s %(message)s", "%H:%M:%S")
