@@ -112,20 +112,20 @@ def test_each_chunk_gets_its_episodes_group_advantage_and_return():
         [tr(0.5, "term", value=9.0, tag=2)],
         [tr(0.25, tag=3), tr(0.25, "term", tag=3)],
     ]
-    batch = build_group_batch(eps, [0, 0, 1, 1], eps=0.0)
+    batch = build_group_batch(eps, [0, 0, 1, 1], gamma=1.0, eps=0.0)  # undiscounted: the hand sums below
     a = 1.0 / math.sqrt(2.0)  # (1 - 0.5) / std([1, 0]) with the unbiased std 1/sqrt(2)
     assert torch.allclose(batch.advantages, torch.tensor([a, a, -a, -a, -a, 0.0, 0.0, 0.0]), atol=1e-6)
     assert torch.allclose(batch.returns, torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.5]))
     assert batch.observations["observation.state"][:, 0].tolist() == [0, 0, 1, 1, 1, 2, 3, 3]  # episode order kept
     assert batch.old_values[5].item() == 9.0 and len(batch) == 8
-    assert episode_return(eps[0]) == pytest.approx(1.0)
+    assert episode_return(eps[0], 1.0) == pytest.approx(1.0)
     assert broadcast_to_chunks(torch.tensor([1.0, 2.0]), torch.tensor([1, 2])).tolist() == [1.0, 2.0, 2.0]
 
 
 def test_the_outcome_is_the_chunk_discounted_return():
     ep = [tr(0.0), tr(0.0), tr(1.0, "term")]
     assert episode_return(ep, 0.9) == pytest.approx(0.81)  # gamma^2 * 1
-    assert episode_return(ep) == pytest.approx(1.0)  # gamma = 1: the plain sum
+    assert episode_return(ep, 1.0) == pytest.approx(1.0)  # gamma = 1: the plain sum
 
 
 def _shaped_episode(env_rewards: list[float], phis: list[float], gamma: float, end: str) -> list[ChunkTransition]:
@@ -212,7 +212,7 @@ def test_the_batch_is_full_once_every_actor_sent_its_episodes_and_all_groups_are
     # group 0 = actor 0's first and actor 1's first episode; group 1 = the second ones
     assert grouped.group_ids == [0, 0, 1, 1]
     assert [len(e) for e in grouped.episodes] == [3, 1, 2, 4]
-    batch = build_group_batch(grouped.episodes, grouped.group_ids)
+    batch = build_group_batch(grouped.episodes, grouped.group_ids, gamma=1.0)
     assert len(batch) == 10
     c = asm.counters
     assert (c.groups_used, c.groups_dropped_incomplete, c.chunks_used, c.chunks_dropped_incomplete) == (2, 0, 10, 0)

@@ -28,7 +28,7 @@ def split_episodes(stream: Sequence[ChunkTransition]) -> tuple[list[list[ChunkTr
     return episodes, current
 
 
-def episode_return(episode: Sequence[ChunkTransition], gamma: float = 1.0) -> float:
+def episode_return(episode: Sequence[ChunkTransition], gamma: float) -> float:
     """The GRPO outcome of an episode: its chunk rewards discounted per chunk, ``sum_c gamma^c r_c`` (``gamma`` =
     ``algorithm.gamma``, the discount the actor's shaping uses).
 
@@ -46,10 +46,10 @@ def episode_return(episode: Sequence[ChunkTransition], gamma: float = 1.0) -> fl
 
 
 def build_group_batch(
-    episodes: Sequence[Sequence[ChunkTransition]], group_ids: Sequence[int], *, gamma: float = 1.0, eps: float = 1e-6
+    episodes: Sequence[Sequence[ChunkTransition]], group_ids: Sequence[int], *, gamma: float, eps: float = 1e-6
 ) -> RolloutBatch:
     """A PPO batch from whole episodes: advantages group-relative per episode (outcome: :func:`episode_return` with
-    ``gamma``), broadcast to its chunks.
+    ``gamma``, no default: the learner passes ``algorithm.gamma``), broadcast to its chunks.
 
     ``returns`` holds each chunk's episode return (the critic is not trained under GRPO; it is logged only), and
     ``old_values`` the values the actor recorded.
