@@ -198,7 +198,23 @@ def test_a_velocity_models_ode_chain_is_its_own_euler_integration_bit_for_bit():
     assert all(o._estimates is None for o in outputs)  # no x̂₀/x̂₁ formed on an ODE chain
     outputs.clear()
     sample_chain(denoise, x0, 4, "flow_sde", noise_level=0.5, kstar=torch.tensor([2, 2]))
-    assert [o._estimates is not None for o in outputs] == [False, False, True, False]
+    assert all(o._estimates is None for o in outputs)  # the noisy step's mean is x·vx + v·vv, from x and v alone
+
+
+def test_a_velocity_models_flow_sde_mean_from_x_and_v_is_the_mean_from_its_estimates():
+    # the schedule's sde_vx, sde_vv are x̂₀ = x − t·v and x̂₁ = x + (1−t)·v substituted into x̂₀·c0 + x̂₁·c1_sde
+    from pirlctl.algorithms.pi_rl.sampler import chain_schedule
+    from pirlctl.policies.base import estimates_from_velocity
+
+    g = torch.Generator().manual_seed(5)
+    for K in (1, 4, 10):
+        sched = chain_schedule(K, 0.7, torch.float32, torch.device("cpu"))
+        for k in range(K):
+            x, v = torch.randn(3, 5, 2, generator=g), torch.randn(3, 5, 2, generator=g)
+            x0_hat, x1_hat = estimates_from_velocity(x, v, sched.t[k].expand(3))
+            f = sched.steps[k]
+            expected = x0_hat * f.c0 + x1_hat * f.c1_sde
+            torch.testing.assert_close(x * f.sde_vx + v * f.sde_vv, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_hybrid_sampler_rejects_a_kstar_outside_the_chain():

@@ -27,7 +27,9 @@ class ValueHead(nn.Module):
         nn.init.zeros_(last.bias)
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.net(features.detach().float()).squeeze(-1)
+        if torch.is_grad_enabled():  # the critic never trains the features (a sampling pass has no graph to cut)
+            features = features.detach()
+        return self.net(features.float()).squeeze(-1)
 
 
 class NoiseHead(nn.Module):
@@ -48,5 +50,8 @@ class NoiseHead(nn.Module):
         nn.init.zeros_(last.bias)
 
     def forward(self, hidden: Tensor) -> Tensor:
-        u = torch.tanh(self.net(hidden.detach().float()))
-        return torch.exp(self.log_min + (self.log_max - self.log_min) * (u + 1.0) / 2.0)
+        # log σ_min + (log σ_max − log σ_min)·(tanh(u) + 1)/2, as one multiply-add around the middle of the range
+        half_range, middle = (self.log_max - self.log_min) / 2.0, (self.log_max + self.log_min) / 2.0
+        if torch.is_grad_enabled():  # σ learns through σ only (a sampling pass has no graph to cut)
+            hidden = hidden.detach()
+        return torch.exp(torch.tanh(self.net(hidden.float())) * half_range + middle)

@@ -130,12 +130,13 @@ def step_moments(
 
 def gaussian_log_prob(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     """Elementwise log N(x; mean, std²). All [B,T,D]; std > 0. Returns [B,T,D]."""
-    return -((x - mean) ** 2) / (2.0 * std**2) - torch.log(std) - LOG_SQRT_2PI
+    return ((x - mean) / std).square() * -0.5 - torch.log(std) - LOG_SQRT_2PI
 
 
-def scheduled_log_prob(x: Tensor, mean: Tensor, two_var: float | Tensor, log_std: float | Tensor) -> Tensor:
-    """:func:`gaussian_log_prob` with 2σ² and log σ given (floats, or tensors broadcasting to x [B,T,D] / [B,K,T,D])."""
-    return -((x - mean) ** 2) / two_var - log_std - LOG_SQRT_2PI
+def scheduled_log_prob(x: Tensor, mean: Tensor, neg_inv_two_var: float | Tensor, log_norm: float | Tensor) -> Tensor:
+    """:func:`gaussian_log_prob` with −1/(2σ²) and log σ + ½·log(2π) given (floats, or tensors broadcasting to
+    x [B,T,D] / [B,K,T,D]): three ops where σ is known ahead, as it is for Flow-SDE."""
+    return (x - mean).square() * neg_inv_two_var - log_norm
 
 
 def gaussian_entropy(std: Tensor) -> Tensor:
@@ -160,25 +161,25 @@ def reduce_chain_log_prob(
 ) -> Tensor:
     """Log-probability of a chunk from its per-step elementwise terms.
 
-    step_log_prob: [B,K,T,D] elementwise log N terms (any value at deterministic steps: they are masked out);
-    stochastic: [B,K] bool, which steps were sampled; mask: [T,D] executed rows × real dims.
+    step_log_prob: [B,K,T,D] elementwise log N terms, 0 at deterministic steps (as :func:`sample_chain` and
+    :func:`rescore_chain` give them); stochastic: [B,K] bool, which steps were sampled (the "mean" weights);
+    mask: [T,D] executed rows × real dims.
     The chain terms are summed over the stochastic steps ("sum", the joint density of the chain) or averaged
     ("mean", RLinf's choice). The θ-independent term log N(x_0; 0, I) is omitted: it cancels in the ratio.
     Returns [B] for chunk_level (also summed over the masked rows and dims) or [B,T,D] for token_level
     (zero outside the mask).
     """
-    per_elem = torch.where(stochastic[:, :, None, None], step_log_prob, 0.0)  # [B,K,T,D]
+    per_elem = step_log_prob  # [B,K,T,D], 0 at deterministic steps
     if aggregation == "mean":
         weights = stochastic.to(step_log_prob.dtype)  # [B,K]
         weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
         per_elem = per_elem * weights[:, :, None, None]
     elif aggregation != "sum":  # "sum": every weight is 1
         raise ValueError(f"unknown chain aggregation {aggregation!r}; use sum or mean")
-    per_elem = per_elem.sum(dim=1) * mask  # [B,T,D]
     if reduction == "token_level":
-        return per_elem
+        return per_elem.sum(dim=1) * mask  # [B,T,D]
     if reduction == "chunk_level":
-        return per_elem.sum(dim=(1, 2))
+        return (per_elem * mask).sum(dim=(1, 2, 3))
     raise ValueError(f"unknown log-prob reduction {reduction!r}; use chunk_level or token_level")
 
 
@@ -191,9 +192,11 @@ class StepFloats(NamedTuple):
     c0: float
     c1_ode: float
     c1_sde: float
+    sde_vx: float
+    sde_vv: float
     sde_std: float
-    sde_two_var: float
-    sde_log_std: float
+    sde_neg_inv_two_var: float
+    sde_log_norm: float
 
 
 @dataclass(frozen=True)
@@ -211,9 +214,11 @@ class ChainSchedule:
     c0: Tensor  # [K] 1 − t_k + δ, x̂₀'s coefficient in every mean
     c1_ode: Tensor  # [K] t_k − δ, x̂₁'s in the ODE mean (flow_ode, flow_noise, deterministic steps)
     c1_sde: Tensor  # [K] t_k − δ − s_k²δ/(2t_k), x̂₁'s in the Flow-SDE mean
+    sde_vx: Tensor  # [K] c0 + c1_sde: the Flow-SDE mean of a velocity model is x_t·sde_vx + v·sde_vv
+    sde_vv: Tensor  # [K] (1 − t_k)·c1_sde − t_k·c0 (x̂₀ = x_t − t·v, x̂₁ = x_t + (1−t)·v substituted)
     sde_std: Tensor  # [K] σ_k = s_k·√δ
-    sde_two_var: Tensor  # [K] 2σ_k² (σ floored at MIN_STD)
-    sde_log_std: Tensor  # [K] log σ_k (floored)
+    sde_neg_inv_two_var: Tensor  # [K] −1/(2σ_k²) (σ floored at MIN_STD)
+    sde_log_norm: Tensor  # [K] log σ_k + ½·log(2π) (floored)
     steps: tuple[StepFloats, ...]  # the same, per step, as Python floats
 
 
@@ -225,27 +230,38 @@ def chain_schedule(num_steps: int, noise_level: float, dtype: torch.dtype, devic
     tk = ts[:-1]
     c0, c1_ode = ode_coefficients(tk, delta)
     c1_sde, std = sde_coefficients(tk, delta, noise_level)
+    vx, vv = c0 + c1_sde, (1.0 - tk) * c1_sde - tk * c0
     floor = std.clamp_min(MIN_STD)
-    two_var, log_std = 2.0 * floor**2, torch.log(floor)
-    lists = [v.tolist() for v in (tk, ts[1:], 1.0 - ts[1:], c0, c1_ode, c1_sde, std, two_var, log_std)]
+    neg_inv_two_var, log_norm = -0.5 / floor**2, torch.log(floor) + LOG_SQRT_2PI
+    lists = [v.tolist() for v in (tk, ts[1:], 1.0 - ts[1:], c0, c1_ode, c1_sde, vx, vv, std, neg_inv_two_var, log_norm)]
     return ChainSchedule(
         dt=-delta,
         t=ts,
         c0=c0,
         c1_ode=c1_ode,
         c1_sde=c1_sde,
+        sde_vx=vx,
+        sde_vv=vv,
         sde_std=std,
-        sde_two_var=two_var,
-        sde_log_std=log_std,
+        sde_neg_inv_two_var=neg_inv_two_var,
+        sde_log_norm=log_norm,
         steps=tuple(StepFloats(*row) for row in zip(*lists, strict=True)),
     )
 
 
-def _step_mean(out: DenoiseOutput | VelocityOutput, x_t: Tensor, dt: float, c0, c1, *, ode: bool) -> Tensor:
-    """x̂₀·c0 + x̂₁·c1 (c: floats, or [B,1,1] per sample). An ODE mean of a velocity model is its own Euler update
+def _ode_mean(out: DenoiseOutput | VelocityOutput, x_t: Tensor, dt: float, c0, c1) -> Tensor:
+    """The ODE mean x̂₀·c0 + x̂₁·c1 (c: floats, or [B,1,1] per sample). A velocity model's is its own Euler update
     x_t + dt·v instead: the same mean in exact arithmetic, the policy's own step bit for bit, and no x̂₀, x̂₁."""
-    if ode and isinstance(out, VelocityOutput):
+    if isinstance(out, VelocityOutput):
         return x_t + dt * out.velocity
+    return out.x0_hat * c0 + out.x1_hat * c1
+
+
+def _sde_mean(out: DenoiseOutput | VelocityOutput, x_t: Tensor, c0, c1, vx, vv) -> Tensor:
+    """The Flow-SDE mean x̂₀·c0 + x̂₁·c1 (c0, c1 = the schedule's c0, c1_sde; floats or [B,1,1]). A velocity model's
+    is x_t·vx + v·vv with the schedule's sde_vx, sde_vv: the same mean in exact arithmetic, in three ops."""
+    if isinstance(out, VelocityOutput):
+        return x_t * vx + out.velocity * vv
     return out.x0_hat * c0 + out.x1_hat * c1
 
 
@@ -255,20 +271,23 @@ def _learned_sigma(sigma_fn: SigmaFn | None, hidden: Tensor) -> Tensor:
     return sigma_fn(hidden)
 
 
-def _stacked_log_prob(
-    chain: Tensor, means: list[Tensor], sigmas: list[Tensor], sched: ChainSchedule, method: str
-) -> tuple[Tensor, Tensor]:
-    """Log-prob terms and σ of every step of a chain at once, one expression over the stack: ([B,K,T,D] ×2).
+def _stacked_log_prob(chain: Tensor, means: list[Tensor], sigmas: list[Tensor], sched: ChainSchedule) -> Tensor:
+    """Log-prob terms of every step of a chain at once, one expression over the stack: [B,K,T,D].
 
     chain [B,K+1,T,D]; means: K × [B,T,D]; sigmas: K × [B,T,D] (flow_noise) or empty (Flow-SDE: the schedule's σ).
     """
     mean, x_next = torch.stack(means, dim=1), chain[:, 1:]
-    if method == "flow_noise":
-        std = torch.stack(sigmas, dim=1)
-        return gaussian_log_prob(x_next, mean, std.clamp_min(MIN_STD)), std
+    if sigmas:
+        return gaussian_log_prob(x_next, mean, torch.stack(sigmas, dim=1).clamp_min(MIN_STD))
     col = (1, -1, 1, 1)
-    lp = scheduled_log_prob(x_next, mean, sched.sde_two_var.view(col), sched.sde_log_std.view(col))
-    return lp, sched.sde_std.view(col).expand_as(mean).clone()  # a copy: the schedule is cached
+    return scheduled_log_prob(x_next, mean, sched.sde_neg_inv_two_var.view(col), sched.sde_log_norm.view(col))
+
+
+def _stacked_std(means: list[Tensor], sigmas: list[Tensor], sched: ChainSchedule) -> Tensor:
+    """σ of every step [B,K,T,D], for :func:`_stacked_log_prob`'s arguments (the learner's entropy)."""
+    if sigmas:
+        return torch.stack(sigmas, dim=1)
+    return sched.sde_std.view(1, -1, 1, 1).expand(means[0].shape[0], -1, *means[0].shape[1:]).clone()
 
 
 @dataclass
@@ -280,7 +299,6 @@ class ChainSample:
     stochastic: Tensor  # [B,K] bool, which steps were sampled
     kstar: Tensor  # [B] long, the stochastic step of the hybrid sampler (-1 for full_chain)
     step_log_prob: Tensor  # [B,K,T,D] elementwise log-prob terms (0 at deterministic steps)
-    step_std: Tensor  # [B,K,T,D] σ of each step (0 at deterministic steps)
     first_hidden: Tensor  # [B,T,H] hidden states of step 0 (action_expert value head)
 
 
@@ -331,12 +349,12 @@ def sample_chain(
         any_k = every_k = [True] * K
     else:
         raise ValueError(f"unknown sampling {sampling!r}; use hybrid or full_chain")
-    fused = sampling == "full_chain" and method != "flow_ode"  # log-probs once over the stacked chain
+    # log-probs once over the stacked chain (at K = 1 the per-step expression is that, without the stacking)
+    fused = sampling == "full_chain" and method != "flow_ode" and K > 1
 
     x = hint = x_init
     latents = [x_init]
     step_lp: list[Tensor | None] = []  # per step (not fused); None: deterministic for every sample
-    step_std: list[Tensor | None] = []
     means: list[Tensor] = []  # fused: every step's mean and learned σ
     sigmas: list[Tensor] = []
     first_hidden: Tensor | None = None
@@ -347,22 +365,21 @@ def sample_chain(
             first_hidden = out.hidden
         if not any_k[k]:
             # no sample injects noise here: the ODE step for all (the method's σ and drift are not needed)
-            x = _step_mean(out, x, sched.dt, f.c0, f.c1_ode, ode=True)
+            x = _ode_mean(out, x, sched.dt, f.c0, f.c1_ode)
             latents.append(x)
             step_lp.append(None)
-            step_std.append(None)
             continue
         sigma = _learned_sigma(sigma_fn, out.hidden) if method == "flow_noise" else None
         if sigma is None:
-            mean = _step_mean(out, x, sched.dt, f.c0, f.c1_sde, ode=False)
+            mean = _sde_mean(out, x, f.c0, f.c1_sde, f.sde_vx, f.sde_vv)
         else:
-            mean = _step_mean(out, x, sched.dt, f.c0, f.c1_ode, ode=True)
+            mean = _ode_mean(out, x, sched.dt, f.c0, f.c1_ode)
         std: Tensor | float = f.sde_std if sigma is None else sigma
         x_next = mean + std * torch.randn(x.shape, generator=generator, device=device, dtype=dtype)
         sto = None if every_k[k] else stochastic[:, k].view(-1, 1, 1)
         if sto is not None:
             # hybrid: the samples whose k* this is take the method's step, the others the ODE step
-            ode = mean if sigma is not None else _step_mean(out, x, sched.dt, f.c0, f.c1_ode, ode=True)
+            ode = mean if sigma is not None else _ode_mean(out, x, sched.dt, f.c0, f.c1_ode)
             x_next = torch.where(sto, x_next, ode)
         if fused:
             means.append(mean)
@@ -370,12 +387,10 @@ def sample_chain(
                 sigmas.append(sigma)
         else:
             if sigma is None:
-                lp = scheduled_log_prob(x_next, mean, f.sde_two_var, f.sde_log_std)
-                std_k = torch.full_like(mean, f.sde_std)
+                lp = scheduled_log_prob(x_next, mean, f.sde_neg_inv_two_var, f.sde_log_norm)
             else:
-                lp, std_k = gaussian_log_prob(x_next, mean, sigma.clamp_min(MIN_STD)), sigma.expand_as(mean)
+                lp = gaussian_log_prob(x_next, mean, sigma.clamp_min(MIN_STD))
             step_lp.append(lp if sto is None else torch.where(sto, lp, 0.0))
-            step_std.append(std_k if sto is None else torch.where(sto, std_k, 0.0))
         if k + 1 < K and not isinstance(out, VelocityOutput):  # a velocity model reads no hint
             new_hint = (x_next - f.one_minus_t_next * out.x0_hat) / f.t_next  # noise_estimate_from_latent
             hint = new_hint if sto is None else torch.where(sto, new_hint, hint)
@@ -384,18 +399,16 @@ def sample_chain(
     assert first_hidden is not None
     chain = torch.stack(latents, dim=1)
     if fused:
-        lp_all, std_all = _stacked_log_prob(chain, means, sigmas, sched, method)
+        lp_all = _stacked_log_prob(chain, means, sigmas, sched)
     else:
         zero = torch.zeros_like(x_init) if any(v is None for v in step_lp) else x_init  # shared by deterministic steps
         lp_all = torch.stack([zero if v is None else v for v in step_lp], dim=1)
-        std_all = torch.stack([zero if v is None else v for v in step_std], dim=1)
     return ChainSample(
         actions=x,
         chain=chain,
         stochastic=stochastic,
         kstar=kstar,
         step_log_prob=lp_all,
-        step_std=std_all,
         first_hidden=first_hidden,
     )
 
@@ -445,13 +458,14 @@ def rescore_chain(
 
         if learned:
             sigma = _learned_sigma(sigma_fn, out.hidden)
-            mean = _step_mean(out, x_k, sched.dt, at_kstar(sched.c0), at_kstar(sched.c1_ode), ode=True)
+            mean = _ode_mean(out, x_k, sched.dt, at_kstar(sched.c0), at_kstar(sched.c1_ode))
             std = sigma.expand_as(mean)
             lp = gaussian_log_prob(x_next, mean, sigma.clamp_min(MIN_STD))
         else:
-            mean = _step_mean(out, x_k, sched.dt, at_kstar(sched.c0), at_kstar(sched.c1_sde), ode=False)
+            c0, c1, vx, vv = (at_kstar(v) for v in (sched.c0, sched.c1_sde, sched.sde_vx, sched.sde_vv))
+            mean = _sde_mean(out, x_k, c0, c1, vx, vv)
             std = at_kstar(sched.sde_std).expand_as(mean)
-            lp = scheduled_log_prob(x_next, mean, at_kstar(sched.sde_two_var), at_kstar(sched.sde_log_std))
+            lp = scheduled_log_prob(x_next, mean, at_kstar(sched.sde_neg_inv_two_var), at_kstar(sched.sde_log_norm))
         zeros = torch.zeros(B, K, *chain.shape[2:], dtype=chain.dtype, device=chain.device)
         step_lp, step_std = zeros, zeros.clone()
         step_lp[idx, kstar] = lp
@@ -470,12 +484,12 @@ def rescore_chain(
             first_hidden = out.hidden
         if learned:
             sigmas.append(_learned_sigma(sigma_fn, out.hidden))
-            means.append(_step_mean(out, x_k, sched.dt, f.c0, f.c1_ode, ode=True))
+            means.append(_ode_mean(out, x_k, sched.dt, f.c0, f.c1_ode))
         else:
-            means.append(_step_mean(out, x_k, sched.dt, f.c0, f.c1_sde, ode=False))
+            means.append(_sde_mean(out, x_k, f.c0, f.c1_sde, f.sde_vx, f.sde_vv))
         if k + 1 < K and not isinstance(out, VelocityOutput):
             new_hint = (chain[:, k + 1] - f.one_minus_t_next * out.x0_hat) / f.t_next
             hint = torch.where(stochastic[:, k].view(-1, 1, 1), new_hint, hint)
-    lp, std = _stacked_log_prob(chain, means, sigmas, sched, method)
+    lp, std = _stacked_log_prob(chain, means, sigmas, sched), _stacked_std(means, sigmas, sched)
     sto = stochastic[:, :, None, None]
     return Rescore(torch.where(sto, lp, 0.0), torch.where(sto, std, 0.0), first_hidden)
