@@ -54,6 +54,8 @@ def test_actor_survives_a_killed_learner_and_training_resumes_from_the_checkpoin
     assert ckpt.verify_checkpoint(out).iteration == lr["iterations"]
 
 
+# slow: the default suite keeps the killed-learner fault test; this one adds a third process (28 s)
+@pytest.mark.slow
 def test_learner_keeps_serving_when_an_actor_dies_and_a_replacement_gets_current_weights(tmp_path):
     out, port = tmp_path / "run", free_port()
     budget = [*ARGS, "--runtime.total_env_steps=160"]

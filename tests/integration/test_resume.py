@@ -36,6 +36,8 @@ def _train(out, port, *extra: str) -> dict:
     return lr
 
 
+# slow (37 s): the fallback itself is unit-tested in test_checkpoint.py (test_resume_falls_back_...)
+@pytest.mark.slow
 def test_a_corrupt_last_resumes_from_the_newest_good_checkpoint_and_metrics_continue(tmp_path):
     out, port = tmp_path / "run", free_port()
     first = _train(out, port, "--runtime.total_env_steps=96")  # 32 env steps per iteration: 3 iterations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 from bench.b5_sac import SAC_REPO_ID, sac_config, sac_demos
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -37,6 +38,8 @@ def _fake_demos(root, settings, lengths):
     ds.finalize()
 
 
+# slow (30 s): LeRobot's SAC path building is checked fast in test_factory.py
+@pytest.mark.slow
 def test_demos_convert_and_lerobots_own_sac_trains_on_them(tmp_path):
     run_cfg = load_run_config(CONFIGS_DIR / "pick_cube_tiny_pixels.json")  # B5's task
     _fake_demos(tmp_path / "demos", run_cfg.env, [3, 4])

@@ -68,6 +68,8 @@ print(json.dumps(out))
 """
 
 
+# slow (16 s): records demos in a child process
+@pytest.mark.slow
 def test_keep_failures_records_every_attempt_and_the_default_only_successes(tmp_path, child_json):
     out = child_json(CHILD, str(tmp_path))
     kept, curated = out["True"], out["False"]

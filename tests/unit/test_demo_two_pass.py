@@ -4,6 +4,8 @@ labels). Rendered in a child process: one GL context per process (pick_cube.py).
 
 from __future__ import annotations
 
+import pytest
+
 CHILD = r"""
 import json, sys
 import numpy as np
@@ -32,6 +34,8 @@ print(json.dumps(out))
 """
 
 
+# slow (27 s): two full demo recordings in child processes
+@pytest.mark.slow
 def test_two_pass_demos_are_the_single_pass_demos(tmp_path, child_json):
     out = child_json(CHILD, str(tmp_path))
     single, two = out["False"], out["True"]

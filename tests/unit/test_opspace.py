@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 CHILD = r"""
 import json
 import numpy as np
@@ -57,6 +59,8 @@ def _run() -> dict:
     return json.loads(line[len("RESULT") :])
 
 
+# slow (12 s): steps gym_hil's own controller beside ours
+@pytest.mark.slow
 def test_fast_controller_reproduces_gym_hil() -> None:
     out = _run()
     assert out["class_loop"] and out["loop_installed"] and out["installed"] and out["default_env_fast"]
