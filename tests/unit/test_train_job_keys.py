@@ -120,3 +120,13 @@ def test_demos_and_sft_run_at_the_configs_torch_threads(tmp_path, monkeypatch):
     finally:
         torch.set_num_threads(before)
     assert seen == {"demos": want, "sft": want}
+
+
+def test_a_failed_childs_reason_is_its_last_error_line_else_its_last_line():
+    # the learner and the evaluation children both end the job with this line
+    from pirlctl.pipeline.train_job import _last_error_line
+
+    out = "loading\nerror: port 50061 is held; pass --runtime.learner_port\nshutting down\n"
+    assert _last_error_line(out) == "port 50061 is held; pass --runtime.learner_port"
+    assert _last_error_line("one\n  two  \n\n") == "two"
+    assert _last_error_line("") == "no output"

@@ -243,8 +243,8 @@ class TrainJob:
         failed = sorted((p.returncode == -signal.SIGKILL, w) for w, p in enumerate(procs) if p.returncode != 0)
         if failed:
             w = failed[0][1]
-            tail = (errs[w].read_text() or stdouts[w]).strip().splitlines()[-1:] or ["no output"]
-            raise RuntimeError(f"evaluation of {target} failed: {tail[0]} (log: {errs[w]})")
+            line = _last_error_line(errs[w].read_text(errors="replace") or stdouts[w])
+            raise RuntimeError(f"evaluation of {target} failed: {line} (log: {errs[w]})")
         parts = [EvalReport(**json.loads(out)) for out in stdouts]
         self.on_progress(stage, n, n, "episodes")
         report = dataclasses.asdict(merge_eval_reports(parts))
@@ -314,7 +314,9 @@ class TrainJob:
                     p.kill()
         if procs[0].returncode not in (0, None):  # it failed (a held port, a bad checkpoint...): its own line
             log = self.run_dir / "learner.stderr"
-            raise RuntimeError(f"the learner exited with {procs[0].returncode}: {_last_error_line(log)} (log: {log})")
+            raise RuntimeError(
+                f"the learner exited with {procs[0].returncode}: {_last_error_line(_read(log))} (log: {log})"
+            )
         return finished
 
     @staticmethod
@@ -402,12 +404,16 @@ class TrainJob:
         return report
 
 
-def _last_error_line(log: Path) -> str:
-    """The last ``error: ...`` line a child wrote (its one-line failure), else its last line."""
+def _read(log: Path) -> str:
     try:
-        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        return log.read_text(errors="replace")
     except OSError:
-        return "no output"
+        return ""
+
+
+def _last_error_line(output: str) -> str:
+    """The last ``error: ...`` line of a child's output (its one-line failure), else its last line."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("error:")]
     line = (errors or lines or ["no output"])[-1]
     return line.removeprefix("error:").strip()
