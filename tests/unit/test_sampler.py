@@ -220,3 +220,13 @@ def test_a_velocity_models_flow_sde_mean_from_x_and_v_is_the_mean_from_its_estim
 def test_hybrid_sampler_rejects_a_kstar_outside_the_chain():
     with pytest.raises(ValueError, match=r"k\* must lie in 0..3 for 4 denoising steps"):
         sample_chain(_linear_denoise, torch.randn(2, 3, 2), 4, "flow_sde", noise_level=0.5, kstar=torch.tensor([0, 4]))
+
+
+def test_a_one_step_hybrid_chain_samples_its_only_step_for_every_sample_and_draws_only_the_noise():
+    x0 = torch.randn(3, 4, 2)
+    s = sample_chain(_linear_denoise, x0, 1, "flow_sde", noise_level=0.5, generator=torch.Generator().manual_seed(11))
+    assert s.kstar.tolist() == [0, 0, 0] and s.stochastic.tolist() == [[True]] * 3
+    # no k* drawn: the generator gave the step's noise alone, as in a full chain (which draws no k*)
+    g = torch.Generator().manual_seed(11)
+    full = sample_chain(_linear_denoise, x0, 1, "flow_sde", sampling="full_chain", noise_level=0.5, generator=g)
+    assert torch.equal(s.actions, full.actions) and torch.equal(s.step_log_prob, full.step_log_prob)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from pirlctl.policies.velocity import VelocityAdapter, VelocityPrefix
@@ -25,7 +26,7 @@ def paligemma_prefix(
 
     embs, pad_masks, att_masks = model.embed_prefix(images, img_masks, tokens, masks)
     att_4d = prepare_attention_masks_4d(make_att_2d_masks(pad_masks, att_masks))
-    position_ids = pad_masks.long().cumsum(dim=1) - 1
+    position_ids = torch.cumsum(pad_masks, dim=1) - 1  # int64, as the policy computes it
     model.paligemma_with_expert.paligemma.model.language_model.config._attn_implementation = "eager"  # noqa: SLF001
     (prefix_out, _), cache = model.paligemma_with_expert.forward(
         attention_mask=att_4d,

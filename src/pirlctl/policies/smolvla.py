@@ -8,6 +8,7 @@ shared across threads.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from pirlctl.policies.velocity import VelocityAdapter, VelocityPrefix
@@ -33,7 +34,7 @@ class SmolVLAAdapter(VelocityAdapter):
         embs, pad_masks, att_masks = self.model.embed_prefix(images, img_masks, tokens, masks, state=state)
         (prefix_out, _), cache = self.model.vlm_with_expert.forward(
             attention_mask=make_att_2d_masks(pad_masks, att_masks),
-            position_ids=pad_masks.long().cumsum(dim=1) - 1,
+            position_ids=torch.cumsum(pad_masks, dim=1) - 1,  # int64, as the policy computes it
             past_key_values=None,
             inputs_embeds=[embs, None],
             use_cache=self.policy.config.use_cache,

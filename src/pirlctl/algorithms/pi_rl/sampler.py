@@ -334,6 +334,11 @@ def sample_chain(
         stochastic = torch.zeros(B, K, dtype=torch.bool, device=device)
         kstar = torch.full((B,), -1, dtype=torch.long, device=device)
         any_k = every_k = [False] * K
+    elif sampling == "hybrid" and K == 1 and kstar is None:
+        # one step: it is every sample's k*, nothing to draw
+        stochastic = torch.ones(B, K, dtype=torch.bool, device=device)
+        kstar = torch.zeros(B, dtype=torch.long, device=device)
+        any_k = every_k = [True]
     elif sampling == "hybrid":
         if kstar is None:
             kstar = draw_kstar(B, K, generator=generator, device=device)
