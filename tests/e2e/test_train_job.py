@@ -120,6 +120,8 @@ def test_eval_on_the_saved_checkpoint_and_one_line_errors(trained, tmp_path):
     assert "do not fit" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
 
 
+# slow (12 s): test_second_run_reuses_every_stage covers the caches in the default suite
+@pytest.mark.slow
 def test_rerunning_from_the_run_folders_run_config_reuses_the_cached_demos_and_sft_policy(trained):
     run, _, _ = trained
     proc = _pirlctl("train", "--json", "--no-dashboard", "--config_path", str(run / "run_config.json"))
@@ -162,6 +164,8 @@ def test_train_over_a_run_whose_checkpoints_all_fail_stops_in_one_line_and_chang
     assert (_digests(copy / "checkpoints"), (copy / "metrics.jsonl").read_bytes()) == before
 
 
+# slow (24 s): the learner's own held-port line is tested fast in tests/integration/test_net.py
+@pytest.mark.slow
 def test_train_whose_learner_cannot_bind_its_port_stops_with_the_learners_line_and_changes_nothing(trained, tmp_path):
     """Another job's learner holds the port: the job ends with the learner's own one-line reason (not a later,
     misleading "no checkpoint"), its actors are stopped, and the run folder's checkpoints and metrics are untouched."""
@@ -182,7 +186,7 @@ def test_train_whose_learner_cannot_bind_its_port_stops_with_the_learners_line_a
     assert (_digests(copy / "checkpoints"), (copy / "metrics.jsonl").read_bytes()) == before
 
 
-@pytest.mark.slow  # ~2 min; tests/integration/test_resume.py covers the fallback in the default suite
+@pytest.mark.slow  # ~2 min; tests/unit/test_checkpoint.py covers the fallback in the default suite
 def test_train_over_a_corrupt_last_resumes_from_the_previous_checkpoint_and_the_report_says_so(trained, tmp_path):
     _, _, args = trained
     run = tmp_path / "run"

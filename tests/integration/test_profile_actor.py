@@ -18,6 +18,8 @@ from .procs import ROOT, TINY_RUN, env
 pytestmark = pytest.mark.integration
 
 
+# slow (14 s): test_profile_times_the_actors_own_loop_with_a_stand_in_sender stays in the default suite
+@pytest.mark.slow
 def test_sweep_is_consistent_and_flame_graph_is_written(tmp_path):
     svg = tmp_path / "flame.svg"
     proc = subprocess.run(

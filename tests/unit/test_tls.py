@@ -131,6 +131,8 @@ def test_tls_settings_read_pem_files_and_refuse_bad_ones_in_one_line(pems, tmp_p
     assert OperatorSettings().resolved_tls() is None
 
 
+# slow (15 s): the TLS handshakes are tested fast above
+@pytest.mark.slow
 @pytest.mark.integration
 def test_learner_on_a_non_loopback_address_trains_an_actor_over_mutual_tls(pems, tmp_path):
     """The CLI wiring: ``PIRL_TLS_*`` on both processes, learner bound to 0.0.0.0 with --allow-remote, no token."""
