@@ -54,4 +54,5 @@ class NoiseHead(nn.Module):
         half_range, middle = (self.log_max - self.log_min) / 2.0, (self.log_max + self.log_min) / 2.0
         if torch.is_grad_enabled():  # σ learns through σ only (a sampling pass has no graph to cut)
             hidden = hidden.detach()
-        return torch.exp(torch.tanh(self.net(hidden.float())) * half_range + middle)
+        u = self.net(hidden.float().reshape(-1, hidden.shape[-1]))  # 2-D: each Linear is one matmul, no reshapes
+        return torch.exp(torch.tanh(u.view(*hidden.shape[:-1], -1)) * half_range + middle)
