@@ -9,6 +9,8 @@ from pirlctl.config.run_config import load_run_config
 from pirlctl.configs import DEFAULT_RUN_CONFIG
 from pirlctl.runtime.build import build_algorithm
 
+from ..integration.procs import free_port
+
 
 def _algo(*overrides: str):
     return build_algorithm(load_run_config(DEFAULT_RUN_CONFIG, list(overrides)), "cpu")
@@ -39,3 +41,46 @@ def test_learner_and_actor_built_from_the_run_config_compute_the_same_noise_leve
         levels.append(learner.noise_level())
     assert levels[0] == pytest.approx(0.5) and levels[-1] == pytest.approx(0.2)
     assert levels == sorted(levels, reverse=True) and len(set(levels)) > 10
+
+
+def test_the_policy_freezes_only_once_an_annealed_lr_has_reached_a_final_zero():
+    cfg = _algo().config  # the default job: actor lr 6e-5 -> 0 over the whole plan (22 updates)
+    assert (cfg.lr_anneal_frac, cfg.actor_lr_final) == (1.0, 0.0)
+    assert not cfg.policy_frozen_after(22, 22) and cfg.actor_lr_at(22, 22) > 0.0  # the one extra update learns
+    assert cfg.policy_frozen_after(23, 22) and cfg.actor_lr_at(23, 22) == 0.0  # every later one is at lr 0
+    assert not _algo("--algorithm.actor_lr_final=1e-6").config.policy_frozen_after(100, 22)
+    constant_zero = _algo("--algorithm.lr_anneal_frac=0", "--algorithm.actor_lr=0").config  # lr-0 checks
+    assert not constant_zero.policy_frozen_after(100, 22)
+
+
+@pytest.mark.parametrize(("final_lr", "stopped_by"), [(0.0, "schedule"), (1e-6, "budget")])
+def test_the_learner_ends_the_run_when_its_updates_can_no_longer_change_the_policy(tmp_path, final_lr, stopped_by):
+    # short episodes (GRPO's, once it succeeds) spend few env steps per update: without the stop, updates past the
+    # plan ran at lr 0 until the env-step budget was spent (49 updates for a plan of 23 on 2026-12-03)
+
+    from pirlctl.pipeline.train_job import _run_done
+    from pirlctl.runtime.checkpoint import find_resume_checkpoint
+    from pirlctl.runtime.learner import Learner
+
+    cfg = load_run_config(
+        DEFAULT_RUN_CONFIG,
+        [f"--output_dir={tmp_path}", f"--runtime.learner_port={free_port()}", f"--algorithm.actor_lr_final={final_lr}"],
+    )
+    learner = Learner(cfg)
+    planned = learner.algo.planned_iterations
+
+    def one_update(_segments):  # an update whose batch counted a twentieth of a full one's env steps
+        learner.algo.optimization_step = learner.algo.iteration + 1
+        learner.env_steps_offset += cfg.runtime.total_env_steps // (20 * planned)
+
+    learner._next_batch = lambda: []  # type: ignore[method-assign]
+    learner.train_iteration = one_update  # type: ignore[method-assign]
+    report = learner.run()
+    assert report.stopped_by == stopped_by
+    if final_lr == 0.0:
+        assert report.iterations == planned + 1 and report.env_steps < cfg.runtime.total_env_steps
+    else:
+        assert report.iterations > planned + 1 and report.env_steps >= cfg.runtime.total_env_steps
+    point = find_resume_checkpoint(tmp_path)
+    assert point.info.iteration == report.iterations and point.info.counters["planned_iterations"] == planned
+    assert _run_done(cfg, point.info.iteration, point.info.counters)  # a rerun of the job reuses the finished RL

@@ -260,7 +260,7 @@ class TrainJob:
         point = ckpt.find_resume_checkpoint(self.run_dir) if ckpt.has_checkpoints(self.run_dir) else None
         if point is not None and point.note:
             self.on_event(STAGE_RL, point.note)
-        done = point is not None and int(point.info.counters.get("env_steps", 0)) >= cfg.runtime.total_env_steps
+        done = point is not None and _run_done(cfg, point.info.iteration, point.info.counters)
         if done and not self.fresh:
             self.reused.append(STAGE_RL)
             return True
@@ -402,6 +402,15 @@ class TrainJob:
         write_report(report, self.cfg, Path(report.report_md), sft_eval=sft, rl_eval=rl, train=train)
         (self.run_dir / "report.json").write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
         return report
+
+
+def _run_done(cfg: PiRLRunConfig, iteration: int, counters: dict[str, Any]) -> bool:
+    """Whether a checkpoint ends its run: the env-step budget is spent, or the learner ended the run because the
+    actor lr had annealed to 0 (``PiRLConfig.policy_frozen_after``; checkpoints record the planned iterations)."""
+    if int(counters.get("env_steps", 0)) >= cfg.runtime.total_env_steps:
+        return True
+    planned = counters.get("planned_iterations")
+    return isinstance(planned, int) and cfg.pirl.policy_frozen_after(iteration, planned)
 
 
 def _read(log: Path) -> str:

@@ -2,7 +2,8 @@
 
 Loop: publish weights v → wait for a full batch of version-v segments → GAE (or GRPO's group advantages over
 whole groups of episodes, ``runtime.groups``) → one PPO iteration → v+1 → publish
-→ checkpoint every ``checkpoint_every`` iterations → stop at ``total_env_steps`` (final checkpoint, then a
+→ checkpoint every ``checkpoint_every`` iterations → stop at ``total_env_steps``, or earlier once the actor lr has
+annealed to a final 0 (``PiRLConfig.policy_frozen_after``) (final checkpoint, then a
 ``stop`` push that ends the actors).
 """
 
@@ -47,7 +48,7 @@ class LearnerReport:
     actors: list[int]
     last_checkpoint: str | None
     wall_seconds: float
-    stopped_by: str  # "budget" | "signal"
+    stopped_by: str  # "budget" | "schedule" (the actor lr reached a final 0) | "signal"
     resumed_from: str | None = None  # the checkpoint this session started from (None: the SFT policy)
     resume_note: str | None = None  # why it is not the one `last` pointed at, when it is not
     ranks: int = 1  # learner processes the PPO update ran on (runtime.learner_ranks)
@@ -255,6 +256,7 @@ class Learner:
             "env_steps": self.env_steps,
             "policy_version": self.algo.iteration,
             "chunks_used": self.assembler.counters.chunks_used,
+            "planned_iterations": self.algo.planned_iterations,  # a rerun of the job reads whether the run is done
         }
         if self.mirror is not None and self.ranks is not None:
             self.ranks.share(CHECKPOINT)  # every rank gathers its optimiser shards into rank 0's mirror
@@ -372,6 +374,16 @@ class Learner:
         try:
             self.publish()
             while not self.stop_requested.is_set() and self.env_steps < cfg.runtime.total_env_steps:
+                if cfg.pirl.policy_frozen_after(self.algo.iteration, self.algo.planned_iterations):
+                    stopped_by = "schedule"
+                    logger.info(
+                        "the actor learning rate has annealed to 0 after %d updates: later ones cannot change the "
+                        "policy, so the run ends at %d of %d env steps",
+                        self.algo.iteration,
+                        self.env_steps,
+                        cfg.runtime.total_env_steps,
+                    )
+                    break
                 segments = self._next_batch()
                 if segments is None:
                     break

@@ -361,6 +361,15 @@ class PiRLConfig(RLAlgorithmConfig):
         horizon = anneal_horizon(self.noise_anneal_frac, planned)
         return linear_anneal(self.noise_level, self.noise_level_final, horizon, iteration)
 
+    def policy_frozen_after(self, iteration: int, planned: int) -> bool:
+        """True when every update after `iteration` completed ones would run at an actor learning rate of 0: the
+        schedule has annealed to `actor_lr_final` = 0. Such updates cannot change the policy, so the learner ends the
+        run there (a run whose episodes end early, GRPO's, makes more updates than `planned` before its env-step
+        budget is spent). A constant learning rate, 0 included, never freezes."""
+        if self.lr_anneal_frac <= 0 or self.actor_lr_final != 0:
+            return False
+        return iteration > anneal_horizon(self.lr_anneal_frac, planned)
+
     def actor_lr_at(self, iteration: int, planned: int) -> float:
         """Actor learning rate for the PPO iteration that follows `iteration` completed ones, in a run that plans
         `planned`: `actor_lr_final` is reached one iteration after `anneal_horizon(lr_anneal_frac, planned)`."""
