@@ -243,7 +243,7 @@ class TrainJob:
         failed = sorted((p.returncode == -signal.SIGKILL, w) for w, p in enumerate(procs) if p.returncode != 0)
         if failed:
             w = failed[0][1]
-            line = _last_error_line(errs[w].read_text(errors="replace") or stdouts[w])
+            line = _last_error_line(_read(errs[w]) or stdouts[w])
             raise RuntimeError(f"evaluation of {target} failed: {line} (log: {errs[w]})")
         parts = [EvalReport(**json.loads(out)) for out in stdouts]
         self.on_progress(stage, n, n, "episodes")
@@ -405,12 +405,13 @@ class TrainJob:
 
 
 def _run_done(cfg: PiRLRunConfig, iteration: int, counters: dict[str, Any]) -> bool:
-    """Whether a checkpoint ends its run: the env-step budget is spent, or the learner ended the run because the
-    actor lr had annealed to 0 (``PiRLConfig.policy_frozen_after``; checkpoints record the planned iterations)."""
-    if int(counters.get("env_steps", 0)) >= cfg.runtime.total_env_steps:
-        return True
+    """Whether a checkpoint ends its run, by the learner's own rule (``runtime.build.run_end``) read from the
+    checkpoint's counters."""
+    from pirlctl.runtime.build import run_end
+
     planned = counters.get("planned_iterations")
-    return isinstance(planned, int) and cfg.pirl.policy_frozen_after(iteration, planned)
+    env_steps = int(counters.get("env_steps", 0))
+    return run_end(cfg, env_steps, iteration, planned if isinstance(planned, int) else None) is not None
 
 
 def _read(log: Path) -> str:

@@ -57,6 +57,18 @@ def apply_torch_threads(cfg: PiRLRunConfig) -> None:
         torch.set_num_threads(cfg.runtime.torch_threads)
 
 
+def run_end(cfg: PiRLRunConfig, env_steps: int, iteration: int, planned: int | None) -> str | None:
+    """Why a run that has taken ``env_steps`` and made ``iteration`` of its ``planned`` updates is over: "budget"
+    (``runtime.total_env_steps`` spent) or "schedule" (the actor lr has annealed to a final 0,
+    ``PiRLConfig.policy_frozen_after``); None while it goes on. The learner's loop and a rerun of the job (from a
+    checkpoint's counters; ``planned`` None for checkpoints that predate the counter) both ask this."""
+    if env_steps >= cfg.runtime.total_env_steps:
+        return "budget"
+    if planned is not None and cfg.pirl.policy_frozen_after(iteration, planned):
+        return "schedule"
+    return None
+
+
 def setup_process(cfg: PiRLRunConfig, role: str, log_level: str = "INFO") -> Path:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

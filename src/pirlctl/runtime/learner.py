@@ -27,7 +27,7 @@ from pirlctl.algorithms.pi_rl.pi_rl_algorithm import RolloutBatch, build_rollout
 from pirlctl.config.run_config import PiRLRunConfig, config_hash, encode_run_config, save_run_config
 from pirlctl.reporting.wandb_log import open_wandb
 from pirlctl.runtime import checkpoint as ckpt
-from pirlctl.runtime.build import build_algorithm, expected_observation_shapes, setup_process
+from pirlctl.runtime.build import build_algorithm, expected_observation_shapes, run_end, setup_process
 from pirlctl.runtime.groups import make_group_schedule
 from pirlctl.runtime.ranks import CHECKPOINT, Mirror, RankGroup, attach, follow, start_ranks
 from pirlctl.runtime.rollout import USED, RolloutAssembler, segment_streams
@@ -373,16 +373,18 @@ class Learner:
         ended = False  # the loop ended by itself: the other ranks are waiting for the next batch, not in an update
         try:
             self.publish()
-            while not self.stop_requested.is_set() and self.env_steps < cfg.runtime.total_env_steps:
-                if cfg.pirl.policy_frozen_after(self.algo.iteration, self.algo.planned_iterations):
-                    stopped_by = "schedule"
-                    logger.info(
-                        "the actor learning rate has annealed to 0 after %d updates: later ones cannot change the "
-                        "policy, so the run ends at %d of %d env steps",
-                        self.algo.iteration,
-                        self.env_steps,
-                        cfg.runtime.total_env_steps,
-                    )
+            while not self.stop_requested.is_set():
+                end = run_end(cfg, self.env_steps, self.algo.iteration, self.algo.planned_iterations)
+                if end is not None:
+                    stopped_by = end
+                    if end == "schedule":
+                        logger.info(
+                            "the actor learning rate has annealed to 0 after %d updates: later ones cannot change "
+                            "the policy, so the run ends at %d of %d env steps",
+                            self.algo.iteration,
+                            self.env_steps,
+                            cfg.runtime.total_env_steps,
+                        )
                     break
                 segments = self._next_batch()
                 if segments is None:
