@@ -36,10 +36,11 @@ def headless_defaults() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # no "Map" bar per saved demo episode, no gRPC core lines: for this process and the children it starts
-    from pirlctl.reporting.progress import disable_datasets_bars, quiet_environment
+    from pirlctl.reporting.progress import disable_datasets_bars, quiet_environment, silence_library_warnings
 
     quiet_environment(os.environ)
     disable_datasets_bars()  # `datasets` is already imported (by LeRobot): the variable alone comes too late
+    silence_library_warnings()  # e.g. gymnasium's "Box ... precision lowered" at every env build
 
 
 def run_or_exit[T](fn: Callable[[], T], *, debug: bool = False) -> T:

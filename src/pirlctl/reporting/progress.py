@@ -37,6 +37,20 @@ def quiet_environment(env: MutableMapping[str, str]) -> MutableMapping[str, str]
     return env
 
 
+# modules whose Python warnings a command's terminal never shows (gymnasium's "Box ... precision lowered" at every
+# env build, torch's and transformers' deprecation notes): they name nothing a pirlctl user can act on
+LIBRARY_WARNING_MODULES = r"(gymnasium|gym_hil|mujoco|torch|transformers|lerobot|datasets)(\.|$)"
+
+
+def silence_library_warnings() -> None:
+    """Ignore Python warnings raised inside :data:`LIBRARY_WARNING_MODULES` in this process (every command, via
+    ``cli.common.headless_defaults``). Other third-party output of ``pirlctl train`` goes to its run folder
+    (:func:`quiet_third_party`)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", module=LIBRARY_WARNING_MODULES)
+
+
 def disable_datasets_bars() -> None:
     """``HF_DATASETS_DISABLE_PROGRESS_BARS`` is read when ``datasets`` is imported, and ``import pirlctl`` imports
     LeRobot, which imports ``datasets``: the variable alone comes too late in this process. Without this, saving
