@@ -18,64 +18,56 @@ pytestmark = pytest.mark.integration
 SMALL = ["--runtime.rollout_chunks=8", "--runtime.checkpoint_every=2"]
 
 
-def test_learner_and_actor_processes_train_push_and_checkpoint(tmp_path):
+def test_learner_and_two_actor_processes_train_push_and_checkpoint(tmp_path):
+    # one run serves both views (the shipped default runs two actors; the fault tests run one)
     out, port = tmp_path / "run", free_port()
-    budget = ["--runtime.total_env_steps=128", *SMALL]  # > one 60-step episode: interactions are reported
-    learner = spawn("learner", out, port, *budget)
-    actor = spawn("actor", out, port, *budget)
-    a, lr = report(actor), report(learner)
-    assert lr["iterations"] >= 3 and lr["stopped_by"] == "budget"
-    # counted on both sides: every used chunk was sent and acknowledged; nothing is dropped on-policy
-    assert lr["chunks_used"] == 8 * lr["iterations"] and lr["chunks_dropped_stale"] == 0
-    assert a["chunks_sent"] >= lr["chunks_used"]
-    # the actor's time accounting (B2): inference and env steps happen inside the collect phase
-    assert a["infer_s"] > 0 and a["env_s"] > 0 and a["send_s"] > 0 and a["load_s"] > 0
-    assert a["infer_s"] + a["env_s"] <= a["collect_s"] * 1.01
-    # the actor loaded every version the learner produced, in order (v0 first, then each push)
-    assert a["versions_loaded"] == list(range(lr["iterations"] + 1))
-    train = read_metrics(out / "metrics.jsonl", "train")
-    assert [r["train/iteration"] for r in train] == list(range(1, lr["iterations"] + 1))
-    for r in train:
-        assert r["data/batch_versions"] == [r["train/iteration"] - 1]  # on-policy: trained on the previous version
-        # the learner's first re-score, before any step, reproduces the actor's log-probs: weights arrived intact.
-        # (ratio_max over later epochs is not bounded: the clip bounds the gradient, not the ratio.)
-        assert r["train/onpolicy_max_abs_log_ratio"] < 1e-3
-    episodes = read_metrics(out / "metrics.jsonl", "episode")
-    assert 1 <= len(episodes) <= a["episodes"]
-    assert episodes[0]["actor/episode_length"] <= 60 and episodes[0]["actor/policy_fps"] > 0  # env.max_episode_steps
-    info = ckpt.verify_checkpoint(out)
-    assert info.iteration == lr["iterations"]
-    assert (info.path / "pretrained_model" / "model.safetensors").is_file()
-    assert info.counters["env_steps"] == lr["env_steps"] >= 128
-
-
-def test_two_actors_each_receive_every_version_and_share_each_batch(tmp_path):
-    out, port = tmp_path / "run", free_port()
-    args = ["--runtime.num_actors=2", "--runtime.total_env_steps=128", *SMALL]
+    args = ["--runtime.num_actors=2", "--runtime.total_env_steps=192", *SMALL]  # 3 iterations of 2 × 8 chunks
     learner = spawn("learner", out, port, *args)
     actors = [spawn("actor", out, port, *args, actor_id=i) for i in range(2)]
     reports = [report(a) for a in actors]
     lr = report(learner)
-    assert lr["actors"] == [0, 1]
+    assert lr["iterations"] >= 3 and lr["stopped_by"] == "budget" and lr["actors"] == [0, 1]
+    # counted on both sides: every used chunk was sent and acknowledged; nothing is dropped on-policy
+    assert lr["chunks_used"] == 2 * 8 * lr["iterations"] and lr["chunks_dropped_stale"] == 0
+    assert sum(a["chunks_sent"] for a in reports) >= lr["chunks_used"]
     for a in reports:
+        # the actor's time accounting (B2): inference and env steps happen inside the collect phase
+        assert a["infer_s"] > 0 and a["env_s"] > 0 and a["send_s"] > 0 and a["load_s"] > 0
+        assert a["infer_s"] + a["env_s"] <= a["collect_s"] * 1.01
+        # each actor loaded every version the learner produced, in order (v0 first, then each push)
         assert a["versions_loaded"] == list(range(lr["iterations"] + 1))
-    for r in read_metrics(out / "metrics.jsonl", "train"):
-        assert r["data/batch_actors"] == [0, 1]
-        assert r["train/samples"] == 2 * 8
+    train = read_metrics(out / "metrics.jsonl", "train")
+    assert [r["train/iteration"] for r in train] == list(range(1, lr["iterations"] + 1))
+    for r in train:
+        assert r["data/batch_versions"] == [r["train/iteration"] - 1]  # on-policy: trained on the previous version
+        assert r["data/batch_actors"] == [0, 1] and r["train/samples"] == 2 * 8  # each batch shared by both
+        # the learner's first re-score, before any step, reproduces the actor's log-probs: weights arrived intact.
+        # (ratio_max over later epochs is not bounded: the clip bounds the gradient, not the ratio.)
+        assert r["train/onpolicy_max_abs_log_ratio"] < 1e-3
+    episodes = read_metrics(out / "metrics.jsonl", "episode")
+    assert 1 <= len(episodes) <= sum(a["episodes"] for a in reports)
+    assert episodes[0]["actor/episode_length"] <= 60 and episodes[0]["actor/policy_fps"] > 0  # env.max_episode_steps
+    info = ckpt.verify_checkpoint(out)
+    assert info.iteration == lr["iterations"]
+    assert (info.path / "pretrained_model" / "model.safetensors").is_file()
+    assert info.counters["env_steps"] == lr["env_steps"] >= 192
 
 
-def test_resume_restores_everything_and_continues_from_the_next_iteration(tmp_path):
+def _stopped_run(tmp_path):
+    """A run that stopped at its budget: (run folder, port, its iterations, its checkpoint)."""
     out, port = tmp_path / "run", free_port()
     first = ["--runtime.total_env_steps=64", *SMALL]
     learner = spawn("learner", out, port, *first)
     actor = spawn("actor", out, port, *first)
     report(actor)
-    lr = report(learner)
-    n = lr["iterations"]
+    n = report(learner)["iterations"]
     saved = ckpt.verify_checkpoint(out)
     assert saved.iteration == n
+    return out, port, n, saved
 
-    # a resumed learner holds exactly the saved tensors and counters
+
+def test_a_resumed_learner_holds_exactly_the_saved_tensors_and_counters(tmp_path):
+    out, port, n, saved = _stopped_run(tmp_path)
     cfg = load_run_config(TINY_RUN, [f"--output_dir={out}", "--resume=true", f"--runtime.learner_port={port}"])
     resumed = Learner(cfg)
     policy_saved = load_file(str(saved.path / "pretrained_model" / "model.safetensors"))
@@ -94,7 +86,12 @@ def test_resume_restores_everything_and_continues_from_the_next_iteration(tmp_pa
             assert torch.equal(state[int(idx)][field], value), (name, key)
     assert resumed.algo.iteration == n and resumed.env_steps == saved.counters["env_steps"]
 
-    # and training goes on from n + 1
+
+# slow (15 s): test_faults.py::test_actor_survives_a_killed_learner_and_training_resumes_from_the_checkpoint, in the
+# default suite, resumes real processes from `last` and checks the same continuation (iterations n + 1 on, versions)
+@pytest.mark.slow
+def test_a_resumed_run_continues_from_the_next_iteration(tmp_path):
+    out, port, n, _ = _stopped_run(tmp_path)
     more = ["--runtime.total_env_steps=128", "--resume=true", *SMALL]
     learner = spawn("learner", out, port, *more)
     actor = spawn("actor", out, port, *more)
