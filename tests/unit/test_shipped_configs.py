@@ -21,6 +21,7 @@ SHIPPED = [
     "pick_cube_tiny_pi0",
     "pick_cube_tiny_pi05",
     "pick_cube_tiny_pixels",
+    "pick_cube_tiny_pixels_96",
     "pick_cube_tiny_pixels_exact_demos",
     "pick_cube_tiny_pixels_full_range",
     "pick_cube_tiny_pixels_grpo",
@@ -115,6 +116,15 @@ GRPO = {
         ("pick_cube_tiny_pixels", PIXELS),
         ("pick_cube_tiny_pixels_exact_demos", {**PIXELS, "pipeline.demo_aim_bias": [0.0, 0.0, 0.0]}),
         ("pick_cube_tiny_pixels_full_range", {**PIXELS, "env.cube_range": None}),
+        (
+            "pick_cube_tiny_pixels_96",
+            {
+                **PIXELS,
+                "env.image_size": 96,
+                "policy.input_features.observation.images.front.shape": [3, 96, 96],
+                "policy.input_features.observation.images.wrist.shape": [3, 96, 96],
+            },
+        ),
         ("pick_cube_tiny_grpo", GRPO),
         ("pick_cube_tiny_pixels_grpo", {**PIXELS, **GRPO}),
     ],
@@ -173,7 +183,9 @@ def test_broken_bases_fail_in_one_line_naming_the_file(tmp_path, files, message)
 def test_an_unknown_name_lists_the_builtin_configs():
     with pytest.raises(RunConfigError, match="pick_cube_tiny_flow_noise") as err:
         load_run_config("pick_cube_huge")
-    assert "pick_cube_huge not found" in str(err.value)
+    assert "pick_cube_huge not found" in str(err.value) and "did you mean" not in str(err.value)
+    with pytest.raises(RunConfigError, match="did you mean pick_cube_tiny_pixels[?]"):
+        load_run_config("pick_cube_tiny_pixel")  # a typo of a shipped name
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Recipe wired, learner branch, actor sync, SAC unaffected, and the environment: each run for real.
 
-        Exit 0 when every item passes, 1 when one fails, 2 on bad input. Extra ``--section.field=value`` arguments
+        Exit 0 when every item passes, 1 when one fails, 2 on bad input. Extra --section.field=value arguments
         override the config.
         """
         headless_defaults()

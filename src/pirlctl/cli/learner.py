@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
         debug: bool = typer.Option(False, help="Show tracebacks."),
     ) -> None:
-        """Run the learner. Extra ``--section.field=value`` arguments override the config."""
+        """Run the learner. Extra --section.field=value arguments override the config."""
         headless_defaults()
 
         def go():

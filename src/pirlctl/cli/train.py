@@ -28,7 +28,10 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the final report as JSON."),
         debug: bool = typer.Option(False, help="Show tracebacks."),
     ) -> None:
-        """Run the whole job on its embedded default (tiny X-VLA, gym_hil pick-cube). Extra ``--a.b=c`` override."""
+        """Run the whole job on its embedded default (tiny X-VLA, gym_hil pick-cube).
+
+        Extra --section.field=value arguments override the config.
+        """
         headless_defaults()
 
         def go():

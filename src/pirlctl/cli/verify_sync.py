@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check the learner → actor weight contract (static), the gRPC round trip (live) and re-scoring (numeric).
 
-        Exit 0 when all three hold, 1 when one fails, 2 on bad input. Extra ``--section.field=value`` arguments
+        Exit 0 when all three hold, 1 when one fails, 2 on bad input. Extra --section.field=value arguments
         override the config.
         """
         headless_defaults()

@@ -19,6 +19,7 @@ Only the standard library is imported here: ``pirlctl --help`` reads the default
 
 from __future__ import annotations
 
+import difflib
 import json
 from importlib import resources
 from pathlib import Path
@@ -51,9 +52,12 @@ def resolve_config_path(path_or_name: str | Path) -> Path:
         builtin = CONFIGS_DIR / (p.name if p.suffix == ".json" else f"{p.name}.json")
         if builtin.is_file():
             return builtin
+    names = builtin_names()
+    close = difflib.get_close_matches(p.stem, names, n=1, cutoff=0.8) if p.parent == Path(".") else []
+    hint = f"did you mean {close[0]}? " if close else ""
     raise ConfigFileError(
-        f"run config {path_or_name} not found; pass --config_path a JSON file or a built-in config "
-        f"({', '.join(builtin_names())})"
+        f"run config {path_or_name} not found; {hint}pass --config_path a JSON file or a built-in config "
+        f"({', '.join(names)})"
     )
 
 
