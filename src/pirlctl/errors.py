@@ -31,8 +31,20 @@ def explain(exc: BaseException) -> BaseException:
     return root_cause(exc)
 
 
+def _rpc_text(exc: BaseException) -> str | None:
+    """A gRPC error as ``CODE: details`` (its ``str`` is a multi-line dump whose first line says nothing)."""
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    if not (callable(code) and callable(details)):
+        return None
+    try:
+        name = getattr(code(), "name", code())
+        return f"gRPC {name}: {details()}"
+    except Exception:  # noqa: BLE001 - a half-built RpcError: fall back to its str
+        return None
+
+
 def one_line(exc: BaseException) -> str:
     """A single-line message for a user."""
     cause = explain(exc)
-    text = str(cause).strip()
+    text = (_rpc_text(cause) or str(cause)).strip()
     return text.splitlines()[0] if text else type(cause).__name__
