@@ -7,6 +7,10 @@ class PirlError(Exception):
     """Base of pirlctl's own errors: their message is already the one line a user should read."""
 
 
+class StoppedByUserError(PirlError):
+    """Ctrl-C, handled: what was saved and how to go on is in the message. The CLI exits 130, as for SIGINT."""
+
+
 def _chain(exc: BaseException) -> list[BaseException]:
     seen: set[int] = set()
     out: list[BaseException] = []

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -214,3 +216,33 @@ def test_train_over_a_corrupt_last_resumes_from_the_previous_checkpoint_and_the_
     records = read_metrics(run / "metrics.jsonl")
     assert 0 < report["rl_wall_seconds"] < records[-1]["time"] - records[0]["time"]  # the pause is not counted
     assert json.loads((run / "eval_rl.json").read_text())["checkpoint"] == str((root / f"{n:06d}").resolve())
+
+
+# slow (~30 s): tests/unit/test_train_job_keys.py::test_rl_stopped_early_is_one_line_naming_what_was_saved_and_ctrl_c_
+# exits_130 covers the line and the exit code in the default suite
+@pytest.mark.slow
+def test_ctrl_c_during_rl_stops_at_once_with_a_checkpoint_and_evaluates_nothing(trained, tmp_path):
+    run, _, args = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, symlinks=True)
+    report = json.loads((copy / "report.json").read_text())
+    before, steps = report["iterations"], report["env_steps"]
+    cmd = [sys.executable, "-m", "pirlctl", *_args(args, copy, "--runtime.total_env_steps=100000")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env(), cwd=ROOT, start_new_session=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # wait until RL has trained on, as a user watching the progress lines would
+        progress = re.match(r"rl (\d+)/100000 env steps", line)
+        if progress and int(progress.group(1)) > steps + 64:
+            break
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole foreground group
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130
+    last = rest.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"error: RL interrupted: the learner saved iteration (\d+) \(\d+ env steps\) in \S+; run the same command "
+        r"again to resume",
+        last,
+    ), rest
+    assert "eval_rl" not in rest  # nothing is evaluated after Ctrl-C
+    saved = int(re.search(r"iteration (\d+)", last).group(1))
+    assert saved > before and (copy / "checkpoints" / "last").resolve().name == f"{saved:06d}"

@@ -130,3 +130,29 @@ def test_a_failed_childs_reason_is_its_last_error_line_else_its_last_line():
     assert _last_error_line(out) == "port 50061 is held; pass --runtime.learner_port"
     assert _last_error_line("one\n  two  \n\n") == "two"
     assert _last_error_line("") == "no output"
+
+
+def test_rl_stopped_early_is_one_line_naming_what_was_saved_and_ctrl_c_exits_130(tmp_path):
+    """Ctrl-C (or every actor failing) stops RL without evaluating: one line, the checkpoint, how to resume."""
+    import pytest
+    import typer
+
+    from pirlctl.cli.common import run_or_exit
+    from pirlctl.errors import StoppedByUserError
+    from pirlctl.pipeline.train_job import ActorsGoneError
+
+    job = TrainJob(load_run_config(TINY_RUN, [f"--output_dir={tmp_path / 'run'}"]))
+    job.run_dir.mkdir(parents=True)
+    with pytest.raises(StoppedByUserError, match="RL interrupted: no checkpoint was saved yet; run the same command"):
+        job._stopped_early(interrupted=True)
+    (job.run_dir / "actor0.stderr").write_text("loading\nerror: env.type='pusht' needs gym_pusht; pip install ...\n")
+    with pytest.raises(ActorsGoneError) as err:
+        job._stopped_early(interrupted=False)
+    assert "every actor exited before RL finished (actor0: env.type='pusht' needs gym_pusht" in str(err.value)
+
+    def interrupted():
+        raise StoppedByUserError("RL interrupted: ...")
+
+    with pytest.raises(typer.Exit) as exit_:
+        run_or_exit(interrupted)
+    assert exit_.value.exit_code == 130  # as for SIGINT; other known errors exit 2

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from pirlctl.errors import one_line
+from pirlctl.errors import StoppedByUserError, one_line
 from pirlctl.reporting.output import error
 
 T = TypeVar("T")
@@ -51,6 +51,9 @@ def run_or_exit[T](fn: Callable[[], T], *, debug: bool = False) -> T:
         raise
     except KeyboardInterrupt:
         error("interrupted")
+        raise typer.Exit(130) from None
+    except StoppedByUserError as err:
+        error(str(err))
         raise typer.Exit(130) from None
     except Exception as err:  # noqa: BLE001 - the CLI boundary turns errors into one line
         if debug:

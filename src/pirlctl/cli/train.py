@@ -76,12 +76,6 @@ def register(app: typer.Typer) -> None:
                 console.print(
                     f"run folder: {report.run_dir} (report.md, report.json, learning_curve.png, metrics.jsonl)"
                 )
-                if report.interrupted:
-                    console.print(
-                        f"[yellow]stopped early with a checkpoint; resume with: pirlctl train"
-                        f"{' --config_path ' + str(config_path) if config_path else ''}"
-                        f"{' --name ' + name if name else ''}[/]"
-                    )
             return report
 
         report = run_or_exit(go, debug=debug)

@@ -32,12 +32,17 @@ import draccus
 
 from pirlctl import metrics as M
 from pirlctl.config.run_config import PiRLRunConfig, encode_run_config, save_run_config
+from pirlctl.errors import PirlError, StoppedByUserError
 from pirlctl.metrics import read_metrics
 from pirlctl.reporting.progress import ProgressFn, quiet_environment, read_progress_file
 from pirlctl.runtime import checkpoint as ckpt
 
 STAGE_DEMOS, STAGE_SFT, STAGE_EVAL_SFT, STAGE_RL, STAGE_EVAL_RL = "demos", "sft", "eval_sft", "rl", "eval_rl"
 SFT_PROGRESS_UPDATES = 100  # progress reports over the SFT steps
+
+
+class ActorsGoneError(PirlError, RuntimeError):
+    """Every actor failed while the learner waited for rollouts; the learner was stopped with a checkpoint."""
 
 
 @dataclass
@@ -58,7 +63,6 @@ class TrainJobReport:
     stages_reused: list[str] = field(default_factory=list)
     stages_skipped: list[str] = field(default_factory=list)  # demos + sft when the user gave --policy_path
     start_policy: str = ""  # the folder RL started from (the SFT output, or the user's --policy_path)
-    interrupted: bool = False
     rl_sessions: int = 0  # learner processes that trained this run (restarts and resumes add one each)
     resume_notes: list[str] = field(default_factory=list)  # each resume that skipped a checkpoint, and why
     learner_ranks: int = 1  # learner processes (data-parallel ranks, runtime.learner_ranks)
@@ -252,8 +256,9 @@ class TrainJob:
         out_json.write_text(json.dumps(report, indent=2) + "\n")
         return report
 
-    def rl(self, watch: Callable[[list[subprocess.Popen]], bool]) -> bool:
-        """Learner and actors as child processes; returns False when interrupted. Resumes from a checkpoint."""
+    def rl(self, watch: Callable[[list[subprocess.Popen]], bool]) -> None:
+        """Learner and actors as child processes, resumed from a checkpoint when the run has one. Ctrl-C, or every
+        actor failing, stops the learner with a checkpoint and raises one line saying so (nothing is evaluated)."""
         cfg = self.cfg
         # over a run's checkpoints, never train from the SFT policy without --fresh: when none verifies, this
         # raises one line naming the folder and the fixes
@@ -263,7 +268,7 @@ class TrainJob:
         done = point is not None and _run_done(cfg, point.info.iteration, point.info.counters)
         if done and not self.fresh:
             self.reused.append(STAGE_RL)
-            return True
+            return
         resume = ["--resume=true"] if point is not None else []
         # the learner cuts the lost tail out of metrics.jsonl itself; done here first, before the dashboard starts
         # tailing the file, so that its rewrite (shorter) never happens under the tail
@@ -301,10 +306,11 @@ class TrainJob:
                         env=_child_env(),
                     )
                 )
+            interrupted = False
             try:
                 finished = watch(procs)
             except KeyboardInterrupt:
-                finished = False
+                finished, interrupted = False, True
             if not finished:
                 self.stop_children(procs)
             for p in procs:
@@ -317,7 +323,25 @@ class TrainJob:
             raise RuntimeError(
                 f"the learner exited with {procs[0].returncode}: {_last_error_line(_read(log))} (log: {log})"
             )
-        return finished
+        if not finished:
+            self._stopped_early(interrupted)
+
+    def _stopped_early(self, interrupted: bool) -> None:
+        """The one line for RL stopped before its end: where its checkpoint is and how to go on."""
+        point = ckpt.find_resume_checkpoint(self.run_dir) if ckpt.has_checkpoints(self.run_dir) else None
+        saved = (
+            f"the learner saved iteration {point.info.iteration} ({point.info.counters.get('env_steps', 0)} env "
+            f"steps) in {point.info.path}"
+            if point is not None
+            else "no checkpoint was saved yet"
+        )
+        if interrupted:
+            raise StoppedByUserError(f"RL interrupted: {saved}; run the same command again to resume")
+        log = self.run_dir / "actor0.stderr"
+        raise ActorsGoneError(
+            f"every actor exited before RL finished (actor0: {_last_error_line(_read(log))}; log: {log}); "
+            f"{saved}; fix the cause and run the same command again to resume"
+        )
 
     @staticmethod
     def stop_children(procs: list[subprocess.Popen]) -> None:
@@ -329,8 +353,11 @@ class TrainJob:
         failed = bool(procs) and procs[0].returncode not in (0, None)
         deadline = time.monotonic() + (0 if failed else 45)
         for p in procs:
-            while p.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.2)
+            try:
+                while p.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for the checkpoint
+                deadline = 0.0
             if p.poll() is None:
                 p.terminate()
 
@@ -353,11 +380,11 @@ class TrainJob:
         sft = self.evaluate(str(self.sft_dir), self.sft_eval, STAGE_EVAL_SFT)
         (self.run_dir / "eval_sft.json").write_text(json.dumps(sft, indent=2))
         rl_started = time.monotonic()
-        finished = self.rl(watch)
+        self.rl(watch)
         rl_wall = time.monotonic() - rl_started
         info = ckpt.find_resume_checkpoint(self.run_dir).info  # `last`, or the newest that verifies
         final_eval = self.run_dir / "eval_rl.json"
-        if (not finished or STAGE_RL not in self.reused) and final_eval.exists():
+        if STAGE_RL not in self.reused and final_eval.exists():
             final_eval.unlink()  # RL trained in this invocation: a re-saved iteration may keep the folder's name
         stale = final_eval.is_file() and json.loads(final_eval.read_text()).get("checkpoint") != str(info.path)
         if stale:
@@ -394,7 +421,6 @@ class TrainJob:
             stages_reused=sorted(set(self.reused)),
             stages_skipped=list(self.skipped),
             start_policy=str(self.sft_dir),
-            interrupted=not finished,
             rl_sessions=len(sessions),
             learner_ranks=self.cfg.runtime.learner_ranks,
             resume_notes=[str(r[M.SESSION_NOTE]) for r in sessions if r.get(M.SESSION_NOTE)],

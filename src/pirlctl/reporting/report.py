@@ -70,8 +70,6 @@ def write_report(
     if report.resume_notes:
         lines += ["", "**Resumed by fallback** (`last` failed verification):", ""]
         lines += [f"- {note}" for note in report.resume_notes]
-    if report.interrupted:
-        lines += ["", "**Interrupted**: RL stopped early; resume with the same `pirlctl train` command."]
     text = "\n".join(lines) + "\n"
     path.write_text(text)
     return text
