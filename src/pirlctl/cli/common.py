@@ -30,7 +30,9 @@ def default_run_config(config_path: Path | None) -> Path:
     return DEFAULT_RUN_CONFIG
 
 
-def headless_defaults() -> None:
+def headless_defaults(*, log_library_warnings: bool = False) -> None:
+    """Environment defaults for a headless, offline machine, and a quiet terminal. Library warnings are ignored
+    unless the command logs them to a file of its own (``pirlctl train``: its run folder's train.log)."""
     os.environ.setdefault("MUJOCO_GL", "osmesa")
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -40,7 +42,8 @@ def headless_defaults() -> None:
 
     quiet_environment(os.environ)
     disable_datasets_bars()  # `datasets` is already imported (by LeRobot): the variable alone comes too late
-    silence_library_warnings()  # e.g. gymnasium's "Box ... precision lowered" at every env build
+    if not log_library_warnings:
+        silence_library_warnings()  # e.g. gymnasium's "Box ... precision lowered" at every env build
 
 
 def run_or_exit[T](fn: Callable[[], T], *, debug: bool = False) -> T:

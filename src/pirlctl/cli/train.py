@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
 
         Extra --section.field=value arguments override the config.
         """
-        headless_defaults()
+        headless_defaults(log_library_warnings=True)  # to the run folder's train.log (quiet_third_party)
 
         def go():
             import json

@@ -43,9 +43,9 @@ LIBRARY_WARNING_MODULES = r"(gymnasium|gym_hil|mujoco|torch|transformers|lerobot
 
 
 def silence_library_warnings() -> None:
-    """Ignore Python warnings raised inside :data:`LIBRARY_WARNING_MODULES` in this process (every command, via
-    ``cli.common.headless_defaults``). Other third-party output of ``pirlctl train`` goes to its run folder
-    (:func:`quiet_third_party`)."""
+    """Ignore Python warnings raised inside :data:`LIBRARY_WARNING_MODULES` in this process (every command but
+    ``pirlctl train``, via ``cli.common.headless_defaults``; train logs them to its run folder instead,
+    :func:`quiet_third_party`)."""
     import warnings
 
     warnings.filterwarnings("ignore", module=LIBRARY_WARNING_MODULES)
