@@ -185,3 +185,21 @@ def test_build_rollout_batch_runs_gae_per_stream():
     torch.testing.assert_close(batch.advantages, torch.tensor([1.0, 0.5, 0.5]))
     with pytest.raises(ValueError, match="empty rollout"):
         build_rollout_batch([[]], gamma=1.0, gae_lambda=1.0)
+
+
+def test_act_walks_the_policy_into_eval_mode_only_when_some_module_is_in_train_mode(monkeypatch):
+    policy = ToyFlowPolicy(obs_dim=0, chunk_size=1, action_dim=2, hidden=8)
+    algo = PiRLAlgorithm(policy, PiRLConfig())
+    walks: list[int] = []
+    real_eval = policy.eval
+    monkeypatch.setattr(policy, "eval", lambda: walks.append(1) or real_eval())
+    obs = {"observation.state": torch.zeros(2, 1)}
+    policy.train()
+    algo.act(obs)
+    assert walks == [1] and not any(m.training for m in policy.modules())
+    algo.act(obs)
+    algo.value(obs)
+    assert walks == [1]  # already in eval mode: no walk of the module tree
+    policy.body[1].train()  # one submodule switched on its own is still caught
+    algo.act(obs)
+    assert walks == [1, 1] and not any(m.training for m in policy.modules())
