@@ -77,8 +77,9 @@ def test_ppo_learns_a_one_step_bandit_with_lora_adapters_and_leaves_the_base_unt
     torch.manual_seed(0)
     policy = ToyFlowPolicy(obs_dim=0, chunk_size=1, action_dim=2, hidden=32)
     cfg = PiRLConfig(
-        actor_lr=2e-2, value_lr=3e-3, minibatch_size=64, noise_level=0.7, trainable="lora", lora_rank=4, lora_alpha=8
-    )
+        actor_lr=1e-2, value_lr=3e-3, minibatch_size=64, noise_level=0.7, trainable="lora", lora_rank=4, lora_alpha=8
+    )  # at 2e-2 the bandit overshot on some seeds and thread counts (seed 4: −1.09 after 25 updates); at 1e-2,
+    # seeds 0–4 on 1 and 2 torch threads all end between −0.03 and −0.003
     algo = PiRLAlgorithm(policy, cfg)
     base = algo.frozen_fingerprint()
     target = torch.tensor([0.8, -0.5])
