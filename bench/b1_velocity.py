@@ -1,6 +1,11 @@
 """B1 for π0, π0.5 and SmolVLA (tiny builds): PI-RL's actor call (chain, log-prob, value) over the policy's own
 ``predict_action_chunk`` at the same K, inputs and weights. Goal ≤ 1.10 at K = 1, 4, 10.
 
+``predict_action_chunk`` walks the policy into eval mode at every call (``self.eval()``, ~0.2–0.4 ms on these tiny
+builds); PI-RL's act skips the walk when nothing is in train mode. That saving is not sampling work, so a row meets
+the goal only when both ratios do: the calls as a user makes them, and both calls without the eval() walk (the
+chunk call's time less its measured eval() cost).
+
     python -m bench.b1_velocity            # prints the Markdown table
     python -m bench.b1_velocity --write    # also rewrites the velocity-b1 section of docs/benchmarks.md
 
@@ -128,17 +133,17 @@ def render(rows: list[dict[str, Any]], load: tuple[float, float], pairs: int, nu
         f"{load[0]:.1f} before, {load[1]:.1f} after; {pairs} interleaved pairs × {number} calls per row._",
         "",
         "| policy | K | method | predict_action_chunk CPU ms | PI-RL act CPU ms | ratio CPU, median (min–max) | "
-        "ratio wall, median (min–max) | ATen ops: chunk / act (ratio) | goal ≤ 1.10 (CPU) | chunk's eval() µs | "
-        "ratio CPU if the chunk skipped its eval() too |",
-        "|---|---:|---|---:|---:|---|---|---|---|---:|---|",
+        "ratio wall, median (min–max) | ATen ops: chunk / act (ratio) | chunk's eval() µs | "
+        "ratio CPU, both without eval() | goal ≤ 1.10 (both ratios) |",
+        "|---|---:|---|---:|---:|---|---|---|---:|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['kind']} | {r['K']} | {r['method']} ({r['sampling']}) | {r['base_cpu_ms']['median']:.2f} | "
             f"{r['pirl_cpu_ms']['median']:.2f} | {f(r['ratio_cpu'], 3)} | {f(r['ratio_wall'], 3)} | "
             f"{r['base_ops']} / {r['pirl_ops']} ({r['pirl_ops'] / r['base_ops']:.2f}) | "
-            f"{'met' if r['ratio_cpu']['median'] <= 1.10 else 'not met'} | {r['eval_us']:.0f} | "
-            f"{r['ratio_cpu_no_switch']['median']:.3f} |"
+            f"{r['eval_us']:.0f} | {r['ratio_cpu_no_switch']['median']:.3f} | "
+            f"{'met' if max(r['ratio_cpu']['median'], r['ratio_cpu_no_switch']['median']) <= 1.10 else 'not met'} |"
         )
     return "\n".join(lines)
 
