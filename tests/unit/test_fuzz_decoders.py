@@ -123,7 +123,10 @@ def _check_segment(seg: Segment) -> None:
         for x in (tr.value, tr.reward, tr.bootstrap_value):
             assert type(x) is float and math.isfinite(x)
         assert type(tr.terminated) is bool and type(tr.truncated) is bool
-        assert tr.policy_version == seg.policy_version and tr.extra == {"actor_id": seg.actor_id}
+        assert tr.policy_version == seg.policy_version
+        assert set(tr.extra) == {"actor_id", "env_index"} and tr.extra["actor_id"] == seg.actor_id
+        env_index = tr.extra["env_index"]  # which of the actor's vectorised envs (one GAE stream each)
+        assert type(env_index) is int and 0 <= env_index <= INT64_MAX
 
 
 def _check_parameters(msg: ParametersMessage) -> None:
