@@ -41,8 +41,8 @@ def _rpc_text(exc: BaseException) -> str | None:
     if not (callable(code) and callable(details)):
         return None
     try:
-        name = getattr(code(), "name", code())
-        return f"gRPC {name}: {details()}"
+        status = code()
+        return f"gRPC {getattr(status, 'name', status)}: {details()}"
     except Exception:  # noqa: BLE001 - a half-built RpcError: fall back to its str
         return None
 

@@ -262,7 +262,7 @@ class TrainJob:
         cfg = self.cfg
         # over a run's checkpoints, never train from the SFT policy without --fresh: when none verifies, this
         # raises one line naming the folder and the fixes
-        point = ckpt.find_resume_checkpoint(self.run_dir) if ckpt.has_checkpoints(self.run_dir) else None
+        point = self._resume_point()
         if point is not None and point.note:
             self.on_event(STAGE_RL, point.note)
         done = point is not None and _run_done(cfg, point.info.iteration, point.info.counters)
@@ -326,9 +326,13 @@ class TrainJob:
         if not finished:
             self._stopped_early(interrupted)
 
+    def _resume_point(self) -> ckpt.ResumePoint | None:
+        """The checkpoint RL would resume from; None when the run has none (raises when none verifies)."""
+        return ckpt.find_resume_checkpoint(self.run_dir) if ckpt.has_checkpoints(self.run_dir) else None
+
     def _stopped_early(self, interrupted: bool) -> None:
         """The one line for RL stopped before its end: where its checkpoint is and how to go on."""
-        point = ckpt.find_resume_checkpoint(self.run_dir) if ckpt.has_checkpoints(self.run_dir) else None
+        point = self._resume_point()
         saved = (
             f"the learner saved iteration {point.info.iteration} ({point.info.counters.get('env_steps', 0)} env "
             f"steps) in {point.info.path}"
